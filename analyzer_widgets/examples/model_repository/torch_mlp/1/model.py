@@ -1,0 +1,36 @@
+"""8 layers of Linear(4096, 4096) with ReLU, in torch: on CUDA in fp16 when a GPU is
+there, on the CPU in fp32 otherwise. Input and output are FP32 [4096]."""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        import torch
+
+        params = json.loads(args["model_config"]).get("parameters", {})
+        layers = int(params.get("layers", {}).get("string_value", "8"))
+        width = int(params.get("width", {}).get("string_value", "4096"))
+        self.torch = torch
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        torch.manual_seed(0)
+        blocks = []
+        for _ in range(layers):
+            blocks += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+        self.net = torch.nn.Sequential(*blocks).to(self.device, self.dtype).eval()
+
+    def execute(self, requests):
+        torch = self.torch
+        inputs = [pb_utils.get_input_tensor_by_name(r, "INPUT").as_numpy() for r in requests]
+        sizes = [x.shape[0] for x in inputs]
+        with torch.inference_mode():
+            x = torch.from_numpy(np.concatenate(inputs, axis=0)).to(self.device, self.dtype)
+            y = self.net(x).float().cpu().numpy()
+        responses = []
+        for part in np.split(y, np.cumsum(sizes)[:-1]):
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", part)]))
+        return responses

@@ -1,0 +1,39 @@
+"""Getting a Triton server: one class per launch mode behind :class:`TritonServer`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analyzer_widgets.config import LaunchMode, Protocol, ServerSettings
+from analyzer_widgets.errors import ConfigError
+from analyzer_widgets.server.base import Endpoints, TritonServer
+from analyzer_widgets.server.control import ModelStats, TritonControl
+from analyzer_widgets.server.local import LocalServer
+from analyzer_widgets.server.remote import RemoteServer
+
+__all__ = [
+    "Endpoints",
+    "LocalServer",
+    "ModelStats",
+    "RemoteServer",
+    "TritonControl",
+    "TritonServer",
+    "make_server",
+]
+
+
+def make_server(
+    settings: ServerSettings,
+    model_repository: Path | None,
+    protocol: Protocol = Protocol.GRPC,
+) -> TritonServer:
+    """The server object for ``settings.launch_mode`` (not started yet)."""
+    if settings.launch_mode is LaunchMode.LOCAL:
+        if model_repository is None:
+            raise ConfigError("model_repository", None, "local launch mode needs a model repository")
+        return LocalServer(model_repository, settings, backend_python=settings.backend_python)
+    if settings.launch_mode is LaunchMode.REMOTE:
+        return RemoteServer(settings, protocol)
+    raise ConfigError(
+        "launch_mode", settings.launch_mode.value, "docker launch mode is not available yet; use local or remote"
+    )

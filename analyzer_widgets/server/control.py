@@ -1,0 +1,156 @@
+"""The control plane: health, repository, load/unload, configs and statistics.
+
+One thin wrapper over tritonclient's synchronous clients (gRPC or HTTP) whose answers
+are normalised into plain values, so the runner does not care which protocol is used.
+Not thread-safe: the runner's thread owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer_widgets.errors import ModelLoadError, ServerError
+from analyzer_widgets.repository import ModelInfo, model_info_from_server_config
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Cumulative counters of one model version from the statistics API."""
+
+    success_count: int = 0  # requests
+    fail_count: int = 0
+    inference_count: int = 0  # inferences, counting each batch element
+    execution_count: int = 0  # model executions (a dynamic batch is one)
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+
+    def __sub__(self, other: ModelStats) -> ModelStats:
+        return ModelStats(*(getattr(self, f) - getattr(other, f) for f in self.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class ModelState:
+    name: str
+    version: str
+    state: str  # READY, UNAVAILABLE, LOADING, UNLOADING or "" when never loaded
+    reason: str
+
+
+class TritonControl:
+    """Control calls against one server endpoint.
+
+    >>> ctl = TritonControl("127.0.0.1:8001", "grpc")  # doctest: +SKIP
+    >>> ctl.load("mlp_numpy"); ctl.statistics("mlp_numpy").success_count  # doctest: +SKIP
+    0
+    """
+
+    def __init__(self, url: str, protocol: str = "grpc", headers: Mapping[str, str] | None = None,
+                 timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.protocol = protocol
+        self.headers = dict(headers or {})
+        self.timeout_s = timeout_s
+        if protocol == "grpc":
+            import tritonclient.grpc as grpcclient
+
+            self._client: Any = grpcclient.InferenceServerClient(url=url)
+        else:
+            import tritonclient.http as httpclient
+
+            self._client = httpclient.InferenceServerClient(
+                url=url, connection_timeout=timeout_s, network_timeout=timeout_s
+            )
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001 - closing a broken channel must not mask the real error
+            pass
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        if self.headers:
+            kwargs["headers"] = self.headers
+        if self.protocol == "grpc" and "client_timeout" not in kwargs and what not in ("load", "unload"):
+            kwargs["client_timeout"] = self.timeout_s
+        try:
+            return fn(*args, **kwargs)
+        except InferenceServerException as e:
+            raise ServerError(f"{what} failed on the Triton server at {self.url}: {e.message()}") from e
+        except Exception as e:  # connection refused, reset, DNS: tritonclient raises plain errors
+            raise ServerError(f"{what} failed: cannot reach the Triton server at {self.url} ({e})") from e
+
+    # -- health and metadata -------------------------------------------------------------
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._call("health check", self._client.is_server_ready))
+        except ServerError:
+            return False
+
+    def server_version(self) -> str:
+        meta = self._call("server metadata", self._client.get_server_metadata)
+        return str(meta.version if hasattr(meta, "version") else meta.get("version", ""))
+
+    # -- repository ------------------------------------------------------------------------
+    def repository_index(self) -> list[ModelState]:
+        index = self._call("repository index", self._client.get_model_repository_index)
+        items = index.models if hasattr(index, "models") else index
+        out = []
+        for m in items:
+            get = (lambda k, m=m: getattr(m, k, "")) if hasattr(m, "name") else (lambda k, m=m: m.get(k, ""))
+            out.append(ModelState(get("name"), str(get("version")), get("state"), get("reason")))
+        return out
+
+    def is_model_ready(self, name: str) -> bool:
+        return any(m.name == name and m.state == "READY" for m in self.repository_index())
+
+    def load(self, name: str) -> None:
+        from tritonclient.utils import InferenceServerException
+
+        kwargs: dict[str, Any] = {"headers": self.headers} if self.headers else {}
+        try:
+            self._client.load_model(name, **kwargs)
+        except InferenceServerException as e:
+            raise ModelLoadError(name, e.message() or str(e)) from e
+        except Exception as e:
+            raise ServerError(f"loading {name!r} failed: cannot reach the Triton server at {self.url} ({e})") from e
+
+    def unload(self, name: str) -> None:
+        self._call(f"unloading {name!r}", self._client.unload_model, name)
+
+    def model_info(self, name: str, version: str = "") -> ModelInfo:
+        if self.protocol == "grpc":
+            response = self._call(f"config of {name!r}", self._client.get_model_config, name, version)
+            return model_info_from_server_config(response.config)
+        config = self._call(f"config of {name!r}", self._client.get_model_config, name, version)
+        return model_info_from_server_config(config)
+
+    def statistics(self, name: str, version: str = "") -> ModelStats:
+        raw = self._call(f"statistics of {name!r}", self._client.get_inference_statistics, name, version)
+        if self.protocol == "grpc":
+            from google.protobuf import json_format
+
+            raw = json_format.MessageToDict(raw, preserving_proto_field_name=True)
+        totals = ModelStats()
+        for entry in raw.get("model_stats", []):
+            stats = entry.get("inference_stats", {})
+
+            def part(key: str, field: str, stats: dict[str, Any] = stats) -> int:
+                return int(stats.get(key, {}).get(field, 0) or 0)
+
+            totals = ModelStats(
+                totals.success_count + part("success", "count"),
+                totals.fail_count + part("fail", "count"),
+                totals.inference_count + int(entry.get("inference_count", 0) or 0),
+                totals.execution_count + int(entry.get("execution_count", 0) or 0),
+                totals.queue_ns + part("queue", "ns"),
+                totals.compute_input_ns + part("compute_input", "ns"),
+                totals.compute_infer_ns + part("compute_infer", "ns"),
+                totals.compute_output_ns + part("compute_output", "ns"),
+            )
+        return totals

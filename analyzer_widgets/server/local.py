@@ -1,0 +1,233 @@
+"""Launch mode ``local``: run tritonserver as a child process of this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from analyzer_widgets.config import ServerSettings
+from analyzer_widgets.errors import EnvironmentCheckError, ServerError, ServerStartError
+from analyzer_widgets.server import _embedded
+from analyzer_widgets.server._ports import choose_ports
+from analyzer_widgets.server.base import Endpoints, TritonServer, tail
+
+_STOP_GRACE_S = 10.0
+
+
+class LocalServer(TritonServer):
+    """tritonserver started here with ``--model-control-mode=explicit`` (no models loaded:
+    that is the baseline), bound to ``settings.host`` (127.0.0.1 unless told otherwise).
+
+    >>> with LocalServer("examples/model_repository", ServerSettings()) as s:  # doctest: +SKIP
+    ...     s.endpoints.grpc
+    '127.0.0.1:40123'
+    """
+
+    def __init__(
+        self,
+        model_repository: Path | str,
+        settings: ServerSettings | None = None,
+        backend_python: Path | str | None = None,
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.settings = settings or ServerSettings()
+        # The Python whose packages the models import (numpy, torch): this one by default.
+        self.backend_python = Path(backend_python) if backend_python else Path(sys.executable)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._endpoints: Endpoints | None = None
+        self._log_path: Path | None = None
+        self._log_file = None
+
+    # -- interface ---------------------------------------------------------------------
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise ServerError("the server has not been started")
+        return self._endpoints
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
+    def command(self, ports: dict[str, int], backend_dir: Path | None) -> list[str]:
+        host = self.settings.host
+        cmd = [
+            str(self._binary()),
+            f"--model-repository={self.model_repository}",
+            "--model-control-mode=explicit",
+            f"--http-address={host}",
+            f"--grpc-address={host}",
+            f"--metrics-address={host}",
+            f"--http-port={ports['http_port']}",
+            f"--grpc-port={ports['grpc_port']}",
+            f"--metrics-port={ports['metrics_port']}",
+            "--log-verbose=0",
+            "--exit-timeout-secs=5",
+        ]
+        if backend_dir is not None:
+            cmd.append(f"--backend-directory={backend_dir}")
+        return cmd + list(self.settings.extra_args)
+
+    def start(self) -> None:
+        if self._proc is not None:
+            return
+        if not self.model_repository.is_dir():
+            raise ServerStartError(f"model repository {str(self.model_repository)!r} is not a directory")
+        embedded = None if self.settings.tritonserver_path else _embedded.find_embedded()
+        binary = self._binary()
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            raise EnvironmentCheckError(f"tritonserver binary {str(binary)!r} does not exist or is not executable")
+        backend_dir = _embedded.prepare_backend_dir(embedded, self.backend_python) if embedded else None
+        env = _embedded.server_environment(embedded, self.backend_python)
+
+        # Ports we chose ourselves can be taken by someone else between our check and
+        # the server's bind; then try once more with fresh ones.
+        user_chose_ports = any(
+            p is not None for p in (self.settings.http_port, self.settings.grpc_port, self.settings.metrics_port)
+        )
+        for attempt in range(2):
+            ports = choose_ports(
+                self.settings.host,
+                {
+                    "http_port": self.settings.http_port,
+                    "grpc_port": self.settings.grpc_port,
+                    "metrics_port": self.settings.metrics_port,
+                },
+            )
+            try:
+                self._launch(self.command(ports, backend_dir), env, ports)
+                return
+            except ServerStartError as e:
+                if attempt == 0 and not user_chose_ports and "already in use" in e.log_tail.lower():
+                    continue
+                raise
+
+    def _launch(self, cmd: list[str], env: dict[str, str], ports: dict[str, int]) -> None:
+        if self.settings.log_path:
+            self._log_path = Path(self.settings.log_path)
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(name)
+        self._log_file = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                # its own process group, so stop() reaches the stubs it forks too
+                start_new_session=True,
+            )
+        except OSError as e:
+            self._close_log()
+            raise ServerStartError(f"could not run {cmd[0]}: {e}") from e
+        host = self.settings.host
+        self._endpoints = Endpoints(
+            http=f"{host}:{ports['http_port']}",
+            grpc=f"{host}:{ports['grpc_port']}",
+            metrics=f"http://{host}:{ports['metrics_port']}/metrics",
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        url = f"http://{self.endpoints.http}/v2/health/ready"
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise ServerStartError(
+                    f"tritonserver exited with code {code} during start-up", self._read_log_tail(30)
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"tritonserver was not ready after {self.settings.startup_timeout_s:g} s", self._read_log_tail(30)
+                )
+            time.sleep(0.05)
+
+    def check_alive(self) -> None:
+        if self._proc is None:
+            raise ServerError("the server is not running")
+        code = self._proc.poll()
+        if code is not None:
+            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise ServerError(f"tritonserver (pid {self._proc.pid}) {how}\n{self._read_log_tail(15)}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _stop_process_group(proc, _STOP_GRACE_S)
+        self._close_log()
+
+    def logs(self, lines: int = 40) -> str:
+        return self._read_log_tail(lines)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _binary(self) -> Path:
+        if self.settings.tritonserver_path:
+            return Path(self.settings.tritonserver_path)
+        return _embedded.find_embedded().binary
+
+    def _read_log_tail(self, lines: int) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        with open(self._log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            return tail(f.read().decode(errors="replace"), lines)
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def _stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = None
+    if pgid is not None:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    if pgid is not None:
+        # the stubs live in the same group and may outlive the server
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
