@@ -1,0 +1,57 @@
+"""analyzer-widgets: what models cost and deliver on NVIDIA Triton Inference Server.
+
+>>> import analyzer_widgets as aw
+>>> result = aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY,
+...                     batch_sizes=[1, 8], concurrency=[1, 4])  # doctest: +SKIP
+>>> result.to_frame()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analyzer_widgets.api import make_spec, profile
+from analyzer_widgets.config import LaunchMode, MeasurementSettings, Protocol, ServerSettings, SweepSpec
+from analyzer_widgets.errors import (
+    AnalyzerError,
+    ConfigError,
+    EnvironmentCheckError,
+    ModelLoadError,
+    PortInUseError,
+    RepositoryError,
+    ServerError,
+    ServerStartError,
+    SweepCancelled,
+)
+from analyzer_widgets.repository import list_models
+from analyzer_widgets.results import SweepResult, load_results
+from analyzer_widgets.runner import SweepRunner
+
+__version__ = "0.1.0"
+
+#: the example model repository shipped inside the package
+EXAMPLE_REPOSITORY = Path(__file__).parent / "examples" / "model_repository"
+
+__all__ = [
+    "EXAMPLE_REPOSITORY",
+    "AnalyzerError",
+    "ConfigError",
+    "EnvironmentCheckError",
+    "LaunchMode",
+    "MeasurementSettings",
+    "ModelLoadError",
+    "PortInUseError",
+    "Protocol",
+    "RepositoryError",
+    "ServerError",
+    "ServerSettings",
+    "ServerStartError",
+    "SweepCancelled",
+    "SweepResult",
+    "SweepRunner",
+    "SweepSpec",
+    "list_models",
+    "load_results",
+    "make_spec",
+    "profile",
+]

@@ -1,0 +1,76 @@
+"""The Python entry point: ``analyzer_widgets.profile(...)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from analyzer_widgets.config import MeasurementSettings, ServerSettings, SweepSpec
+from analyzer_widgets.errors import ConfigError
+from analyzer_widgets.results import ResultCollector, ResultsWriter, SweepResult
+from analyzer_widgets.runner import SweepRunner
+
+_SERVER_FIELDS = {f.name for f in dataclasses.fields(ServerSettings)}
+_MEASUREMENT_FIELDS = {f.name for f in dataclasses.fields(MeasurementSettings)}
+_SPEC_FIELDS = {f.name for f in dataclasses.fields(SweepSpec)} - {"server", "measurement"}
+
+
+def make_spec(**settings: Any) -> SweepSpec:
+    """A :class:`SweepSpec` from flat keyword settings; each goes where it belongs.
+
+    >>> make_spec(models="mlp_numpy", model_repository=".", batch_sizes="1,8", window_ms=500).measurement.window_ms
+    500
+    """
+    server = {k: settings.pop(k) for k in list(settings) if k in _SERVER_FIELDS}
+    measurement = {k: settings.pop(k) for k in list(settings) if k in _MEASUREMENT_FIELDS}
+    unknown = [k for k in settings if k not in _SPEC_FIELDS]
+    if unknown:
+        known = ", ".join(sorted(_SPEC_FIELDS | _SERVER_FIELDS | _MEASUREMENT_FIELDS))
+        raise ConfigError(unknown[0], settings[unknown[0]], f"is not a setting; the settings are: {known}")
+    return SweepSpec(server=ServerSettings(**server), measurement=MeasurementSettings(**measurement), **settings)
+
+
+def profile(
+    spec: SweepSpec | None = None,
+    *,
+    export_path: Path | str | None = None,
+    overwrite: bool = False,
+    on_event: Callable[[object], None] | Iterable[Callable[[object], None]] | None = None,
+    runner_hook: Callable[[SweepRunner], None] | None = None,
+    **settings: Any,
+) -> SweepResult:
+    """Run a sweep and return its results.
+
+    Give a :class:`SweepSpec`, or its settings as keywords::
+
+        result = analyzer_widgets.profile(
+            models=["mlp_numpy"], model_repository=analyzer_widgets.EXAMPLE_REPOSITORY,
+            batch_sizes=[1, 8], concurrency=[1, 4],
+        )
+        result.to_frame()      # one row per (model, batch size, concurrency)
+        result.baseline        # the server with no models loaded
+
+    With ``export_path``, ``metrics-model.csv`` and ``metrics-server-only.csv`` are written
+    there, each row as soon as it is measured. ``runner_hook`` receives the runner before
+    it starts (keep it to call ``runner.stop()`` from another thread).
+    """
+    if spec is None:
+        spec = make_spec(**settings)
+    elif settings:
+        raise ConfigError(next(iter(settings)), settings[next(iter(settings))], "give either a spec or settings, not both")
+    export = export_path if export_path is not None else spec.export_path
+    runner = SweepRunner(spec)
+    if runner_hook is not None:
+        runner_hook(runner)
+    from analyzer_widgets.runner import preflight
+
+    preflight(spec)  # bad input fails before an export file is touched
+    writer = ResultsWriter(export, overwrite=overwrite) if export is not None else None
+    collector = ResultCollector(spec, writer)
+    runner.subscribe(collector)
+    for handler in [on_event] if callable(on_event) else list(on_event or ()):
+        runner.subscribe(handler)
+    runner.run()
+    return collector.result

@@ -1,0 +1,106 @@
+"""Background samplers: a named daemon thread per source, a ring buffer per sampler.
+
+A sampler never touches widgets; readers (the runner, the panel) take what they need
+from the buffer at their own pace.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float  # time.monotonic() when taken
+    values: Mapping[str, float]
+
+
+class Sampler(abc.ABC):
+    """Calls :meth:`sample` every ``interval_s`` on a drift-free schedule in its own thread.
+
+    >>> class Clock(Sampler):
+    ...     def sample(self): return {"one": 1.0}
+    >>> with Clock("clock", 0.01) as s:  # doctest: +SKIP
+    ...     time.sleep(0.1)
+    >>> len(s.between(0, math.inf)) > 5  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, name: str, interval_s: float, capacity: int = 200_000) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self._buffer: deque[Sample] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: why this sampler gives NaN for some of its columns, if it does
+        self.unavailable: dict[str, str] = {}
+
+    @abc.abstractmethod
+    def sample(self) -> Mapping[str, float]:
+        """One reading; NaN for a value that is not available this time."""
+
+    def setup(self) -> None:
+        """Called once in the sampler's thread before the first sample."""
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"analyzer-widgets-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        try:
+            self.setup()
+        except Exception as e:  # noqa: BLE001 - a sampler that cannot start gives NaN, never kills a sweep
+            self.unavailable["*"] = f"{type(e).__name__}: {e}"
+            return
+        next_due = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                values = self.sample()
+            except Exception as e:  # noqa: BLE001
+                self.unavailable["*"] = f"{type(e).__name__}: {e}"
+                values = {}
+            stamp = time.monotonic()
+            with self._lock:
+                self._buffer.append(Sample(stamp, values))
+            # schedule on the grid, not "now + interval", so the rate does not drift
+            next_due += self.interval_s
+            if next_due < stamp:
+                next_due = stamp + self.interval_s
+            self._stop.wait(next_due - time.monotonic())
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        with self._lock:
+            return [s for s in self._buffer if start <= s.t <= end]
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def reduce_samples(samples: Iterable[Sample], columns: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """(max, mean) of each column over the samples, ignoring NaN; NaN where none is finite."""
+    out: dict[str, tuple[float, float]] = {}
+    samples = list(samples)
+    for column in columns:
+        values = [v for s in samples if (v := s.values.get(column, math.nan)) == v and math.isfinite(v)]
+        out[column] = (max(values), sum(values) / len(values)) if values else (math.nan, math.nan)
+    return out

@@ -1,0 +1,51 @@
+"""CPU utilization and resident memory of the server's process tree (psutil)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import psutil
+
+from analyzer_widgets.monitor.base import Sampler
+
+#: columns this sampler writes, with units in the names
+HOST_COLUMNS = ("server_cpu_util_pct", "server_rss_mb")
+
+
+class ProcessTreeSampler(Sampler):
+    """Sums CPU % (100 = one core busy) and RSS over a process and its descendants, so the
+    Python backend's stub processes (one per model instance) are counted with the server."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        super().__init__("host", interval_s)
+        self.pid = pid
+        self._procs: dict[int, psutil.Process] = {}
+
+    def setup(self) -> None:
+        self._root = psutil.Process(self.pid)
+        self._root.cpu_percent(None)  # the first call only primes the counter
+        self._procs = {self.pid: self._root}
+
+    def sample(self) -> Mapping[str, float]:
+        try:
+            tree = [self._root, *self._root.children(recursive=True)]
+        except psutil.Error:
+            return {c: math.nan for c in HOST_COLUMNS}
+        cpu = rss = 0.0
+        alive: dict[int, psutil.Process] = {}
+        for proc in tree:
+            # Keep Process objects between samples: cpu_percent measures since its last call.
+            known = self._procs.get(proc.pid)
+            try:
+                if known is None:
+                    known = proc
+                    known.cpu_percent(None)  # a new process counts from the next sample on
+                else:
+                    cpu += known.cpu_percent(None)
+                rss += known.memory_info().rss
+            except psutil.Error:
+                continue
+            alive[proc.pid] = known
+        self._procs = alive
+        return {"server_cpu_util_pct": cpu, "server_rss_mb": rss / 1e6}

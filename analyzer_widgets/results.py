@@ -1,0 +1,204 @@
+"""Rows, DataFrames and CSV files.
+
+The columns are declared once, in :mod:`analyzer_widgets.schema`; the CSV header, the
+DataFrame and the docs all read those tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analyzer_widgets.config import SweepSpec
+from analyzer_widgets.errors import AnalyzerError
+from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Column, Status
+
+MODEL_CSV = "metrics-model.csv"
+SERVER_CSV = "metrics-server-only.csv"
+
+
+def frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> pd.DataFrame:
+    """A DataFrame with exactly ``columns``, in order, with one dtype per column kind."""
+    df = pd.DataFrame([{c.name: r.get(c.name) for c in columns} for r in rows], columns=[c.name for c in columns])
+    for c in columns:
+        if c.kind == "int":
+            df[c.name] = pd.to_numeric(df[c.name]).fillna(0).astype("int64")
+        elif c.kind == "float":
+            df[c.name] = pd.to_numeric(df[c.name]).astype("float64")
+        else:
+            df[c.name] = df[c.name].fillna("").astype(str)
+    return df
+
+
+# -- CSV -----------------------------------------------------------------------------------
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any, kind: str) -> str:
+    if kind == "str":
+        text = "" if value is None else str(value)
+        # A spreadsheet would run a cell that starts like a formula: keep it text.
+        return "'" + text if text.startswith(_FORMULA_START) else text
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if kind == "float":
+        return repr(float(value))
+    return str(int(value))
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], header: bool = True) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow([c.name for c in columns])
+    for row in rows:
+        writer.writerow([_cell(row.get(c.name), c.kind) for c in columns])
+    return out.getvalue()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file so a reader sees the old one or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_csv(path: Path | str, columns: Sequence[Column]) -> pd.DataFrame:
+    """Read a file this module wrote back into the DataFrame it came from."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnalyzerError(f"results file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise AnalyzerError(f"results file {str(path)!r} is empty")
+    kinds = {c.name: c.kind for c in columns}
+    df = pd.read_csv(path, dtype={n: str for n, k in kinds.items() if k == "str"}, keep_default_na=False,
+                     na_values={n: [""] for n, k in kinds.items() if k != "str"})
+    missing = [c.name for c in columns if c.name not in df.columns]
+    if missing:
+        raise AnalyzerError(f"results file {str(path)!r} lacks the columns {', '.join(missing)}")
+    for name, kind in kinds.items():
+        if kind == "str":
+            df[name] = df[name].map(lambda v: v[1:] if v.startswith("'") and v[1:].startswith(_FORMULA_START) else v)
+    return frame(df.to_dict("records"), columns)
+
+
+class ResultsWriter:
+    """Appends each finished row to the export directory at once (one flushed and
+    fsynced line), so a crash loses at most the point in flight."""
+
+    def __init__(self, directory: Path | str, overwrite: bool = False) -> None:
+        self.directory = Path(directory)
+        self.model_path = self.directory / MODEL_CSV
+        self.server_path = self.directory / SERVER_CSV
+        existing = [p for p in (self.model_path, self.server_path) if p.exists()]
+        if existing and not overwrite:
+            raise AnalyzerError(
+                f"{', '.join(str(p) for p in existing)} already exist; choose another export path "
+                "or allow overwriting (--overwrite, overwrite=True)"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.model_path, csv_text([], MODEL_COLUMNS))
+        write_atomic(self.server_path, csv_text([], SERVER_COLUMNS))
+
+    def _append(self, path: Path, row: Mapping[str, Any], columns: Sequence[Column]) -> None:
+        with open(path, "a", newline="") as f:
+            f.write(csv_text([row], columns, header=False))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def add_point(self, row: Mapping[str, Any]) -> None:
+        self._append(self.model_path, row, MODEL_COLUMNS)
+
+    def add_baseline(self, row: Mapping[str, Any]) -> None:
+        self._append(self.server_path, row, SERVER_COLUMNS)
+
+
+@dataclass
+class SweepResult:
+    """What a sweep measured. ``to_frame()`` gives one row per point; ``baseline`` the
+    server with no models loaded.
+
+    >>> result = analyzer_widgets.profile(...)  # doctest: +SKIP
+    >>> result.to_frame()[["model", "batch_size", "throughput_infer_per_s"]]  # doctest: +SKIP
+    """
+
+    spec: SweepSpec
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    baseline_row: dict[str, Any] | None = None
+    server_version: str = ""
+    export_path: Path | None = None
+    cancelled: bool = False
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        return frame(self.rows, MODEL_COLUMNS)
+
+    @property
+    def baseline(self) -> pd.DataFrame:
+        return frame([self.baseline_row] if self.baseline_row else [], SERVER_COLUMNS)
+
+    @property
+    def ok(self) -> bool:
+        """True when the sweep ran to its end and no point failed."""
+        return not self.cancelled and self.error is None and all(r["status"] != Status.FAILED for r in self.rows)
+
+    def export(self, directory: Path | str) -> list[Path]:
+        """Write both CSV files (atomically) to ``directory``; returns their paths."""
+        directory = Path(directory)
+        paths = [directory / MODEL_CSV, directory / SERVER_CSV]
+        write_atomic(paths[0], csv_text(self.rows, MODEL_COLUMNS))
+        write_atomic(paths[1], csv_text([self.baseline_row] if self.baseline_row else [], SERVER_COLUMNS))
+        return paths
+
+
+def load_results(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read ``metrics-model.csv`` and ``metrics-server-only.csv`` back as DataFrames."""
+    directory = Path(directory)
+    return read_csv(directory / MODEL_CSV, MODEL_COLUMNS), read_csv(directory / SERVER_CSV, SERVER_COLUMNS)
+
+
+class ResultCollector:
+    """An event handler that builds the :class:`SweepResult` as the runner goes and, with a
+    writer, appends every finished row to disk at once."""
+
+    def __init__(self, spec: SweepSpec, writer: ResultsWriter | None = None) -> None:
+        self.result = SweepResult(spec, export_path=writer.directory if writer else None)
+        self.writer = writer
+
+    def __call__(self, event: object) -> None:
+        from analyzer_widgets import runner
+
+        result = self.result
+        if isinstance(event, runner.ServerReady):
+            result.server_version = event.server_version
+        elif isinstance(event, runner.BaselineFinished):
+            result.baseline_row = dict(event.row)
+            if self.writer:
+                self.writer.add_baseline(event.row)
+        elif isinstance(event, runner.PointFinished):
+            result.rows.append(dict(event.row))
+            if self.writer:
+                self.writer.add_point(event.row)
+        elif isinstance(event, runner.Notice):
+            result.warnings.append(event.message)
+        elif isinstance(event, runner.SweepFinished):
+            result.cancelled = event.cancelled
+            result.error = event.error

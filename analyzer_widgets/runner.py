@@ -1,0 +1,411 @@
+"""The sweep: baseline, then for each model load, every point to stability, unload.
+
+The runner knows nothing of how its progress is shown or stored: it emits events (plain
+frozen dataclasses) to the callbacks it is given. The CLI turns them into a progress
+bar, the panel into charts, :mod:`analyzer_widgets.results` into CSV lines.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer_widgets.config import LaunchMode, SweepSpec
+from analyzer_widgets.errors import (
+    AnalyzerError,
+    ModelLoadError,
+    RepositoryError,
+    ServerError,
+    SweepCancelled,
+)
+from analyzer_widgets.loadgen._worker import PointJob
+from analyzer_widgets.loadgen.generator import ClientPool, LoadError, PointLoad
+from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
+from analyzer_widgets.loadgen.stats import Window, is_stable, summarize
+from analyzer_widgets.monitor.base import Sampler, reduce_samples
+from analyzer_widgets.monitor.host import HOST_COLUMNS, ProcessTreeSampler
+from analyzer_widgets.repository import ModelInfo, concrete_shape, resolve_models
+from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Status, empty_row
+from analyzer_widgets.server import TritonControl, TritonServer, make_server
+from analyzer_widgets.server._embedded import check_models_environment
+from analyzer_widgets.server.control import ModelStats
+
+log = logging.getLogger("analyzer_widgets")
+
+
+# -- events --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepStarted:
+    spec: SweepSpec
+    total_points: int
+
+
+@dataclass(frozen=True)
+class ServerReady:
+    launch_mode: str
+    server_version: str
+    endpoint: str
+    startup_s: float
+
+
+@dataclass(frozen=True)
+class BaselineFinished:
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelLoading:
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    model: str
+    info: ModelInfo
+    load_s: float
+
+
+@dataclass(frozen=True)
+class PointStarted:
+    model: str
+    batch_size: int
+    concurrency: int
+    index: int  # 0-based among all points of the sweep
+    total: int
+
+
+@dataclass(frozen=True)
+class WindowMeasured:
+    model: str
+    batch_size: int
+    concurrency: int
+    trial: int  # 1-based
+    throughput: float
+    latency_avg_ms: float
+    failed: int
+
+
+@dataclass(frozen=True)
+class PointFinished:
+    row: dict[str, Any]
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should read (a skipped model, a metric that is not available)."""
+
+    message: str
+    level: str = "warning"
+
+
+@dataclass(frozen=True)
+class SweepFinished:
+    cancelled: bool
+    error: str | None
+    elapsed_s: float
+    server_version: str = ""
+    rows: tuple[dict[str, Any], ...] = field(default=())
+
+
+Event = Any
+EventHandler = Callable[[Event], None]
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def preflight(spec: SweepSpec) -> list[ModelInfo]:
+    """Everything that can be checked before a process starts: the repository, the model
+    names, shapes for variable inputs, and the models' numpy. Raises on the first problem."""
+    infos: list[ModelInfo] = []
+    if spec.model_repository is not None and spec.server.launch_mode is not LaunchMode.REMOTE:
+        infos = resolve_models(spec.model_repository, spec.models)
+        for info in infos:
+            for tensor in info.inputs:
+                if spec.input_data in ("random", "zero"):
+                    concrete_shape(tensor, spec.input_shapes)
+    if spec.server.launch_mode is LaunchMode.LOCAL and spec.check_environment:
+        import sys
+        from pathlib import Path
+
+        check_models_environment(spec.server.backend_python or Path(sys.executable))
+    return infos
+
+
+class SweepRunner:
+    """Runs one :class:`~analyzer_widgets.config.SweepSpec`; :meth:`stop` may be called from
+    any thread and ends the point in flight within about a second.
+
+    >>> runner = SweepRunner(spec, on_event=print)  # doctest: +SKIP
+    >>> runner.run()  # doctest: +SKIP
+    """
+
+    def __init__(self, spec: SweepSpec, on_event: EventHandler | Iterable[EventHandler] | None = None,
+                 server: TritonServer | None = None) -> None:
+        self.spec = spec
+        if on_event is None:
+            self._handlers: list[EventHandler] = []
+        elif callable(on_event):
+            self._handlers = [on_event]
+        else:
+            self._handlers = list(on_event)
+        self._given_server = server
+        self._stop = threading.Event()
+        self.samplers: list[Sampler] = []
+        self.rows: list[dict[str, Any]] = []
+
+    def subscribe(self, handler: EventHandler) -> None:
+        """Call ``handler`` with every event from now on (in the runner's thread)."""
+        self._handlers.append(handler)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def emit(self, event: Event) -> None:
+        for handler in self._handlers:
+            handler(event)
+
+    # -- the sweep -----------------------------------------------------------------------------
+    def run(self) -> SweepFinished:
+        """Run the sweep to its end (or until stopped). Errors that end the whole sweep
+        (the server would not start, died) are raised after the finished rows were emitted."""
+        spec = self.spec
+        started = time.monotonic()
+        preflight(spec)
+        total = len(spec.models) * spec.points_per_model
+        self.emit(SweepStarted(spec, total))
+        version = ""
+        error: BaseException | None = None
+        try:
+            with ExitStack() as stack:
+                server = self._given_server or make_server(spec.server, spec.model_repository, spec.measurement.protocol)
+                t0 = time.monotonic()
+                if self._given_server is None:
+                    server.start()
+                    stack.callback(server.stop)
+                endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
+                control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
+                                        timeout_s=spec.measurement.request_timeout_s)
+                stack.callback(control.close)
+                version = control.server_version()
+                self.emit(ServerReady(spec.server.launch_mode.value, version, endpoint, time.monotonic() - t0))
+                pool = stack.enter_context(ClientPool())
+                pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
+                self._start_samplers(server, stack)
+                self._baseline(version)
+                index = 0
+                for model in spec.models:
+                    index = self._run_model(model, server, control, pool, index, total, endpoint)
+        except SweepCancelled:
+            pass
+        except BaseException as e:  # KeyboardInterrupt too: finish the events, then re-raise
+            error = e
+        cancelled = self.stopping or isinstance(error, KeyboardInterrupt)
+        finished = SweepFinished(
+            cancelled=cancelled,
+            error=None if error is None or isinstance(error, KeyboardInterrupt) else str(error),
+            elapsed_s=time.monotonic() - started,
+            server_version=version,
+            rows=tuple(self.rows),
+        )
+        self.emit(finished)
+        if error is not None:
+            raise error
+        return finished
+
+    def _start_samplers(self, server: TritonServer, stack: ExitStack) -> None:
+        pid = server.pid
+        if pid is not None:
+            host = ProcessTreeSampler(pid)
+            host.start()
+            stack.callback(host.stop)
+            self.samplers.append(host)
+        else:
+            self.emit(Notice("the server runs elsewhere: its CPU and memory columns are NaN", "info"))
+
+    def _resource_columns(self, start: float, end: float) -> dict[str, float]:
+        """The server's CPU and memory over a span, reduced for a row (NaN when unsampled)."""
+        samples = [s for sampler in self.samplers for s in sampler.between(start, end)]
+        reduced = reduce_samples(samples, HOST_COLUMNS)
+        cpu_max, cpu_mean = reduced["server_cpu_util_pct"]
+        return {
+            "server_cpu_util_max_pct": cpu_max,
+            "server_cpu_util_mean_pct": cpu_mean,
+            "server_rss_max_mb": reduced["server_rss_mb"][0],
+        }
+
+    def _wait(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise SweepCancelled("stopped")
+
+    def _baseline(self, version: str) -> None:
+        row = empty_row(SERVER_COLUMNS)
+        row.update(launch_mode=self.spec.server.launch_mode.value, server_version=version, started_at=_utc_now())
+        start = time.monotonic()
+        self._wait(self.spec.baseline_s)
+        end = time.monotonic()
+        row["duration_s"] = end - start
+        row.update(self._resource_columns(start, end))
+        self.emit(BaselineFinished(row))
+
+    def _point_row(self, model: str, batch: int, concurrency: int, status: Status, reason: str = "") -> dict[str, Any]:
+        row = empty_row(MODEL_COLUMNS)
+        row.update(model=model, batch_size=batch, concurrency=concurrency, status=status.value, reason=reason,
+                   window_ms=self.spec.measurement.window_ms, started_at=_utc_now())
+        return row
+
+    def _finish_point(self, row: dict[str, Any], index: int, total: int) -> int:
+        self.rows.append(row)
+        self.emit(PointFinished(row, index, total))
+        return index + 1
+
+    def _run_model(self, model: str, server: TritonServer, control: TritonControl, pool: ClientPool,
+                   index: int, total: int, endpoint: str) -> int:
+        spec = self.spec
+        points = [(b, c) for b in spec.batch_sizes for c in spec.concurrency]
+        self.emit(ModelLoading(model))
+        t0 = time.monotonic()
+        we_loaded = False
+        try:
+            already = server.owns_process is False and control.is_model_ready(model)
+            if not already:
+                control.load(model)
+                we_loaded = True
+            info = control.model_info(model)
+            version = next((m.version for m in control.repository_index() if m.name == model and m.state == "READY"), "")
+        except (ModelLoadError, RepositoryError) as e:
+            for b, c in points:
+                index = self._finish_point(self._point_row(model, b, c, Status.FAILED, str(e)), index, total)
+            return index
+        self.emit(ModelLoaded(model, info, time.monotonic() - t0))
+        try:
+            for b, c in points:
+                if self.stopping:
+                    raise SweepCancelled("stopped")
+                self.emit(PointStarted(model, b, c, index, total))
+                problem = info.batch_size_problem(b)
+                if problem:
+                    row = self._point_row(model, b, c, Status.SKIPPED, problem)
+                else:
+                    row = self._measure_point(model, version, info, b, c, server, control, pool, endpoint)
+                row["model_version"] = version
+                index = self._finish_point(row, index, total)
+                if row["status"] == Status.FAILED.value:
+                    server.check_alive()  # a dead server ends the sweep; the rows so far are kept
+        finally:
+            if we_loaded:
+                try:
+                    control.unload(model)
+                except ServerError as e:
+                    self.emit(Notice(f"could not unload {model!r}: {e}"))
+        return index
+
+    def _measure_point(self, model: str, version: str, info: ModelInfo, batch: int, concurrency: int,
+                       server: TritonServer, control: TritonControl, pool: ClientPool, endpoint: str) -> dict[str, Any]:
+        spec = self.spec
+        settings = spec.measurement
+        row = self._point_row(model, batch, concurrency, Status.FAILED)
+        try:
+            arrays, datatypes = build_inputs(info, batch, spec.input_shapes, spec.input_data)
+        except (AnalyzerError, ValueError) as e:
+            row["reason"] = f"could not build inputs: {e}"
+            return row
+        job = PointJob(
+            url=endpoint, protocol=settings.protocol.value, model=model, version=version,
+            inputs=arrays, input_datatypes=datatypes, outputs=expected_outputs(info, batch),
+            concurrency=concurrency, timeout_s=settings.request_timeout_s,
+            warmup_requests=settings.warmup_requests, headers=dict(spec.server.headers),
+        )
+        window_s = settings.window_ms / 1000.0
+        windows: list[Window] = []
+        snapshots: list[ModelStats] = []
+        load: PointLoad | None = None
+        try:
+            load = pool.start_point(job, settings.processes_for(concurrency))
+            snapshots.append(control.statistics(model, version))
+            boundary = load.start_time
+            while len(windows) < settings.max_trials:
+                boundary += window_s
+                self._wait(max(0.0, boundary - time.monotonic()))
+                snapshots.append(control.statistics(model, version))
+                window = load.window(boundary)
+                windows.append(window)
+                self.emit(WindowMeasured(model, batch, concurrency, len(windows), window.throughput,
+                                         window.latency_avg_ms, window.failed))
+                if window.ok == 0 and window.failed > 0:
+                    break  # every request failed: nothing to wait for
+                if is_stable(windows, settings.stable_windows, settings.stability_pct):
+                    break
+        except (LoadError, ServerError) as e:
+            row["reason"] = str(e)
+            row["window_count"] = len(windows)
+            try:
+                server.check_alive()
+            except ServerError as dead:
+                row["reason"] = f"{dead} ({e})"
+            return row
+        finally:
+            if load is not None:
+                load.stop()
+        stable = is_stable(windows, settings.stable_windows, settings.stability_pct)
+        reported = windows[-settings.stable_windows:]
+        summary = summarize(reported)
+        total_requests = summary.request_count + summary.error_count
+        row.update(
+            throughput_infer_per_s=summary.throughput,
+            latency_avg_ms=summary.latency_avg_ms,
+            latency_p50_ms=summary.latency_p50_ms,
+            latency_p90_ms=summary.latency_p90_ms,
+            latency_p95_ms=summary.latency_p95_ms,
+            latency_p99_ms=summary.latency_p99_ms,
+            request_count=summary.request_count,
+            error_count=summary.error_count,
+            error_rate=summary.error_count / total_requests if total_requests else math.nan,
+            client_inference_count=summary.inference_count,
+            window_count=len(windows),
+            measured_s=summary.duration_s,
+        )
+        served = snapshots[-1] - snapshots[-1 - len(reported)]
+        row.update(
+            server_inference_count=served.inference_count,
+            server_request_count=served.success_count,
+            server_queue_ms=_per_request_ms(served.queue_ns, served.success_count),
+            server_compute_input_ms=_per_request_ms(served.compute_input_ns, served.success_count),
+            server_compute_infer_ms=_per_request_ms(served.compute_infer_ns, served.success_count),
+            server_compute_output_ms=_per_request_ms(served.compute_output_ns, served.success_count),
+        )
+        row.update(self._resource_columns(reported[0].start, reported[-1].end))
+        top_errors = "; ".join(f"{n}x {msg}" for msg, n in summary.errors.most_common(3))
+        if summary.request_count == 0:
+            row["status"] = Status.FAILED.value
+            row["reason"] = f"every request failed: {top_errors}" if top_errors else "no request completed"
+            try:
+                server.check_alive()
+            except ServerError as e:
+                row["reason"] = f"{e} ({row['reason']})"
+        elif not stable:
+            row["status"] = Status.UNSTABLE.value
+            row["reason"] = (f"not stable within {settings.stability_pct:g}% after {len(windows)} windows"
+                             + (f"; {summary.error_count} requests failed: {top_errors}" if top_errors else ""))
+        else:
+            row["status"] = Status.OK.value
+            row["reason"] = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
+        return row
+
+
+def _per_request_ms(ns: int, count: int) -> float:
+    return ns / count / 1e6 if count else math.nan

@@ -1,0 +1,76 @@
+"""The result columns, declared once: name (with its unit), kind, meaning.
+
+The runner fills rows with these keys; the CSV header, the DataFrame dtypes and
+docs/metrics.md all read these tables.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    OK = "ok"  # stable, every figure measured
+    UNSTABLE = "unstable"  # max_trials windows ran without agreeing; figures of the last ones
+    FAILED = "failed"  # could not be measured; reason says why
+    SKIPPED = "skipped"  # not sent (batch size above max_batch_size); reason says why
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "str", "int" or "float"
+    doc: str
+
+
+MODEL_COLUMNS: tuple[Column, ...] = (
+    Column("model", "str", "model name"),
+    Column("model_version", "str", "version the server loaded"),
+    Column("batch_size", "int", "inferences per request"),
+    Column("concurrency", "int", "requests kept outstanding"),
+    Column("status", "str", "ok, unstable, failed or skipped"),
+    Column("reason", "str", "why the row is not ok, or which requests failed"),
+    Column("throughput_infer_per_s", "float", "successful inferences per second (requests x batch size)"),
+    Column("latency_avg_ms", "float", "mean client-side request latency"),
+    Column("latency_p50_ms", "float", "50th percentile latency (nearest rank)"),
+    Column("latency_p90_ms", "float", "90th percentile latency"),
+    Column("latency_p95_ms", "float", "95th percentile latency"),
+    Column("latency_p99_ms", "float", "99th percentile latency"),
+    Column("server_queue_ms", "float", "mean time a request waited in the server's queue"),
+    Column("server_compute_input_ms", "float", "mean server time to prepare inputs, per request"),
+    Column("server_compute_infer_ms", "float", "mean server time in the model, per request"),
+    Column("server_compute_output_ms", "float", "mean server time to extract outputs, per request"),
+    Column("request_count", "int", "successful requests in the reported windows"),
+    Column("error_count", "int", "failed requests in the reported windows"),
+    Column("error_rate", "float", "failed / all requests in the reported windows"),
+    Column("client_inference_count", "int", "inferences the client counted in the reported windows"),
+    Column("server_inference_count", "int", "inferences the server's statistics counted over the same span"),
+    Column("server_request_count", "int", "successful requests the server counted over the same span"),
+    Column("window_ms", "int", "length of one measurement window"),
+    Column("window_count", "int", "windows measured (trials), the reported ones included"),
+    Column("measured_s", "float", "length of the reported span"),
+    Column("server_cpu_util_max_pct", "float", "max CPU utilization of the server and its stubs (100 = one core)"),
+    Column("server_cpu_util_mean_pct", "float", "mean CPU utilization of the server and its stubs"),
+    Column("server_rss_max_mb", "float", "max resident memory of the server and its stubs"),
+    Column("started_at", "str", "UTC time the point started"),
+)
+
+SERVER_COLUMNS: tuple[Column, ...] = (
+    Column("launch_mode", "str", "local, docker or remote"),
+    Column("server_version", "str", "Triton version the server reports"),
+    Column("duration_s", "float", "length of the baseline"),
+    Column("server_cpu_util_max_pct", "float", "max CPU utilization of the server with no models"),
+    Column("server_cpu_util_mean_pct", "float", "mean CPU utilization of the server with no models"),
+    Column("server_rss_max_mb", "float", "max resident memory of the server with no models"),
+    Column("started_at", "str", "UTC time the baseline started"),
+)
+
+_NAN = float("nan")
+
+
+def empty_row(columns: Sequence[Column]) -> dict[str, Any]:
+    """A row with every column present: "" for text, 0 for counts, NaN for measurements."""
+    return {c.name: ("" if c.kind == "str" else (0 if c.kind == "int" else _NAN)) for c in columns}
