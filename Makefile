@@ -1,0 +1,48 @@
+# analyzer-widgets: `make demo` runs a real sweep, `make test` runs the whole test suite.
+# Both set up everything they need first (a virtualenv in .venv and its packages).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch for the torch_mlp example (and its tests). This project's machines hold a CPU
+# build of torch 2.13.0 on disk; elsewhere set TORCH_SPEC to the build you want, or
+# TORCH_SPEC= to go without (the demo then skips torch_mlp and says why).
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo demo-torch test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@if [ -n "$(TORCH_SPEC)" ] && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "installing $(TORCH_SPEC) for the torch_mlp example"; \
+		$(BIN)/python -m pip install -q "$(TORCH_SPEC)"; \
+	fi
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/analyzer-widgets demo
+
+demo-torch: $(VENV)/.installed
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/analyzer-widgets demo
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check analyzer_widgets tests benchmarks
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/demo_sweep.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache
