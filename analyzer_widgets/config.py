@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from analyzer_widgets.errors import ConfigError
 
@@ -45,8 +48,8 @@ def _positive_int(field_name: str, value: object) -> int:
     # bool is an int subclass; True as a batch size is a mistake, not 1
     if isinstance(value, bool):
         raise ConfigError(field_name, value, "must be a positive whole number")
-    if isinstance(value, float):
-        if not value.is_integer():
+    if isinstance(value, float | np.floating):
+        if not float(value).is_integer():
             raise ConfigError(field_name, value, "must be a positive whole number")
         value = int(value)
     if isinstance(value, str):
@@ -54,8 +57,10 @@ def _positive_int(field_name: str, value: object) -> int:
             value = int(value.strip())
         except ValueError:
             raise ConfigError(field_name, value, "must be a positive whole number") from None
-    if not isinstance(value, int):
-        raise ConfigError(field_name, value, "must be a positive whole number")
+    try:
+        value = operator.index(value)  # int, numpy integers, anything integral
+    except TypeError:
+        raise ConfigError(field_name, value, "must be a positive whole number") from None
     if value <= 0:
         raise ConfigError(field_name, value, "must be 1 or more")
     return value
@@ -73,7 +78,7 @@ def positive_int_list(field_name: str, values: object) -> tuple[int, ...]:
             items = []
         if any(v == "" for v in items):
             raise ConfigError(field_name, values, "has an empty item; write values like 1,2,4")
-    elif isinstance(values, int | float) and not isinstance(values, bool):
+    elif isinstance(values, int | float | np.integer) and not isinstance(values, bool):
         items = [values]
     elif isinstance(values, Iterable):
         items = list(values)
@@ -130,7 +135,9 @@ class MeasurementSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window_ms", _positive_int("window_ms", self.window_ms))
-        if not (isinstance(self.stability_pct, int | float) and 0 < self.stability_pct < 100):
+        if isinstance(self.stability_pct, bool) or not (
+            isinstance(self.stability_pct, int | float) and 0 < self.stability_pct < 100
+        ):
             raise ConfigError("stability_pct", self.stability_pct, "must be a percentage above 0 and below 100")
         object.__setattr__(self, "stable_windows", _positive_int("stable_windows", self.stable_windows))
         object.__setattr__(self, "max_trials", _positive_int("max_trials", self.max_trials))

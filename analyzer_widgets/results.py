@@ -11,6 +11,7 @@ import io
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 
 from analyzer_widgets.config import SweepSpec
 from analyzer_widgets.errors import AnalyzerError
-from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Column, Status
+from analyzer_widgets.schema import _NAN, MODEL_COLUMNS, SERVER_COLUMNS, Column, Status
 
 MODEL_CSV = "metrics-model.csv"
 SERVER_CSV = "metrics-server-only.csv"
@@ -40,14 +41,16 @@ def frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> pd.Da
 
 
 # -- CSV -----------------------------------------------------------------------------------
+# A spreadsheet runs a cell that starts like a formula; such cells get a leading quote.
+# Cells that already start with a quote get one too, so reading back is exact.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_GUARDED_START = (*_FORMULA_START, "'")
 
 
 def _cell(value: Any, kind: str) -> str:
     if kind == "str":
         text = "" if value is None else str(value)
-        # A spreadsheet would run a cell that starts like a formula: keep it text.
-        return "'" + text if text.startswith(_FORMULA_START) else text
+        return "'" + text if text.startswith(_GUARDED_START) else text
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if kind == "float":
@@ -55,9 +58,18 @@ def _cell(value: Any, kind: str) -> str:
     return str(int(value))
 
 
+def _uncell(text: str, kind: str) -> Any:
+    if kind == "str":
+        return text[1:] if text.startswith("'") and text[1:].startswith(_GUARDED_START) else text
+    if text == "":
+        return _NAN if kind == "float" else 0
+    return float(text) if kind == "float" else int(text)
+
+
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], header: bool = True) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180 line ends: the writer then quotes any cell holding \r or \n
+    writer = csv.writer(out, lineterminator="\r\n")
     if header:
         writer.writerow([c.name for c in columns])
     for row in rows:
@@ -70,7 +82,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -81,22 +93,37 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def read_csv(path: Path | str, columns: Sequence[Column]) -> pd.DataFrame:
-    """Read a file this module wrote back into the DataFrame it came from."""
+    """Read a file this module wrote back into the DataFrame it came from.
+
+    A last line without its line end was cut off by a crash mid-append: it is left out
+    with a warning. Any other malformed row is an error."""
     path = Path(path)
     if not path.is_file():
         raise AnalyzerError(f"results file {str(path)!r} does not exist")
-    if path.stat().st_size == 0:
+    with open(path, newline="", encoding="utf-8") as f:  # keep \r\n inside quoted cells
+        text = f.read()
+    if not text.strip():
         raise AnalyzerError(f"results file {str(path)!r} is empty")
-    kinds = {c.name: c.kind for c in columns}
-    df = pd.read_csv(path, dtype={n: str for n, k in kinds.items() if k == "str"}, keep_default_na=False,
-                     na_values={n: [""] for n, k in kinds.items() if k != "str"})
-    missing = [c.name for c in columns if c.name not in df.columns]
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    header, body = rows[0], rows[1:]
+    missing = [c.name for c in columns if c.name not in header]
     if missing:
         raise AnalyzerError(f"results file {str(path)!r} lacks the columns {', '.join(missing)}")
-    for name, kind in kinds.items():
-        if kind == "str":
-            df[name] = df[name].map(lambda v: v[1:] if v.startswith("'") and v[1:].startswith(_FORMULA_START) else v)
-    return frame(df.to_dict("records"), columns)
+    if body and not text.endswith("\n"):
+        warnings.warn(f"{path}: the last row is incomplete (its writer was interrupted) and was left out",
+                      stacklevel=2)
+        body = body[:-1]
+    kinds = {c.name: c.kind for c in columns}
+    records = []
+    for number, cells in enumerate(body, start=2):
+        if len(cells) != len(header):
+            raise AnalyzerError(f"results file {str(path)!r}: row {number} has {len(cells)} fields, "
+                                f"expected {len(header)}; the file is damaged")
+        try:
+            records.append({name: _uncell(cell, kinds[name]) for name, cell in zip(header, cells) if name in kinds})
+        except ValueError as e:
+            raise AnalyzerError(f"results file {str(path)!r}: row {number} holds a bad value ({e})") from e
+    return frame(records, columns)
 
 
 class ResultsWriter:
@@ -118,7 +145,7 @@ class ResultsWriter:
         write_atomic(self.server_path, csv_text([], SERVER_COLUMNS))
 
     def _append(self, path: Path, row: Mapping[str, Any], columns: Sequence[Column]) -> None:
-        with open(path, "a", newline="") as f:
+        with open(path, "a", newline="", encoding="utf-8") as f:
             f.write(csv_text([row], columns, header=False))
             f.flush()
             os.fsync(f.fileno())

@@ -1,0 +1,187 @@
+"""Percentiles, perf_analyzer's stability rule and window merging (loadgen.stats)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from analyzer_widgets.loadgen.stats import Window, is_stable, percentile, summarize, within
+
+
+def window(n_ok: int, latency_s: float = 0.010, *, start: float = 0.0, duration: float = 1.0,
+           batch: int = 1, failed: int = 0, errors: dict[str, int] | None = None) -> Window:
+    """A window of ``n_ok`` successful requests that all took ``latency_s``."""
+    return Window(start, start + duration, batch, np.full(n_ok, latency_s), failed, Counter(errors or {}))
+
+
+# -- percentile ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    # nearest rank over [15, 20, 35, 40, 50]: rank = ceil(q/100 * 5)
+    [(5, 15.0), (20, 15.0), (30, 20.0), (40, 20.0), (50, 35.0), (80, 40.0), (81, 50.0), (100, 50.0)],
+)
+def test_percentile_is_nearest_rank(q: float, expected: float) -> None:
+    assert percentile([50, 15, 40, 20, 35], q) == expected
+
+
+@pytest.mark.parametrize(("q", "expected"), [(50, 5.0), (90, 9.0), (91, 10.0), (95, 10.0), (99, 10.0)])
+def test_percentile_of_one_to_ten(q: float, expected: float) -> None:
+    assert percentile(np.arange(1, 11), q) == expected
+
+
+def test_percentile_returns_a_value_from_the_data_not_an_interpolation() -> None:
+    assert percentile([1.0, 2.0], 50) == 1.0
+    assert percentile([1.0, 2.0], 51) == 2.0
+
+
+def test_percentile_of_one_value_is_that_value() -> None:
+    assert percentile([3.5], 1) == 3.5
+    assert percentile([3.5], 99) == 3.5
+
+
+def test_percentile_of_nothing_is_nan() -> None:
+    assert math.isnan(percentile([], 50))
+    assert math.isnan(percentile(np.array([]), 99))
+
+
+@pytest.mark.parametrize("q", [0, -1, 100.5, 150, float("nan")])
+def test_percentile_rejects_q_outside_zero_to_hundred(q: float) -> None:
+    with pytest.raises(ValueError, match="percentile q="):
+        percentile([1.0, 2.0, 3.0], q)
+
+
+def test_percentile_rank_is_exact_for_whole_percentages() -> None:
+    assert percentile(np.arange(1, 101), 7) == 7.0
+
+
+# -- within --------------------------------------------------------------------------------------
+
+
+def test_within_accepts_values_close_to_their_mean() -> None:
+    assert within([100, 104, 97], 10.0)
+
+
+def test_within_rejects_a_value_far_from_the_mean() -> None:
+    assert not within([100, 130, 97], 10.0)
+
+
+def test_within_boundary_is_inclusive() -> None:
+    assert within([90.0, 110.0], 10.0)  # each exactly 10% off the mean of 100
+    assert not within([89.0, 111.0], 10.0)
+
+
+def test_within_treats_all_zero_values_as_agreeing() -> None:
+    assert within([0.0, 0.0, 0.0], 10.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_within_is_false_with_a_non_finite_value(bad: float) -> None:
+    assert not within([100.0, bad, 100.0], 10.0)
+
+
+# -- is_stable -----------------------------------------------------------------------------------
+
+
+def test_is_stable_when_last_windows_agree() -> None:
+    assert is_stable([window(100), window(104), window(97)], 3, 10.0)
+
+
+def test_is_stable_false_when_throughput_disagrees() -> None:
+    assert not is_stable([window(100), window(130), window(97)], 3, 10.0)
+
+
+def test_is_stable_false_when_latency_disagrees_even_if_throughput_agrees() -> None:
+    windows = [window(100, 0.010), window(100, 0.020), window(100, 0.010)]
+    assert within([w.throughput for w in windows], 10.0)
+    assert not is_stable(windows, 3, 10.0)
+
+
+def test_is_stable_false_with_fewer_windows_than_required() -> None:
+    assert not is_stable([window(100), window(100)], 3, 10.0)
+    assert not is_stable([], 1, 10.0)
+
+
+def test_is_stable_looks_only_at_the_last_windows() -> None:
+    windows = [window(10, 0.5), window(500, 0.001), window(100), window(101), window(99)]
+    assert is_stable(windows, 3, 10.0)
+    assert not is_stable(windows, 4, 10.0)
+
+
+def test_is_stable_false_when_a_window_had_no_successful_request() -> None:
+    assert not is_stable([window(100), window(100), window(0, failed=50)], 3, 10.0)
+
+
+def test_is_stable_false_when_every_window_is_empty() -> None:
+    # throughput 0 in every window "agrees", but nothing was measured
+    assert not is_stable([window(0), window(0), window(0)], 3, 10.0)
+
+
+def test_is_stable_false_for_zero_length_windows() -> None:
+    assert not is_stable([window(5, duration=0.0)] * 3, 3, 10.0)
+
+
+def test_is_stable_tolerance_follows_pct() -> None:
+    windows = [window(100), window(120), window(100)]
+    assert not is_stable(windows, 3, 10.0)
+    assert is_stable(windows, 3, 15.0)
+
+
+# -- summarize -----------------------------------------------------------------------------------
+
+
+def two_windows() -> list[Window]:
+    first = Window(0.0, 1.0, 4, np.array([0.010, 0.020]), 1, Counter({"UNAVAILABLE": 1}))
+    second = Window(1.0, 3.0, 4, np.array([0.050, 0.030, 0.040]), 2, Counter({"UNAVAILABLE": 1, "DEADLINE": 1}))
+    return [first, second]
+
+
+def test_summarize_throughput_is_ok_requests_times_batch_over_total_duration() -> None:
+    s = summarize(two_windows())
+    assert s.request_count == 5
+    assert s.inference_count == 20
+    assert s.duration_s == pytest.approx(3.0)
+    assert s.throughput == pytest.approx(20 / 3)
+
+
+def test_summarize_latencies_in_ms_over_all_requests() -> None:
+    s = summarize(two_windows())
+    # merged latencies (ms): 10, 20, 30, 40, 50
+    assert s.latency_avg_ms == pytest.approx(30.0)
+    assert s.latency_p50_ms == pytest.approx(30.0)  # rank ceil(2.5) = 3
+    assert s.latency_p90_ms == pytest.approx(50.0)  # rank ceil(4.5) = 5
+    assert s.latency_p95_ms == pytest.approx(50.0)
+    assert s.latency_p99_ms == pytest.approx(50.0)
+
+
+def test_summarize_percentiles_merge_requests_not_window_figures() -> None:
+    # one slow request in the first window, nine fast ones in the second: the median
+    # request is fast, though the mean of the two windows' medians would be 55 ms
+    s = summarize([window(1, 0.100), window(9, 0.010, start=1.0)])
+    assert s.latency_p50_ms == pytest.approx(10.0)
+    assert s.latency_p99_ms == pytest.approx(100.0)
+    assert s.latency_avg_ms == pytest.approx(19.0)
+
+
+def test_summarize_sums_error_counts_and_kinds() -> None:
+    s = summarize(two_windows())
+    assert s.error_count == 3
+    assert s.errors == Counter({"UNAVAILABLE": 2, "DEADLINE": 1})
+
+
+def test_summarize_of_windows_without_success_has_zero_throughput_and_nan_latency() -> None:
+    s = summarize([window(0, failed=7, errors={"INTERNAL": 7}), window(0, start=1.0, failed=3)])
+    assert s.throughput == 0.0
+    assert s.request_count == 0
+    assert s.error_count == 10
+    assert math.isnan(s.latency_avg_ms)
+    assert math.isnan(s.latency_p99_ms)
+
+
+def test_summarize_needs_a_window() -> None:
+    with pytest.raises(ValueError, match="at least one window"):
+        summarize([])
