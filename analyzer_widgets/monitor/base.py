@@ -49,6 +49,9 @@ class Sampler(abc.ABC):
     def setup(self) -> None:
         """Called once in the sampler's thread before the first sample."""
 
+    def teardown(self) -> None:
+        """Called once in the sampler's thread after the last sample."""
+
     def start(self) -> None:
         if self._thread is not None:
             return
@@ -68,6 +71,12 @@ class Sampler(abc.ABC):
         except Exception as e:  # noqa: BLE001 - a sampler that cannot start gives NaN, never kills a sweep
             self.unavailable["*"] = f"{type(e).__name__}: {e}"
             return
+        try:
+            self._sample_until_stopped()
+        finally:
+            self.teardown()
+
+    def _sample_until_stopped(self) -> None:
         next_due = time.monotonic()
         while not self._stop.is_set():
             try:

@@ -7,6 +7,7 @@ Not thread-safe: the runner's thread owns it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -120,8 +121,19 @@ class TritonControl:
         except Exception as e:
             raise ServerError(f"loading {name!r} failed: cannot reach the Triton server at {self.url} ({e})") from e
 
-    def unload(self, name: str) -> None:
+    def unload(self, name: str, wait_s: float = 30.0) -> None:
+        """Unload ``name`` and wait (up to ``wait_s``) until the server has let go of it.
+
+        The repository API answers at once while the model, its stub processes and their
+        memory are released in the background (about a second for a Python-backend model);
+        the next model's memory figures are only clean once that is done."""
         self._call(f"unloading {name!r}", self._client.unload_model, name)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            states = {m.state for m in self.repository_index() if m.name == name}
+            if not states & {"READY", "UNLOADING", "LOADING"}:
+                return
+            time.sleep(0.05)
 
     def model_info(self, name: str, version: str = "") -> ModelInfo:
         if self.protocol == "grpc":

@@ -1,0 +1,156 @@
+"""GPU samples from NVML (the ``pynvml`` module of nvidia-ml-py).
+
+NVML is initialised lazily, in the sampler's own thread when it starts, never at import,
+and shut down when the sampler stops (NVML counts its inits, so several samplers are
+fine). A query a board does not support (power on some boards, utilization under MIG)
+gives NaN for that value and one entry in :attr:`Sampler.unavailable`; it never stops
+sampling. GPUs are identified by UUID, which stays fixed when indices are renumbered.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer_widgets.monitor.base import Sampler
+
+#: the values of one GPU in each sample, keyed "gpu<i>.<metric>" (i: position in .gpus)
+GPU_METRICS = ("memory_used_mb", "util_pct", "mem_util_pct", "power_w")
+#: aggregates over the monitored GPUs, in every sample
+GPU_TOTALS = ("gpu_memory_used_mb", "gpu_util_pct", "gpu_mem_util_pct", "gpu_power_w")
+#: GPU memory used by one process, keyed "pid<pid>.gpu_memory_mb"
+PROCESS_KEY = "pid{pid}.gpu_memory_mb"
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int  # NVML index
+    uuid: str
+    name: str
+    memory_total_mb: float
+
+
+def nvml_unavailable_reason() -> str | None:
+    """Why NVML cannot be used on this machine, or None if it can."""
+    try:
+        import pynvml
+    except ImportError:
+        return "nvidia-ml-py is not installed (pip install nvidia-ml-py)"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        return f"NVML is not available ({e}); no NVIDIA driver on this machine"
+    try:
+        if pynvml.nvmlDeviceGetCount() == 0:
+            return "NVML found no GPU"
+    finally:
+        pynvml.nvmlShutdown()
+    return None
+
+
+def _visible(handles: list[tuple[int, Any, str]]) -> list[tuple[int, Any, str]]:
+    """Honour CUDA_VISIBLE_DEVICES (indices or UUIDs) where it is set."""
+    setting = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if setting is None or setting.strip() == "":
+        return handles
+    wanted = [w.strip() for w in setting.split(",") if w.strip()]
+    chosen = []
+    for w in wanted:
+        for index, handle, uuid in handles:
+            if (w.isdigit() and int(w) == index) or (not w.isdigit() and uuid.startswith(w)):
+                chosen.append((index, handle, uuid))
+    return chosen
+
+
+class NvmlSampler(Sampler):
+    """Samples every visible GPU: memory used, GPU and memory utilization, power, and the
+    GPU memory of every compute process (for per-process attribution).
+
+    Default 50 ms (20 Hz). Values are NaN (with a reason in ``unavailable``) where a
+    query is not supported."""
+
+    def __init__(self, interval_s: float = 0.05, per_process: bool = True) -> None:
+        super().__init__("nvml", interval_s)
+        self.per_process = per_process
+        self.gpus: list[GpuInfo] = []
+        self._handles: list[Any] = []
+        self._nvml: Any = None
+
+    def setup(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        found = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            uuid = pynvml.nvmlDeviceGetUUID(handle)
+            found.append((i, handle, uuid.decode() if isinstance(uuid, bytes) else uuid))
+        for index, handle, uuid in _visible(found):
+            name = pynvml.nvmlDeviceGetName(handle)
+            total = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
+            self.gpus.append(GpuInfo(index, uuid, name.decode() if isinstance(name, bytes) else name, total))
+            self._handles.append(handle)
+
+    def teardown(self) -> None:
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except self._nvml.NVMLError:
+                pass
+            self._nvml = None
+
+    def _query(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._nvml.NVMLError as e:
+            # remember why once; the value is NaN from now on for this sample
+            self.unavailable.setdefault(what, str(e))
+            return None
+
+    def sample(self) -> Mapping[str, float]:
+        nvml = self._nvml
+        values: dict[str, float] = {}
+        totals: dict[str, list[float]] = {"mem": [], "util": [], "mem_util": [], "power": []}
+        for i, handle in enumerate(self._handles):
+            memory = self._query("memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+            rates = self._query("utilization", nvml.nvmlDeviceGetUtilizationRates, handle)
+            power = self._query("power", nvml.nvmlDeviceGetPowerUsage, handle)
+            mem_mb = memory.used / 2**20 if memory is not None else math.nan
+            util = float(rates.gpu) if rates is not None else math.nan
+            mem_util = float(rates.memory) if rates is not None else math.nan
+            power_w = power / 1000.0 if power is not None else math.nan
+            values[f"gpu{i}.memory_used_mb"] = mem_mb
+            values[f"gpu{i}.util_pct"] = util
+            values[f"gpu{i}.mem_util_pct"] = mem_util
+            values[f"gpu{i}.power_w"] = power_w
+            totals["mem"].append(mem_mb)
+            totals["util"].append(util)
+            totals["mem_util"].append(mem_util)
+            totals["power"].append(power_w)
+            if self.per_process:
+                procs = self._query("processes", nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
+                for p in procs:
+                    used = getattr(p, "usedGpuMemory", None)
+                    if used is None:
+                        continue  # not reported (e.g. inside a container without PID namespace access)
+                    key = PROCESS_KEY.format(pid=p.pid)
+                    values[key] = values.get(key, 0.0) + used / 2**20
+        values["gpu_memory_used_mb"] = _sum(totals["mem"])
+        values["gpu_util_pct"] = _max(totals["util"])
+        values["gpu_mem_util_pct"] = _max(totals["mem_util"])
+        values["gpu_power_w"] = _sum(totals["power"])
+        return values
+
+
+def _sum(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) if finite else math.nan
+
+
+def _max(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else math.nan
