@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from analyzer_widgets import runner as events
 from analyzer_widgets.api import make_spec, profile
 from analyzer_widgets.config import LaunchMode, MeasurementSettings, Protocol, parse_shape
-from analyzer_widgets.errors import AnalyzerError, ConfigError, SweepCancelled
+from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, SweepCancelled
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
 
@@ -263,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SweepCancelled:
         return EXIT_INTERRUPTED
-    except (ConfigError,) as e:
+    except (ConfigError, RepositoryError) as e:
+        # a bad model name, a missing or empty repository: the user's input, found by the
+        # preflight before anything ran (as ConfigError is), so a usage error like `models`
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except AnalyzerError as e:

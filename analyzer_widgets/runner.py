@@ -334,15 +334,34 @@ class SweepRunner:
         windows: list[Window] = []
         snapshots: list[ModelStats] = []
         load: PointLoad | None = None
+
+        def snapshot() -> float:
+            # The client's windows are cut at the moment the server's counters are read,
+            # not at the planned boundary: on a busy host this thread can wake tens of ms
+            # late, and the client/server cross-check would then compare different spans.
+            # A read that itself took long (its reply queued behind inferences) leaves that
+            # moment uncertain; read again, and keep the read that is best pinned in time.
+            best: tuple[float, float, ModelStats] | None = None
+            for _ in range(_SNAPSHOT_TRIES):
+                before = time.monotonic()
+                stats = control.statistics(model, version)
+                after = time.monotonic()
+                if best is None or after - before < best[1] - best[0]:
+                    best = (before, after, stats)
+                if after - before <= _SNAPSHOT_SPREAD_S:
+                    break
+            assert best is not None
+            snapshots.append(best[2])
+            return (best[0] + best[1]) / 2
+
         try:
             load = pool.start_point(job, settings.processes_for(concurrency))
-            snapshots.append(control.statistics(model, version))
-            boundary = load.start_time
+            boundary = snapshot()
+            load.window(boundary)  # drop what completed before the first snapshot
             while len(windows) < settings.max_trials:
                 boundary += window_s
                 self._wait(max(0.0, boundary - time.monotonic()))
-                snapshots.append(control.statistics(model, version))
-                window = load.window(boundary)
+                window = load.window(snapshot())
                 windows.append(window)
                 self.emit(WindowMeasured(model, batch, concurrency, len(windows), window.throughput,
                                          window.latency_avg_ms, window.failed))
@@ -405,6 +424,11 @@ class SweepRunner:
             row["status"] = Status.OK.value
             row["reason"] = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
         return row
+
+
+#: a statistics read slower than this is taken again (at most _SNAPSHOT_TRIES reads)
+_SNAPSHOT_SPREAD_S = 0.005
+_SNAPSHOT_TRIES = 3
 
 
 def _per_request_ms(ns: int, count: int) -> float:

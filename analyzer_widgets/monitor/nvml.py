@@ -78,6 +78,7 @@ class NvmlSampler(Sampler):
         self.gpus: list[GpuInfo] = []
         self._handles: list[Any] = []
         self._nvml: Any = None
+        self._memory_v2 = True
 
     def setup(self) -> None:
         import pynvml
@@ -94,6 +95,17 @@ class NvmlSampler(Sampler):
             total = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
             self.gpus.append(GpuInfo(index, uuid, name.decode() if isinstance(name, bytes) else name, total))
             self._handles.append(handle)
+
+    def _memory_info(self, handle: Any) -> Any:
+        # v2 reports "used" without the driver's reserved memory, as nvidia-smi shows it;
+        # v1's "used" (total - free) counts the reserve too. Fall back where v2 is missing.
+        nvml = self._nvml
+        if self._memory_v2:
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(handle, version=nvml.nvmlMemory_v2)
+            except (nvml.NVMLError, AttributeError):
+                self._memory_v2 = False
+        return self._query("memory", nvml.nvmlDeviceGetMemoryInfo, handle)
 
     def teardown(self) -> None:
         if self._nvml is not None:
@@ -116,7 +128,7 @@ class NvmlSampler(Sampler):
         values: dict[str, float] = {}
         totals: dict[str, list[float]] = {"mem": [], "util": [], "mem_util": [], "power": []}
         for i, handle in enumerate(self._handles):
-            memory = self._query("memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+            memory = self._memory_info(handle)
             rates = self._query("utilization", nvml.nvmlDeviceGetUtilizationRates, handle)
             power = self._query("power", nvml.nvmlDeviceGetPowerUsage, handle)
             mem_mb = memory.used / 2**20 if memory is not None else math.nan

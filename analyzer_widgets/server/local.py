@@ -155,7 +155,8 @@ class LocalServer(TritonServer):
             code = self._proc.poll()
             if code is not None:
                 raise ServerStartError(
-                    f"tritonserver exited with code {code} during start-up", self._read_log_tail(30)
+                    f"tritonserver exited with code {code} during start-up",
+                    _without_usage(self._read_log_tail(1000), 30),
                 )
             try:
                 with urllib.request.urlopen(url, timeout=1.0) as r:
@@ -204,6 +205,27 @@ class LocalServer(TritonServer):
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+def _without_usage(log: str, lines: int) -> str:
+    """The last ``lines`` lines of a start-up log, less tritonserver's usage text.
+
+    On a bad command line tritonserver prints the cause ("unrecognized option ...") and
+    then some 400 lines of usage; a plain tail would show only usage and hide the cause.
+    """
+    kept: list[str] = []
+    in_usage = False
+    for line in log.splitlines():
+        if line.startswith("Usage: tritonserver"):
+            in_usage = True
+            continue
+        # the usage: section headings ("Server:"), each option as "  --name <type>", then
+        # tab-indented text
+        if in_usage and (line.startswith(("  --", "\t")) or not line.strip() or line.endswith(":")):
+            continue
+        in_usage = False
+        kept.append(line)
+    return tail("\n".join(kept), lines)
 
 
 def _stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:

@@ -1,0 +1,159 @@
+"""Fixtures for the tests that run the real embedded Triton server (``@pytest.mark.server``).
+
+Nothing here stands in for Triton: the server is the tritonserver binary of the
+nvidia-pytriton wheel, the models are the bundled Python-backend examples. To keep the
+suite quick on a small CPU machine every sweep uses short windows (:data:`FAST`) and a
+short baseline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+import analyzer_widgets as aw
+from analyzer_widgets.server import LocalServer
+
+#: measurement settings that keep one point at about a second on a 2-core machine
+FAST: dict[str, object] = {"window_ms": 300, "baseline_s": 0.5, "max_trials": 6}
+
+#: process names of the server and of the Python backend's stubs (names are cut at 15 chars)
+_SERVER_NAMES = ("tritonserver", "triton_python_backend_stub")
+
+
+def _is_server_process(proc: psutil.Process) -> bool:
+    try:
+        name = proc.name()
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    exe = os.path.basename(cmdline[0]) if cmdline else ""
+    return any(name == n[:15] or exe == n for n in _SERVER_NAMES)
+
+
+def _alive(pid: int, created: float) -> bool:
+    """Whether the process (pid, create_time) still exists; a zombie has already let go of
+    everything but its pid, so it counts as gone."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def server_processes() -> set[tuple[int, float]]:
+    """(pid, create_time) of every tritonserver and backend stub process on this machine."""
+    found = set()
+    for proc in psutil.process_iter():
+        if _is_server_process(proc):
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.add((proc.pid, proc.create_time()))
+            except psutil.NoSuchProcess:
+                pass
+    return found
+
+
+def own_children() -> set[tuple[int, float]]:
+    """Live descendants of this test process, less multiprocessing's resource tracker
+    (started once by the first spawn and kept for the life of the interpreter)."""
+    found = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if any("resource_tracker" in part for part in proc.cmdline()):
+                continue
+            found.add((proc.pid, proc.create_time()))
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def wait_gone(procs: set[tuple[int, float]], timeout_s: float = 5.0) -> set[tuple[int, float]]:
+    """Wait until every process of ``procs`` has ended; return the ones still alive."""
+    deadline = time.monotonic() + timeout_s
+    left = {p for p in procs if _alive(*p)}
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = {p for p in left if _alive(*p)}
+    return left
+
+
+def describe(procs: set[tuple[int, float]]) -> str:
+    out = []
+    for pid, _ in sorted(procs):
+        try:
+            out.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:200]}")
+        except psutil.NoSuchProcess:
+            out.append(f"{pid}: (gone)")
+    return "; ".join(out)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that starts a server must leave no server, stub or client process behind.
+
+    The module's shared server is started before the snapshot, so it does not count."""
+    if request.node.get_closest_marker("server") is None:
+        yield
+        return
+    if "shared_server" in request.fixturenames:
+        request.getfixturevalue("shared_server")  # started (and its processes counted) before the snapshot
+    servers_before = server_processes()
+    children_before = own_children()
+    yield
+    left = wait_gone(server_processes() - servers_before)
+    left |= wait_gone(own_children() - children_before)
+    assert not left, f"processes left behind by the test: {describe(left)}"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A private copy of the example repository, free to alter."""
+    target = tmp_path / "model_repository"
+    shutil.copytree(aw.EXAMPLE_REPOSITORY, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+BROKEN_MESSAGE = "deliberate failure in initialize (analyzer-widgets test)"
+
+
+def add_broken_model(repository: Path, name: str = "broken_init") -> str:
+    """Write a Python-backend model whose ``initialize`` raises :data:`BROKEN_MESSAGE`."""
+    model = repository / name
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(
+        f'name: "{name}"\n'
+        'backend: "python"\n'
+        "max_batch_size: 8\n"
+        'input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]\n'
+        'output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]\n'
+        "instance_group [ { count: 1, kind: KIND_CPU } ]\n"
+    )
+    (model / "1" / "model.py").write_text(
+        "class TritonPythonModel:\n"
+        "    def initialize(self, args):\n"
+        f"        raise RuntimeError({BROKEN_MESSAGE!r})\n"
+        "\n"
+        "    def execute(self, requests):\n"
+        "        return []\n"
+    )
+    return name
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[LocalServer]:
+    """One embedded server for the tests of a module that only need a running one."""
+    server = LocalServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

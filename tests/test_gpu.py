@@ -1,0 +1,121 @@
+"""GPU monitoring proven on a real GPU: NVML sampling, memory attribution, cross-checks.
+
+These run where NVML finds a GPU (the GPU host: see docs/gpu-host.md) and skip, saying
+why, elsewhere. The bundled torch_mlp runs on CUDA in fp16 there (8 x 4096 x 4096
+weights: 256 MiB plus the CUDA context of its stub process).
+Set ANALYZER_WIDGETS_BACKEND_PYTHON to the Python the models should use where the host
+Python has numpy 2 (docs/gpu-host.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import analyzer_widgets as aw
+from analyzer_widgets.monitor.nvml import NvmlSampler, nvml_unavailable_reason
+from analyzer_widgets.server import LocalServer, TritonControl
+
+REASON = nvml_unavailable_reason()
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=f"needs an NVIDIA GPU: {REASON}")]
+
+BACKEND_PYTHON = os.environ.get("ANALYZER_WIDGETS_BACKEND_PYTHON")
+
+
+def server_settings() -> aw.ServerSettings:
+    return aw.ServerSettings(backend_python=Path(BACKEND_PYTHON) if BACKEND_PYTHON else None)
+
+
+def gpu_memory_mb(sampler: NvmlSampler, since: float) -> float:
+    samples = sampler.between(since, math.inf)
+    assert samples, "the NVML sampler took no sample"
+    return samples[-1].values["gpu_memory_used_mb"]
+
+
+def wait_samples(sampler: NvmlSampler, seconds: float = 0.5) -> float:
+    start = time.monotonic()
+    time.sleep(seconds)
+    return start
+
+
+def test_nvml_sampler_reaches_20_hz_and_reads_every_metric() -> None:
+    with NvmlSampler(0.05) as sampler:
+        start = time.monotonic()
+        time.sleep(2.0)
+    samples = sampler.between(start, math.inf)
+    assert len(samples) >= 36, f"{len(samples)} samples in 2 s: below 18 Hz"
+    assert sampler.gpus and all(g.uuid.startswith("GPU-") for g in sampler.gpus)
+    last = samples[-1].values
+    assert last["gpu_memory_used_mb"] > 0
+    assert 0 <= last["gpu_util_pct"] <= 100
+    assert 0 <= last["gpu_mem_util_pct"] <= 100
+    assert last["gpu_power_w"] > 0, sampler.unavailable
+
+
+def test_model_memory_rises_on_load_falls_on_unload_and_is_attributed_to_its_stub() -> None:
+    with LocalServer(aw.EXAMPLE_REPOSITORY, server_settings()) as server, NvmlSampler(0.05) as sampler:
+        control = TritonControl(server.endpoints.grpc)
+        before = gpu_memory_mb(sampler, wait_samples(sampler))
+        control.load("torch_mlp")
+        loaded = gpu_memory_mb(sampler, wait_samples(sampler))
+        # 8 fp16 layers of 4096 x 4096 are 256 MiB; the stub's CUDA context adds more
+        assert loaded - before > 256, f"GPU memory went from {before:.0f} to {loaded:.0f} MB on load"
+
+        stubs = {
+            p.pid for p in psutil.Process(server.pid).children(recursive=True)
+            if any("torch_mlp" in part for part in p.cmdline())
+        }
+        assert stubs, "no stub process of torch_mlp under the server"
+        last = sampler.between(time.monotonic() - 1, math.inf)[-1].values
+        per_stub = sum(last.get(f"pid{pid}.gpu_memory_mb", 0.0) for pid in stubs)
+        assert per_stub > 256, f"NVML attributes {per_stub:.0f} MB to the torch_mlp stub {stubs}"
+
+        control.unload("torch_mlp")
+        after = gpu_memory_mb(sampler, wait_samples(sampler, 1.0))
+        assert abs(after - before) < 0.05 * before + 64, (
+            f"GPU memory {before:.0f} MB before the load, {after:.0f} MB after the unload"
+        )
+        control.close()
+
+
+def test_sweep_gpu_columns_agree_with_triton_metrics_and_nvidia_smi(tmp_path: Path) -> None:
+    smi = shutil.which("nvidia-smi")
+    readings: list[float] = []
+
+    def on_event(event: object) -> None:
+        # one nvidia-smi reading while each point runs, for the cross-check below
+        if smi and type(event).__name__ == "WindowMeasured" and getattr(event, "trial", 0) == 2:
+            out = subprocess.run([smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=20)
+            readings.append(sum(float(v) for v in out.stdout.split()))
+
+    result = aw.profile(
+        models=["torch_mlp"], model_repository=aw.EXAMPLE_REPOSITORY, batch_sizes=[1, 8], concurrency=[1, 4],
+        window_ms=1000, baseline_s=2.0, backend_python=BACKEND_PYTHON, export_path=tmp_path / "out",
+        on_event=on_event,
+    )
+    df = result.to_frame()
+    assert (df["status"] != "failed").all(), df[["status", "reason"]]
+    base = result.baseline.iloc[0]
+    assert base["gpu_memory_max_mb"] > 0
+    for _, row in df.iterrows():
+        assert row["gpu_util_max_pct"] > 0, "GPU utilization must be above zero under load"
+        assert row["gpu_memory_above_baseline_mb"] > 256
+        assert row["model_gpu_memory_max_mb"] > 256
+        # Triton's own /metrics (DCGM, 1 s refresh) sees the same memory within 5%
+        assert row["triton_gpu_memory_max_mb"] == pytest.approx(row["gpu_memory_max_mb"], rel=0.05)
+    if smi:
+        assert readings, "no nvidia-smi reading was taken"
+        for reading, peak in zip(readings, df["gpu_memory_max_mb"]):
+            assert reading == pytest.approx(peak, rel=0.05), f"nvidia-smi {reading} MB vs NVML max {peak} MB"
+    samples = result.samples
+    assert {"time_s", "source", "model", "batch_size", "concurrency"} <= set(samples.columns)
+    assert (samples["source"] == "nvml").sum() > 20 * 4 * 3 * 0.5  # 20 Hz over at least 4 points
+    assert (tmp_path / "out" / "metrics-samples.csv").is_file()
