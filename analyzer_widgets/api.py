@@ -61,6 +61,10 @@ def profile(
     elif settings:
         raise ConfigError(next(iter(settings)), settings[next(iter(settings))], "give either a spec or settings, not both")
     export = export_path if export_path is not None else spec.export_path
+    if export is not None and spec.server.log_path is None:
+        # keep the server's whole log beside the results it produced
+        log_path = Path(export) / "tritonserver.log"
+        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=log_path))
     runner = SweepRunner(spec)
     if runner_hook is not None:
         runner_hook(runner)

@@ -196,3 +196,17 @@ def test_remote_sweep_keeps_models_it_did_not_load(shared_server: LocalServer) -
             control.unload("mlp_numpy")
         finally:
             control.close()
+
+
+@pytest.mark.server
+def test_a_log_nobody_asked_for_is_removed_and_a_requested_log_is_kept(tmp_path: Path) -> None:
+    temporary = LocalServer(aw.EXAMPLE_REPOSITORY)
+    with temporary:
+        temp_log = temporary.log_path
+        assert temp_log is not None and temp_log.is_file()
+    assert not temp_log.exists(), "the temporary server log was left behind"
+
+    kept = tmp_path / "logs" / "tritonserver.log"
+    with LocalServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings(log_path=kept)):
+        pass
+    assert "Started GRPCInferenceService" in kept.read_text()

@@ -44,6 +44,7 @@ class LocalServer(TritonServer):
         self._endpoints: Endpoints | None = None
         self._log_path: Path | None = None
         self._log_file = None
+        self._log_is_temporary = False
 
     # -- interface ---------------------------------------------------------------------
     @property
@@ -117,11 +118,16 @@ class LocalServer(TritonServer):
         if self.settings.log_path:
             self._log_path = Path(self.settings.log_path)
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_is_temporary = False
         else:
+            # Every error we raise quotes the log's tail, so a log nobody asked to keep
+            # is removed on stop; give settings.log_path (the CLI puts it beside the CSV
+            # files) to keep the whole of it.
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
             self._log_path = Path(name)
-        self._log_file = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
+            self._log_is_temporary = True
+        self._log_file = open(self._log_path, "wb")  # noqa: SIM115 - closed in stop()
         try:
             self._proc = subprocess.Popen(
                 cmd,
@@ -183,6 +189,8 @@ class LocalServer(TritonServer):
         if proc is not None:
             _stop_process_group(proc, _STOP_GRACE_S)
         self._close_log()
+        if self._log_is_temporary and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
 
     def logs(self, lines: int = 40) -> str:
         return self._read_log_tail(lines)
