@@ -7,14 +7,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from analyzer_widgets.config import MeasurementSettings, ServerSettings, SweepSpec
+from analyzer_widgets.config import MeasurementSettings, MonitorSettings, ServerSettings, SweepSpec
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.results import ResultCollector, ResultsWriter, SweepResult
 from analyzer_widgets.runner import SweepRunner
 
 _SERVER_FIELDS = {f.name for f in dataclasses.fields(ServerSettings)}
 _MEASUREMENT_FIELDS = {f.name for f in dataclasses.fields(MeasurementSettings)}
-_SPEC_FIELDS = {f.name for f in dataclasses.fields(SweepSpec)} - {"server", "measurement"}
+_MONITOR_FIELDS = {f.name for f in dataclasses.fields(MonitorSettings)}
+_SPEC_FIELDS = {f.name for f in dataclasses.fields(SweepSpec)} - {"server", "measurement", "monitor"}
 
 
 def make_spec(**settings: Any) -> SweepSpec:
@@ -25,11 +26,13 @@ def make_spec(**settings: Any) -> SweepSpec:
     """
     server = {k: settings.pop(k) for k in list(settings) if k in _SERVER_FIELDS}
     measurement = {k: settings.pop(k) for k in list(settings) if k in _MEASUREMENT_FIELDS}
+    monitor = {k: settings.pop(k) for k in list(settings) if k in _MONITOR_FIELDS}
     unknown = [k for k in settings if k not in _SPEC_FIELDS]
     if unknown:
-        known = ", ".join(sorted(_SPEC_FIELDS | _SERVER_FIELDS | _MEASUREMENT_FIELDS))
+        known = ", ".join(sorted(_SPEC_FIELDS | _SERVER_FIELDS | _MEASUREMENT_FIELDS | _MONITOR_FIELDS))
         raise ConfigError(unknown[0], settings[unknown[0]], f"is not a setting; the settings are: {known}")
-    return SweepSpec(server=ServerSettings(**server), measurement=MeasurementSettings(**measurement), **settings)
+    return SweepSpec(server=ServerSettings(**server), measurement=MeasurementSettings(**measurement),
+                     monitor=MonitorSettings(**monitor), **settings)
 
 
 def profile(

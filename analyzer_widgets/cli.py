@@ -219,8 +219,15 @@ def print_table(result: SweepResult, out: TextIO) -> None:
     if df.empty:
         out.write("no points were measured\n")
         return
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
-        out.write(df[TABLE_COLUMNS].to_string(index=False) + "\n")
+    columns = list(TABLE_COLUMNS)
+    if df["gpu_memory_max_mb"].notna().any():
+        columns[-1:-1] = ["gpu_memory_max_mb", "model_gpu_memory_max_mb", "gpu_util_max_pct"]
+    else:
+        columns[-1:-1] = ["server_cpu_util_max_pct"]
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
+        out.write(df[columns].to_string(index=False) + "\n")
+    for what, why in result.unavailable.items():
+        out.write(f"  NaN columns ({what}): {why}\n")
     for row in result.rows:
         if row["status"] != "ok" and row["reason"]:
             out.write(f"  {row['model']} batch={row['batch_size']} concurrency={row['concurrency']}: "
@@ -273,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     print_table(result, out)
     if export is not None:
-        out.write(f"results written to {export / 'metrics-model.csv'} and {export / 'metrics-server-only.csv'}\n")
+        out.write(f"results written to {export}/: metrics-model.csv, metrics-server-only.csv, metrics-samples.csv\n")
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -214,6 +214,24 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """Which samplers run and how often. ``nvml`` may be turned off; it is off by itself
+    (columns NaN, one notice) where NVML is absent."""
+
+    nvml: bool = True
+    nvml_interval_s: float = 0.05
+    host_interval_s: float = 0.1
+    triton_metrics: bool = True
+    triton_metrics_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("nvml_interval_s", "host_interval_s", "triton_metrics_interval_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.001 <= value <= 60:
+                raise ConfigError(name, value, "must be a number of seconds between 0.001 and 60")
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """One sweep: which models, over which batch sizes and concurrency values, and how.
 
@@ -229,6 +247,7 @@ class SweepSpec:
     concurrency: tuple[int, ...] = (1,)
     server: ServerSettings = field(default_factory=ServerSettings)
     measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     input_data: str = "random"
     baseline_s: float = 2.0

@@ -179,7 +179,7 @@ def concrete_shape(tensor: TensorSpec, given: Mapping[str, tuple[int, ...]]) -> 
     """The shape to send for ``tensor`` (no batch dimension), using ``given`` for -1 dims."""
     if tensor.name in given:
         shape = tuple(given[tensor.name])
-        if len(shape) != len(tensor.dims) or any(d >= 0 and d != s for d, s in zip(tensor.dims, shape)):
+        if len(shape) != len(tensor.dims) or any(d >= 0 and d != s for d, s in zip(tensor.dims, shape, strict=True)):
             raise RepositoryError(
                 f"shape {tensor.name}:{','.join(map(str, shape))} does not fit the model's dims "
                 f"{list(tensor.dims)} (-1 marks the dimensions you choose)"

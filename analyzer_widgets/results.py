@@ -25,6 +25,7 @@ from analyzer_widgets.schema import _NAN, MODEL_COLUMNS, SERVER_COLUMNS, Column,
 
 MODEL_CSV = "metrics-model.csv"
 SERVER_CSV = "metrics-server-only.csv"
+SAMPLES_CSV = "metrics-samples.csv"
 
 
 def frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> pd.DataFrame:
@@ -120,7 +121,7 @@ def read_csv(path: Path | str, columns: Sequence[Column]) -> pd.DataFrame:
             raise AnalyzerError(f"results file {str(path)!r}: row {number} has {len(cells)} fields, "
                                 f"expected {len(header)}; the file is damaged")
         try:
-            records.append({name: _uncell(cell, kinds[name]) for name, cell in zip(header, cells) if name in kinds})
+            records.append({name: _uncell(cell, kinds[name]) for name, cell in zip(header, cells, strict=True) if name in kinds})
         except ValueError as e:
             raise AnalyzerError(f"results file {str(path)!r}: row {number} holds a bad value ({e})") from e
     return frame(records, columns)
@@ -134,7 +135,8 @@ class ResultsWriter:
         self.directory = Path(directory)
         self.model_path = self.directory / MODEL_CSV
         self.server_path = self.directory / SERVER_CSV
-        existing = [p for p in (self.model_path, self.server_path) if p.exists()]
+        self.samples_path = self.directory / SAMPLES_CSV
+        existing = [p for p in (self.model_path, self.server_path, self.samples_path) if p.exists()]
         if existing and not overwrite:
             raise AnalyzerError(
                 f"{', '.join(str(p) for p in existing)} already exist; choose another export path "
@@ -156,6 +158,9 @@ class ResultsWriter:
     def add_baseline(self, row: Mapping[str, Any]) -> None:
         self._append(self.server_path, row, SERVER_COLUMNS)
 
+    def write_samples(self, samples: pd.DataFrame) -> None:
+        write_atomic(self.samples_path, samples_csv_text(samples))
+
 
 @dataclass
 class SweepResult:
@@ -174,6 +179,10 @@ class SweepResult:
     cancelled: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: every monitor sample (NVML, host, Triton /metrics), tagged with its phase and point
+    samples: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: why some columns are NaN, by sampler or metric
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         return frame(self.rows, MODEL_COLUMNS)
@@ -188,12 +197,35 @@ class SweepResult:
         return not self.cancelled and self.error is None and all(r["status"] != Status.FAILED for r in self.rows)
 
     def export(self, directory: Path | str) -> list[Path]:
-        """Write both CSV files (atomically) to ``directory``; returns their paths."""
+        """Write the CSV files (atomically) to ``directory``; returns their paths."""
         directory = Path(directory)
-        paths = [directory / MODEL_CSV, directory / SERVER_CSV]
+        paths = [directory / MODEL_CSV, directory / SERVER_CSV, directory / SAMPLES_CSV]
         write_atomic(paths[0], csv_text(self.rows, MODEL_COLUMNS))
         write_atomic(paths[1], csv_text([self.baseline_row] if self.baseline_row else [], SERVER_COLUMNS))
+        write_atomic(paths[2], samples_csv_text(self.samples))
         return paths
+
+
+def samples_csv_text(samples: pd.DataFrame) -> str:
+    """The samples table as CSV (numbers and our own phase names only: nothing to guard)."""
+    if samples.empty:
+        return "time_s,source,phase,model,batch_size,concurrency\r\n"
+    out = samples.copy()
+    out["model"] = out["model"].map(lambda v: _cell(v, "str"))
+    return out.to_csv(index=False, lineterminator="\r\n")
+
+
+def load_samples(directory: Path | str) -> pd.DataFrame:
+    """Read ``metrics-samples.csv`` back."""
+    path = Path(directory) / SAMPLES_CSV
+    if not path.is_file():
+        raise AnalyzerError(f"samples file {str(path)!r} does not exist")
+    text_columns = ("source", "phase", "model")
+    header = pd.read_csv(path, nrows=0).columns
+    df = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text_columns if c in header},
+                     na_values={c: [""] for c in header if c not in text_columns})
+    df["model"] = df["model"].map(lambda v: _uncell(v, "str"))
+    return df
 
 
 def load_results(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -229,3 +261,8 @@ class ResultCollector:
         elif isinstance(event, runner.SweepFinished):
             result.cancelled = event.cancelled
             result.error = event.error
+            result.unavailable = dict(event.unavailable)
+            if event.samples is not None:
+                result.samples = event.samples
+                if self.writer:
+                    self.writer.write_samples(event.samples)

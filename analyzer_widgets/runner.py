@@ -29,8 +29,7 @@ from analyzer_widgets.loadgen._worker import PointJob
 from analyzer_widgets.loadgen.generator import ClientPool, LoadError, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
 from analyzer_widgets.loadgen.stats import Window, is_stable, summarize
-from analyzer_widgets.monitor.base import Sampler, reduce_samples
-from analyzer_widgets.monitor.host import HOST_COLUMNS, ProcessTreeSampler
+from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.repository import ModelInfo, concrete_shape, resolve_models
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Status, empty_row
 from analyzer_widgets.server import TritonControl, TritonServer, make_server
@@ -114,6 +113,10 @@ class SweepFinished:
     elapsed_s: float
     server_version: str = ""
     rows: tuple[dict[str, Any], ...] = field(default=())
+    #: every monitor sample of the sweep, tagged with its phase and point (a DataFrame)
+    samples: Any = None
+    #: why some columns are NaN, by sampler or metric
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 Event = Any
@@ -161,7 +164,8 @@ class SweepRunner:
             self._handlers = list(on_event)
         self._given_server = server
         self._stop = threading.Event()
-        self.samplers: list[Sampler] = []
+        #: the samplers of the sweep in flight (the panel reads their buffers directly)
+        self.monitors = MonitorSession(spec.monitor)
         self.rows: list[dict[str, Any]] = []
 
     def subscribe(self, handler: EventHandler) -> None:
@@ -190,13 +194,21 @@ class SweepRunner:
         self.emit(SweepStarted(spec, total))
         version = ""
         error: BaseException | None = None
+        monitors = self.monitors
         try:
             with ExitStack() as stack:
+                stack.callback(monitors.stop)
+                monitors.begin("startup")
+                monitors.start_gpu()  # before the server, to know the GPU memory without it
+                for what, why in monitors.reasons.items():
+                    self.emit(Notice(f"{what} columns are NaN: {why}", "info"))
                 server = self._given_server or make_server(spec.server, spec.model_repository, spec.measurement.protocol)
                 t0 = time.monotonic()
                 if self._given_server is None:
                     server.start()
                     stack.callback(server.stop)
+                # samplers stop before the server does, so none reports the server's exit as a fault
+                stack.callback(monitors.stop)
                 endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
                 control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
                                         timeout_s=spec.measurement.request_timeout_s)
@@ -205,7 +217,9 @@ class SweepRunner:
                 self.emit(ServerReady(spec.server.launch_mode.value, version, endpoint, time.monotonic() - t0))
                 pool = stack.enter_context(ClientPool())
                 pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
-                self._start_samplers(server, stack)
+                monitors.attach_server(server.pid, server.endpoints.metrics)
+                if server.pid is None:
+                    self.emit(Notice(monitors.reasons["server process"], "info"))
                 self._baseline(version)
                 index = 0
                 for model in spec.models:
@@ -221,32 +235,13 @@ class SweepRunner:
             elapsed_s=time.monotonic() - started,
             server_version=version,
             rows=tuple(self.rows),
+            samples=monitors.samples_frame(),
+            unavailable=monitors.unavailable(),
         )
         self.emit(finished)
         if error is not None:
             raise error
         return finished
-
-    def _start_samplers(self, server: TritonServer, stack: ExitStack) -> None:
-        pid = server.pid
-        if pid is not None:
-            host = ProcessTreeSampler(pid)
-            host.start()
-            stack.callback(host.stop)
-            self.samplers.append(host)
-        else:
-            self.emit(Notice("the server runs elsewhere: its CPU and memory columns are NaN", "info"))
-
-    def _resource_columns(self, start: float, end: float) -> dict[str, float]:
-        """The server's CPU and memory over a span, reduced for a row (NaN when unsampled)."""
-        samples = [s for sampler in self.samplers for s in sampler.between(start, end)]
-        reduced = reduce_samples(samples, HOST_COLUMNS)
-        cpu_max, cpu_mean = reduced["server_cpu_util_pct"]
-        return {
-            "server_cpu_util_max_pct": cpu_max,
-            "server_cpu_util_mean_pct": cpu_mean,
-            "server_rss_max_mb": reduced["server_rss_mb"][0],
-        }
 
     def _wait(self, seconds: float) -> None:
         if self._stop.wait(seconds):
@@ -255,11 +250,16 @@ class SweepRunner:
     def _baseline(self, version: str) -> None:
         row = empty_row(SERVER_COLUMNS)
         row.update(launch_mode=self.spec.server.launch_mode.value, server_version=version, started_at=_utc_now())
+        monitors = self.monitors
+        monitors.begin("baseline")
         start = time.monotonic()
         self._wait(self.spec.baseline_s)
         end = time.monotonic()
         row["duration_s"] = end - start
-        row.update(self._resource_columns(start, end))
+        reduced = monitors.reduce(start, end)
+        row.update({k: v for k, v in reduced.items() if k in row})
+        row.update(monitors.gpu_descriptions(), gpu_memory_before_server_mb=monitors.gpu_memory_before_server_mb)
+        monitors.baseline_gpu_memory_mb = row["gpu_memory_max_mb"]
         self.emit(BaselineFinished(row))
 
     def _point_row(self, model: str, batch: int, concurrency: int, status: Status, reason: str = "") -> dict[str, Any]:
@@ -278,6 +278,7 @@ class SweepRunner:
         spec = self.spec
         points = [(b, c) for b in spec.batch_sizes for c in spec.concurrency]
         self.emit(ModelLoading(model))
+        self.monitors.begin("load", model)
         t0 = time.monotonic()
         we_loaded = False
         try:
@@ -297,6 +298,7 @@ class SweepRunner:
                 if self.stopping:
                     raise SweepCancelled("stopped")
                 self.emit(PointStarted(model, b, c, index, total))
+                self.monitors.begin("point", model, b, c)
                 problem = info.batch_size_problem(b)
                 if problem:
                     row = self._point_row(model, b, c, Status.SKIPPED, problem)
@@ -307,6 +309,7 @@ class SweepRunner:
                 if row["status"] == Status.FAILED.value:
                     server.check_alive()  # a dead server ends the sweep; the rows so far are kept
         finally:
+            self.monitors.begin("unload", model)
             if we_loaded:
                 try:
                     control.unload(model)
@@ -407,7 +410,9 @@ class SweepRunner:
             server_compute_infer_ms=_per_request_ms(served.compute_infer_ns, served.success_count),
             server_compute_output_ms=_per_request_ms(served.compute_output_ns, served.success_count),
         )
-        row.update(self._resource_columns(reported[0].start, reported[-1].end))
+        reduced = self.monitors.reduce(reported[0].start, reported[-1].end, model)
+        row.update(reduced)
+        row["gpu_memory_above_baseline_mb"] = reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb
         top_errors = "; ".join(f"{n}x {msg}" for msg, n in summary.errors.most_common(3))
         if summary.request_count == 0:
             row["status"] = Status.FAILED.value

@@ -1,5 +1,7 @@
 """The result columns, declared once: name (with its unit), kind, meaning.
 
+Memory is in MB of 2**20 bytes (MiB), as nvidia-smi reports it.
+
 The runner fills rows with these keys; the CSV header, the DataFrame dtypes and
 docs/metrics.md all read these tables.
 """
@@ -52,6 +54,18 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("window_ms", "int", "length of one measurement window"),
     Column("window_count", "int", "windows measured (trials), the reported ones included"),
     Column("measured_s", "float", "length of the reported span"),
+    Column("gpu_memory_max_mb", "float", "max GPU memory used on the monitored GPUs (NVML), over the reported windows"),
+    Column("gpu_memory_above_baseline_mb", "float", "gpu_memory_max_mb minus the baseline's (the server with no models)"),
+    Column("server_gpu_memory_max_mb", "float", "max GPU memory of the server's processes, its stubs included (NVML per process)"),
+    Column("model_gpu_memory_max_mb", "float", "max GPU memory of this model's own stub processes (NVML per process)"),
+    Column("gpu_util_max_pct", "float", "max GPU utilization (NVML: share of time a kernel ran)"),
+    Column("gpu_util_mean_pct", "float", "mean GPU utilization"),
+    Column("gpu_mem_util_max_pct", "float", "max memory utilization (NVML: share of time device memory was read or written)"),
+    Column("gpu_mem_util_mean_pct", "float", "mean memory utilization"),
+    Column("gpu_power_max_w", "float", "max board power draw of the monitored GPUs"),
+    Column("gpu_power_mean_w", "float", "mean board power draw"),
+    Column("triton_gpu_memory_max_mb", "float", "max GPU memory used as the server's own /metrics reports it (cross-check)"),
+    Column("triton_gpu_util_max_pct", "float", "max GPU utilization as the server's own /metrics reports it"),
     Column("server_cpu_util_max_pct", "float", "max CPU utilization of the server and its stubs (100 = one core)"),
     Column("server_cpu_util_mean_pct", "float", "mean CPU utilization of the server and its stubs"),
     Column("server_rss_max_mb", "float", "max resident memory of the server and its stubs"),
@@ -62,6 +76,19 @@ SERVER_COLUMNS: tuple[Column, ...] = (
     Column("launch_mode", "str", "local, docker or remote"),
     Column("server_version", "str", "Triton version the server reports"),
     Column("duration_s", "float", "length of the baseline"),
+    Column("gpu_names", "str", "the monitored GPUs, by name"),
+    Column("gpu_uuids", "str", "the monitored GPUs, by UUID"),
+    Column("gpu_memory_before_server_mb", "float", "GPU memory used before the server started"),
+    Column("gpu_memory_max_mb", "float", "max GPU memory used with the server up and no models"),
+    Column("server_gpu_memory_max_mb", "float", "max GPU memory of the server's own processes"),
+    Column("gpu_util_max_pct", "float", "max GPU utilization with no models"),
+    Column("gpu_util_mean_pct", "float", "mean GPU utilization with no models"),
+    Column("gpu_mem_util_max_pct", "float", "max memory utilization with no models"),
+    Column("gpu_mem_util_mean_pct", "float", "mean memory utilization with no models"),
+    Column("gpu_power_max_w", "float", "max board power draw with no models"),
+    Column("gpu_power_mean_w", "float", "mean board power draw with no models"),
+    Column("triton_gpu_memory_max_mb", "float", "max GPU memory used as the server's /metrics reports it"),
+    Column("triton_gpu_util_max_pct", "float", "max GPU utilization as the server's /metrics reports it"),
     Column("server_cpu_util_max_pct", "float", "max CPU utilization of the server with no models"),
     Column("server_cpu_util_mean_pct", "float", "mean CPU utilization of the server with no models"),
     Column("server_rss_max_mb", "float", "max resident memory of the server with no models"),

@@ -15,9 +15,9 @@ import argparse
 import importlib.util
 import platform
 import statistics
-from collections import Counter
 import sys
 import time
+from collections import Counter
 
 import analyzer_widgets as aw
 from analyzer_widgets import runner as ev

@@ -17,6 +17,7 @@ from analyzer_widgets.config import SweepSpec
 from analyzer_widgets.errors import AnalyzerError
 from analyzer_widgets.results import (
     MODEL_CSV,
+    SAMPLES_CSV,
     SERVER_CSV,
     ResultsWriter,
     SweepResult,
@@ -291,7 +292,7 @@ def test_sweep_result_export_loads_back_equal(tmp_path: Path) -> None:
     rows = awkward_rows()
     result = SweepResult(SweepSpec(models=("m",), model_repository=tmp_path), rows=rows, baseline_row=server_row())
     paths = result.export(tmp_path / "export")
-    assert [p.name for p in paths] == [MODEL_CSV, SERVER_CSV]
+    assert [p.name for p in paths] == [MODEL_CSV, SERVER_CSV, SAMPLES_CSV]
     model, server = load_results(tmp_path / "export")
     pd.testing.assert_frame_equal(model, result.to_frame())
     pd.testing.assert_frame_equal(server, result.baseline)

@@ -69,7 +69,7 @@ def check_output(check: OutputCheck, shape: tuple[int, ...], nbytes: int | None)
     """Why one returned output is not valid, or None when it is."""
     if len(shape) != len(check.shape):
         return f"output {check.name} has shape {list(shape)}, expected {list(check.shape)}"
-    for got, want in zip(shape, check.shape):
+    for got, want in zip(shape, check.shape, strict=True):
         if want >= 0 and got != want:
             return f"output {check.name} has shape {list(shape)}, expected {list(check.shape)}"
     count = math.prod(shape)

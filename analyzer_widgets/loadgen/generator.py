@@ -108,7 +108,7 @@ class PointLoad:
         self._done: set[int] = set()
         self._stopped = False
         self.start_time = -1.0
-        for w, job in zip(workers, jobs):
+        for w, job in zip(workers, jobs, strict=True):
             w.commands.send(("run", job))
         warm: dict[int, float] = {}
         # Warm-up requests can be slow (first CUDA call, lazy init): allow a request timeout.

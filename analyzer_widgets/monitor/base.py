@@ -46,10 +46,10 @@ class Sampler(abc.ABC):
     def sample(self) -> Mapping[str, float]:
         """One reading; NaN for a value that is not available this time."""
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - an optional hook
         """Called once in the sampler's thread before the first sample."""
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # noqa: B027 - an optional hook
         """Called once in the sampler's thread after the last sample."""
 
     def start(self) -> None:

@@ -21,6 +21,8 @@ class ProcessTreeSampler(Sampler):
         super().__init__("host", interval_s)
         self.pid = pid
         self._procs: dict[int, psutil.Process] = {}
+        #: every process seen in the tree: "server", or the model a Python-backend stub serves
+        self.labels: dict[int, str] = {pid: "server"}
 
     def setup(self) -> None:
         self._root = psutil.Process(self.pid)
@@ -33,6 +35,7 @@ class ProcessTreeSampler(Sampler):
         except psutil.Error:
             return {c: math.nan for c in HOST_COLUMNS}
         cpu = rss = 0.0
+        read = 0
         alive: dict[int, psutil.Process] = {}
         for proc in tree:
             # Keep Process objects between samples: cpu_percent measures since its last call.
@@ -44,8 +47,27 @@ class ProcessTreeSampler(Sampler):
                 else:
                     cpu += known.cpu_percent(None)
                 rss += known.memory_info().rss
+                read += 1
             except psutil.Error:
                 continue
             alive[proc.pid] = known
+            if proc.pid not in self.labels:
+                self.labels[proc.pid] = _label(proc)
         self._procs = alive
-        return {"server_cpu_util_pct": cpu, "server_rss_mb": rss / 1e6}
+        if read == 0:  # the server is gone: no figure, rather than a false zero
+            return {c: math.nan for c in HOST_COLUMNS}
+        return {"server_cpu_util_pct": cpu, "server_rss_mb": rss / 2**20}
+
+
+def _label(proc: psutil.Process) -> str:
+    """The model a Python-backend stub serves (its first argument is
+    ``<repository>/<model>/<version>/model.py``), or "server" for any other process."""
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return "server"
+    if len(cmdline) > 1 and cmdline[0].endswith("triton_python_backend_stub"):
+        parts = cmdline[1].replace("\\", "/").split("/")
+        if len(parts) >= 3:
+            return parts[-3]
+    return "server"

@@ -1,0 +1,199 @@
+"""All the samplers of one sweep, the phases they are tagged with, and their reductions.
+
+The runner tells the session which phase the sweep is in (baseline, a point, a load),
+and asks it to reduce a span of samples into row columns. The reductions are declared
+once, in :data:`REDUCTIONS`.
+
+GPU memory per process: NVML lists each compute process with its memory; the host
+sampler names each process of the server's tree ("server", or the model whose Python
+backend stub it is, read from the stub's command line). Summing by name gives the
+memory of the server and of each model separately (each Python-backend model instance
+runs in its own stub process).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from analyzer_widgets.config import MonitorSettings
+from analyzer_widgets.monitor.base import Sample, Sampler
+from analyzer_widgets.monitor.host import ProcessTreeSampler
+from analyzer_widgets.monitor.nvml import NvmlSampler, nvml_unavailable_reason
+from analyzer_widgets.monitor.triton_metrics import TritonMetricsSampler
+
+#: (row column, per-sample key, reduction): every figure a row takes from the samplers
+REDUCTIONS: tuple[tuple[str, str, str], ...] = (
+    ("gpu_memory_max_mb", "gpu_memory_used_mb", "max"),
+    ("server_gpu_memory_max_mb", "server_gpu_memory_mb", "max"),
+    ("model_gpu_memory_max_mb", "model_gpu_memory_mb", "max"),
+    ("gpu_util_max_pct", "gpu_util_pct", "max"),
+    ("gpu_util_mean_pct", "gpu_util_pct", "mean"),
+    ("gpu_mem_util_max_pct", "gpu_mem_util_pct", "max"),
+    ("gpu_mem_util_mean_pct", "gpu_mem_util_pct", "mean"),
+    ("gpu_power_max_w", "gpu_power_w", "max"),
+    ("gpu_power_mean_w", "gpu_power_w", "mean"),
+    ("triton_gpu_memory_max_mb", "triton_gpu_memory_used_mb", "max"),
+    ("triton_gpu_util_max_pct", "triton_gpu_util_pct", "max"),
+    ("server_cpu_util_max_pct", "server_cpu_util_pct", "max"),
+    ("server_cpu_util_mean_pct", "server_cpu_util_pct", "mean"),
+    ("server_rss_max_mb", "server_rss_mb", "max"),
+)
+
+
+@dataclass(frozen=True)
+class Phase:
+    start: float
+    name: str  # startup, baseline, load, point, unload
+    model: str = ""
+    batch_size: int = 0
+    concurrency: int = 0
+
+
+class MonitorSession:
+    """Owns the samplers of a sweep. Not thread-safe beyond the samplers' own buffers:
+    call it from the runner's thread (the panel reads the samplers' buffers directly)."""
+
+    def __init__(self, settings: MonitorSettings | None = None) -> None:
+        self.settings = settings or MonitorSettings()
+        self.started = time.monotonic()
+        self.nvml: NvmlSampler | None = None
+        self.host: ProcessTreeSampler | None = None
+        self.triton: TritonMetricsSampler | None = None
+        self.reasons: dict[str, str] = {}  # metric group -> why it is NaN
+        self._phases: list[Phase] = []
+        self.baseline_gpu_memory_mb = math.nan
+        self.gpu_memory_before_server_mb = math.nan
+
+    @property
+    def samplers(self) -> list[Sampler]:
+        return [s for s in (self.nvml, self.host, self.triton) if s is not None]
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start_gpu(self) -> None:
+        """Start NVML before the server, so its memory before the server is known."""
+        if not self.settings.nvml:
+            self.reasons["gpu"] = "GPU sampling was turned off"
+            return
+        reason = nvml_unavailable_reason()
+        if reason is not None:
+            self.reasons["gpu"] = reason
+            return
+        self.nvml = NvmlSampler(self.settings.nvml_interval_s)
+        self.nvml.start()
+        deadline = time.monotonic() + 2.0
+        while not self.nvml.between(0, math.inf) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first = self.nvml.between(0, math.inf)
+        if first:
+            self.gpu_memory_before_server_mb = first[-1].values.get("gpu_memory_used_mb", math.nan)
+
+    def attach_server(self, pid: int | None, metrics_url: str | None) -> None:
+        if pid is not None:
+            self.host = ProcessTreeSampler(pid, self.settings.host_interval_s)
+            self.host.start()
+        else:
+            self.reasons["server process"] = "the server runs elsewhere: its CPU, memory and per-process GPU figures are unknown"
+        if metrics_url and self.settings.triton_metrics:
+            self.triton = TritonMetricsSampler(metrics_url, self.settings.triton_metrics_interval_s)
+            self.triton.start()
+
+    def stop(self) -> None:
+        for sampler in self.samplers:
+            sampler.stop()
+
+    def begin(self, name: str, model: str = "", batch_size: int = 0, concurrency: int = 0) -> None:
+        """Tag the samples from now on with this phase."""
+        self._phases.append(Phase(time.monotonic(), name, model, batch_size, concurrency))
+
+    def unavailable(self) -> dict[str, str]:
+        """Why some columns are NaN, by sampler or metric."""
+        out = dict(self.reasons)
+        for sampler in self.samplers:
+            for what, why in sampler.unavailable.items():
+                out[f"{sampler.name} {what}".strip()] = why
+        return out
+
+    # -- reductions --------------------------------------------------------------------
+    def _derived(self, sample: Sample, model: str) -> dict[str, float]:
+        """Per-process GPU memory of the server and of ``model``, from the pid keys."""
+        labels = self.host.labels if self.host is not None else None
+        if labels is None:
+            return {}
+        server = model_mb = 0.0
+        for key, value in sample.values.items():
+            if not key.startswith("pid"):
+                continue
+            label = labels.get(int(key[3:].split(".", 1)[0]))
+            if label is None:
+                continue  # another program's process
+            server += value
+            if model and label == model:
+                model_mb += value
+        out = {"server_gpu_memory_mb": server}
+        if model:
+            out["model_gpu_memory_mb"] = model_mb
+        return out
+
+    def reduce(self, start: float, end: float, model: str = "") -> dict[str, float]:
+        """Every column of :data:`REDUCTIONS` over ``[start, end]`` (NaN where no sampler
+        gave a value); ``model`` names the model whose stub memory to attribute."""
+        values: dict[str, list[float]] = {}
+        for sampler in self.samplers:
+            for sample in sampler.between(start, end):
+                merged = dict(sample.values)
+                if sampler is self.nvml:
+                    merged.update(self._derived(sample, model))
+                for key, value in merged.items():
+                    if isinstance(value, float | int) and math.isfinite(value):
+                        values.setdefault(key, []).append(float(value))
+        row: dict[str, float] = {}
+        for column, key, how in REDUCTIONS:
+            found = values.get(key)
+            if not found:
+                row[column] = math.nan
+            else:
+                row[column] = max(found) if how == "max" else sum(found) / len(found)
+        return row
+
+    # -- samples as a table ------------------------------------------------------------
+    def samples_frame(self) -> pd.DataFrame:
+        """Every sample of every sampler, one row each, tagged with its phase and point.
+
+        ``time_s`` counts from the session's start. Per-process keys are folded into
+        ``server_gpu_memory_mb`` and ``model_gpu_memory_mb`` (the model of the phase)."""
+        rows: list[dict[str, Any]] = []
+        starts = [p.start for p in self._phases]
+        for sampler in self.samplers:
+            for sample in sampler.between(0, math.inf):
+                index = bisect.bisect_right(starts, sample.t) - 1
+                phase = self._phases[index] if index >= 0 else None
+                row: dict[str, Any] = {
+                    "time_s": sample.t - self.started,
+                    "source": sampler.name,
+                    "phase": phase.name if phase else "",
+                    "model": phase.model if phase else "",
+                    "batch_size": phase.batch_size if phase else 0,
+                    "concurrency": phase.concurrency if phase else 0,
+                }
+                row.update({k: v for k, v in sample.values.items() if not k.startswith("pid")})
+                if sampler is self.nvml:
+                    row.update(self._derived(sample, phase.model if phase else ""))
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame = frame.sort_values(["time_s", "source"], kind="stable").reset_index(drop=True)
+        return frame
+
+    def gpu_descriptions(self) -> dict[str, str]:
+        gpus = self.nvml.gpus if self.nvml is not None else []
+        return {
+            "gpu_names": "; ".join(g.name for g in gpus),
+            "gpu_uuids": "; ".join(g.uuid for g in gpus),
+        }
+

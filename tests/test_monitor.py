@@ -1,0 +1,168 @@
+"""Monitoring without a GPU: the sampler machinery, the reductions, host and Triton
+/metrics sampling against the real server, and GPU columns that are NaN with a reason.
+
+The GPU side is proven on a GPU in tests/test_gpu.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import FAST
+
+import analyzer_widgets as aw
+from analyzer_widgets import runner as events
+from analyzer_widgets.monitor.base import Sample, Sampler, reduce_samples
+from analyzer_widgets.monitor.host import ProcessTreeSampler
+from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
+from analyzer_widgets.monitor.session import REDUCTIONS, MonitorSession
+from analyzer_widgets.monitor.triton_metrics import parse_metrics
+from analyzer_widgets.results import load_samples
+from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS
+from analyzer_widgets.server import LocalServer, TritonControl
+
+
+class Counting(Sampler):
+    """A sampler whose n-th sample is n: shows the loop's schedule and buffer."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__("counting", interval_s)
+        self.n = 0
+
+    def sample(self) -> Mapping[str, float]:
+        self.n += 1
+        return {"n": float(self.n)}
+
+
+class Broken(Sampler):
+    def setup(self) -> None:
+        raise OSError("no such device")
+
+    def sample(self) -> Mapping[str, float]:  # pragma: no cover - never reached
+        return {}
+
+
+def test_sampler_keeps_every_sample_in_order_in_its_named_thread() -> None:
+    sampler = Counting(0.01)
+    sampler.start()
+    assert sampler._thread is not None and sampler._thread.name == "analyzer-widgets-counting"
+    assert sampler._thread.daemon
+    time.sleep(0.3)
+    sampler.stop()
+    values = [s.values["n"] for s in sampler.between(0, math.inf)]
+    assert len(values) >= 10
+    assert values == list(range(1, len(values) + 1))
+    stamps = [s.t for s in sampler.between(0, math.inf)]
+    assert stamps == sorted(stamps)
+
+
+def test_sampler_that_cannot_start_records_why_and_does_not_raise() -> None:
+    with Broken("broken", 0.01) as sampler:
+        time.sleep(0.05)
+    assert "no such device" in sampler.unavailable["*"]
+    assert sampler.between(0, math.inf) == []
+
+
+def test_reduce_samples_ignores_nan_and_gives_nan_when_nothing_is_finite() -> None:
+    samples = [Sample(0, {"a": 1.0, "b": math.nan}), Sample(1, {"a": 3.0}), Sample(2, {"a": math.nan})]
+    reduced = reduce_samples(samples, ["a", "b"])
+    assert reduced["a"] == (3.0, 2.0)
+    assert all(math.isnan(v) for v in reduced["b"])
+
+
+def test_every_reduction_is_a_declared_column() -> None:
+    columns = {c.name for c in MODEL_COLUMNS} | {c.name for c in SERVER_COLUMNS}
+    assert {column for column, _, _ in REDUCTIONS} <= columns
+
+
+def test_parse_metrics_scales_and_combines_gpus() -> None:
+    text = (
+        "# TYPE nv_gpu_utilization gauge\n"
+        'nv_gpu_utilization{gpu_uuid="GPU-a"} 0.25\n'
+        'nv_gpu_utilization{gpu_uuid="GPU-b"} 0.75\n'
+        "# TYPE nv_gpu_memory_used_bytes gauge\n"
+        'nv_gpu_memory_used_bytes{gpu_uuid="GPU-a"} 1048576\n'
+        'nv_gpu_memory_used_bytes{gpu_uuid="GPU-b"} 2097152\n'
+        "# TYPE nv_inference_count counter\n"
+        'nv_inference_count{model="m",version="1"} 7\n'
+    )
+    assert parse_metrics(text) == {"triton_gpu_util_pct": 75.0, "triton_gpu_memory_used_mb": 3.0}
+
+
+@pytest.mark.skipif(nvml_unavailable_reason() is None, reason="this machine has a GPU: tests/test_gpu.py covers it")
+def test_without_nvml_the_session_says_why_and_gives_nan() -> None:
+    session = MonitorSession()
+    session.start_gpu()
+    try:
+        assert session.nvml is None
+        assert "NVML" in session.reasons["gpu"] or "nvidia-ml-py" in session.reasons["gpu"]
+        reduced = session.reduce(0, math.inf)
+        assert math.isnan(reduced["gpu_memory_max_mb"]) and math.isnan(reduced["gpu_util_max_pct"])
+    finally:
+        session.stop()
+
+
+@pytest.mark.server
+def test_host_sampler_names_the_stub_of_each_model(shared_server: LocalServer) -> None:
+    control = TritonControl(shared_server.endpoints.grpc)
+    assert shared_server.pid is not None
+    sampler = ProcessTreeSampler(shared_server.pid, 0.05)
+    sampler.start()
+    try:
+        control.load("mlp_numpy")
+        time.sleep(0.3)
+        stubs = [p.pid for p in psutil.Process(shared_server.pid).children(recursive=True)]
+        assert stubs, "the model's stub process did not start"
+        assert {sampler.labels[pid] for pid in stubs} == {"mlp_numpy"}
+        assert sampler.labels[shared_server.pid] == "server"
+        last = sampler.between(0, math.inf)[-1].values
+        assert last["server_rss_mb"] > 10  # the server and the stub together
+    finally:
+        sampler.stop()
+        control.unload("mlp_numpy")
+        control.close()
+
+
+@pytest.mark.server
+def test_sweep_without_gpu_has_real_cpu_columns_nan_gpu_columns_and_tagged_samples(tmp_path: Path) -> None:
+    notices: list[str] = []
+    result = aw.profile(
+        models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, batch_sizes=[8], concurrency=[2],
+        export_path=tmp_path / "out", on_event=lambda e: notices.append(e.message) if isinstance(e, events.Notice) else None,
+        **FAST,
+    )
+    row = result.to_frame().iloc[0]
+    assert row["status"] in ("ok", "unstable")
+    assert row["server_cpu_util_max_pct"] > 0 and row["server_cpu_util_mean_pct"] > 0
+    assert row["server_rss_max_mb"] > 10
+    base = result.baseline.iloc[0]
+    assert base["server_rss_max_mb"] > 10
+    if nvml_unavailable_reason() is not None:
+        for column in ("gpu_memory_max_mb", "gpu_util_max_pct", "gpu_mem_util_max_pct", "model_gpu_memory_max_mb"):
+            assert math.isnan(row[column]), column
+        assert math.isnan(base["gpu_memory_max_mb"])
+        assert "gpu" in result.unavailable
+        assert sum("gpu columns are NaN" in n for n in notices) == 1, notices
+
+    samples = result.samples
+    assert set(samples["source"]) >= {"host", "triton-metrics"}
+    during = samples[(samples["phase"] == "point") & (samples["source"] == "host")]
+    assert len(during) >= 5
+    assert set(during["model"]) == {"mlp_numpy"}
+    assert set(during["batch_size"]) == {8} and set(during["concurrency"]) == {2}
+    assert (samples[samples["phase"] == "baseline"]["model"] == "").all()
+    # the server's own /metrics under load: CPU busy
+    metrics = samples[(samples["source"] == "triton-metrics") & (samples["phase"] == "point")]
+    assert metrics["triton_cpu_util_pct"].max() > 0
+
+    on_disk = load_samples(tmp_path / "out")
+    assert on_disk.shape == samples.shape
+    assert list(on_disk["source"]) == list(samples["source"])
+    assert on_disk["server_rss_mb"].equals(samples["server_rss_mb"]) or (
+        (on_disk["server_rss_mb"] - samples["server_rss_mb"]).abs().max() < 1e-9
+    )
