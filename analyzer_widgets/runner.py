@@ -33,7 +33,7 @@ from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.repository import ModelInfo, concrete_shape, resolve_models
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Status, empty_row
 from analyzer_widgets.server import TritonControl, TritonServer, make_server
-from analyzer_widgets.server._embedded import check_models_environment
+from analyzer_widgets.server._embedded import check_models_environment, models_python
 from analyzer_widgets.server.control import ModelStats
 
 log = logging.getLogger("analyzer_widgets")
@@ -138,10 +138,7 @@ def preflight(spec: SweepSpec) -> list[ModelInfo]:
                 if spec.input_data in ("random", "zero"):
                     concrete_shape(tensor, spec.input_shapes)
     if spec.server.launch_mode is LaunchMode.LOCAL and spec.check_environment:
-        import sys
-        from pathlib import Path
-
-        check_models_environment(spec.server.backend_python or Path(sys.executable))
+        check_models_environment(models_python(spec.server.backend_python))
     return infos
 
 

@@ -26,6 +26,15 @@ from pathlib import Path
 from analyzer_widgets.errors import EnvironmentCheckError
 
 INSTALL_HINT = "pip install nvidia-pytriton (Linux x86-64), or pass --tritonserver PATH"
+#: names the models' Python where none is given (a GPU host whose own Python has numpy 2)
+BACKEND_PYTHON_ENV = "ANALYZER_WIDGETS_BACKEND_PYTHON"
+
+
+def models_python(given: Path | str | None = None) -> Path:
+    """The Python whose packages the models import: ``given``, else $ANALYZER_WIDGETS_BACKEND_PYTHON,
+    else this interpreter."""
+    chosen = given or os.environ.get(BACKEND_PYTHON_ENV) or sys.executable
+    return Path(chosen)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -39,7 +38,7 @@ class LocalServer(TritonServer):
         self.model_repository = Path(model_repository).resolve()
         self.settings = settings or ServerSettings()
         # The Python whose packages the models import (numpy, torch): this one by default.
-        self.backend_python = Path(backend_python) if backend_python else Path(sys.executable)
+        self.backend_python = _embedded.models_python(backend_python or self.settings.backend_python)
         self._proc: subprocess.Popen[bytes] | None = None
         self._endpoints: Endpoints | None = None
         self._log_path: Path | None = None
