@@ -220,12 +220,13 @@ class MonitorSettings:
 
     nvml: bool = True
     nvml_interval_s: float = 0.05
-    host_interval_s: float = 0.1
+    process_sampling: bool = True
+    process_interval_s: float = 0.1
     triton_metrics: bool = True
     triton_metrics_interval_s: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("nvml_interval_s", "host_interval_s", "triton_metrics_interval_s"):
+        for name in ("nvml_interval_s", "process_interval_s", "triton_metrics_interval_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.001 <= value <= 60:
                 raise ConfigError(name, value, "must be a number of seconds between 0.001 and 60")

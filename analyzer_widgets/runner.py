@@ -215,7 +215,7 @@ class SweepRunner:
                 pool = stack.enter_context(ClientPool())
                 pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
                 monitors.attach_server(server.pid, server.endpoints.metrics)
-                if server.pid is None:
+                if "server process" in monitors.reasons:
                     self.emit(Notice(monitors.reasons["server process"], "info"))
                 self._baseline(version)
                 index = 0

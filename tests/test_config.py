@@ -300,3 +300,16 @@ def test_parse_shape_rejects_bad_text(text: str, reason: str) -> None:
         parse_shape("shape", text)
     assert info.value.field == "shape"
     assert text in str(info.value)
+
+
+def test_setting_names_are_unique_across_the_settings_classes() -> None:
+    # make_spec routes flat keyword settings by name: a name in two classes would be misrouted
+    import dataclasses
+
+    from analyzer_widgets.config import MeasurementSettings, MonitorSettings, ServerSettings, SweepSpec
+
+    groups = [{f.name for f in dataclasses.fields(c)} for c in (ServerSettings, MeasurementSettings, MonitorSettings)]
+    groups.append({f.name for f in dataclasses.fields(SweepSpec)})
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            assert not a & b, f"setting names in two classes: {a & b}"

@@ -95,7 +95,7 @@ class MonitorSession:
 
     def attach_server(self, pid: int | None, metrics_url: str | None) -> None:
         if pid is not None:
-            self.host = ProcessTreeSampler(pid, self.settings.host_interval_s)
+            self.host = ProcessTreeSampler(pid, self.settings.process_interval_s)
             self.host.start()
         else:
             self.reasons["server process"] = "the server runs elsewhere: its CPU, memory and per-process GPU figures are unknown"
