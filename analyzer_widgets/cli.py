@@ -166,6 +166,10 @@ def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool) -> None:
     m.add_argument("--input-data", default="random", help="random (default), zero, or a .npz file of arrays by input name")
     m.add_argument("--baseline-seconds", type=float, default=1.0 if demo else 2.0,
                    help="how long to record the server with no models (default: %(default)s)")
+    mon = p.add_argument_group("monitoring")
+    mon.add_argument("--nvml", action=argparse.BooleanOptionalAction, default=True,
+                     help="sample the GPUs through NVML (default: on where NVML is present)")
+    mon.add_argument("--nvml-interval-ms", type=float, default=50.0, help="GPU sampling interval (default: 50 = 20 Hz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -199,6 +203,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         stability_pct=args.stability_pct, stable_windows=args.stable_windows, max_trials=args.max_trials,
         client_processes=args.client_processes, request_timeout_s=args.request_timeout,
         input_shapes=shapes, input_data=args.input_data, baseline_s=args.baseline_seconds,
+        nvml=args.nvml, nvml_interval_s=args.nvml_interval_ms / 1000.0,
     )
 
 

@@ -11,7 +11,7 @@ wheels=${1:-.gpuwheels}
 here=$(pwd)
 mkdir -p /tmp/tr /tmp/site
 tar -xJf "$wheels"/tritonserver-min.tar.xz -C /tmp/tr
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site \
     "$wheels"/tritonclient-*.whl "$wheels"/python_rapidjson-*.whl "$wheels"/perf_analyzer-*.whl
 # The models' environment: this interpreter, numpy 1.26 first on its path, the host's
 # site-packages (torch) after it.
@@ -25,7 +25,7 @@ mkdir -p "$env_dir/bin" "$site"
 ln -sf "$(readlink -f "$host_python")" "$env_dir/bin/python3"
 ln -sf python3 "$env_dir/bin/python"
 printf 'home = %s\ninclude-system-site-packages = false\nversion = %s\n' "$base_home" "$version" > "$env_dir/pyvenv.cfg"
-python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheels"/numpy-1.26*.whl
+python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target "$site" "$wheels"/numpy-1.26*.whl
 echo "$host_site" > "$site/zz-host-site-packages.pth"
 export PYTHONPATH=/tmp/tr:/tmp/site:$here${PYTHONPATH:+:$PYTHONPATH}
 export ANALYZER_WIDGETS_BACKEND_PYTHON=$env_dir/bin/python3
