@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import platform
 import statistics
 import sys
 import time
 from collections import Counter
+
+from _machine import machine_line
 
 import analyzer_widgets as aw
 from analyzer_widgets import runner as ev
@@ -77,8 +78,7 @@ def main() -> None:
     parser.add_argument("--window-ms", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(machine_line())
     runs = [run_once(args.window_ms) for _ in range(args.repeat)]
     if len(runs) > 1:
         print("totals:", ", ".join(f"{r['total']:.1f}" for r in runs))

@@ -11,10 +11,9 @@ mode), so "on" includes every sampler: NVML at 20 Hz, the host process tree, /me
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import time
+
+from _machine import machine_line
 
 import analyzer_widgets as aw
 
@@ -27,8 +26,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--window-ms", type=int, default=1000)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(machine_line())
     on: dict[str, bool] = {}
     off = {"nvml": False, "process_sampling": False, "triton_metrics": False}
     results: dict[str, list[dict[tuple, float]]] = {"off": [], "on": []}

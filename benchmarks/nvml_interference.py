@@ -13,10 +13,10 @@ to "off".
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
+
+from _machine import machine_line
 
 import analyzer_widgets as aw
 from analyzer_widgets.loadgen._worker import PointJob
@@ -34,8 +34,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(machine_line())
     reason = nvml_unavailable_reason()
     configs: dict[str, dict[str, bool] | None] = {"off": None}
     if reason is None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import psutil
+from _machine import machine_line
 
 from analyzer_widgets.monitor.base import Sampler
 from analyzer_widgets.monitor.host import ProcessTreeSampler
@@ -46,8 +46,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--interval-ms", type=float, default=50.0)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(machine_line())
     samplers: list[tuple[str, Sampler]] = []
     reason = nvml_unavailable_reason()
     if reason is None:
