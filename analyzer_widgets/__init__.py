@@ -34,6 +34,7 @@ EXAMPLE_REPOSITORY = Path(__file__).parent / "examples" / "model_repository"
 
 __all__ = [
     "EXAMPLE_REPOSITORY",
+    "Dashboard",
     "AnalyzerError",
     "ConfigError",
     "EnvironmentCheckError",
@@ -55,3 +56,13 @@ __all__ = [
     "make_spec",
     "profile",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The panel needs ipywidgets and plotly; import them only when it is asked for, so the
+    # CLI and the engine never do.
+    if name == "Dashboard":
+        from analyzer_widgets.ui import Dashboard
+
+        return Dashboard
+    raise AttributeError(f"module 'analyzer_widgets' has no attribute {name!r}")

@@ -127,6 +127,16 @@ def read_csv(path: Path | str, columns: Sequence[Column]) -> pd.DataFrame:
     return frame(records, columns)
 
 
+def check_export_target(directory: Path, overwrite: bool) -> None:
+    """Refuse to replace results already in ``directory`` unless ``overwrite``."""
+    existing = [directory / name for name in (MODEL_CSV, SERVER_CSV, SAMPLES_CSV) if (directory / name).exists()]
+    if existing and not overwrite:
+        raise AnalyzerError(
+            f"{', '.join(str(p) for p in existing)} already exist; choose another export path "
+            "or allow overwriting (--overwrite, overwrite=True)"
+        )
+
+
 class ResultsWriter:
     """Appends each finished row to the export directory at once (one flushed and
     fsynced line), so a crash loses at most the point in flight."""
@@ -136,12 +146,7 @@ class ResultsWriter:
         self.model_path = self.directory / MODEL_CSV
         self.server_path = self.directory / SERVER_CSV
         self.samples_path = self.directory / SAMPLES_CSV
-        existing = [p for p in (self.model_path, self.server_path, self.samples_path) if p.exists()]
-        if existing and not overwrite:
-            raise AnalyzerError(
-                f"{', '.join(str(p) for p in existing)} already exist; choose another export path "
-                "or allow overwriting (--overwrite, overwrite=True)"
-            )
+        check_export_target(self.directory, overwrite)
         self.directory.mkdir(parents=True, exist_ok=True)
         write_atomic(self.model_path, csv_text([], MODEL_COLUMNS))
         write_atomic(self.server_path, csv_text([], SERVER_COLUMNS))

@@ -1,0 +1,548 @@
+"""The JupyterLab panel: pick models, type batch sizes and concurrency, press Run, watch.
+
+The sweep runs in a background thread (:class:`~analyzer_widgets.runner.SweepRunner`);
+its events go into a queue and the samplers fill their own buffers. Nothing in that
+thread touches a widget: the panel drains the queue and the buffers a few times a
+second on the kernel's event loop (:meth:`Dashboard.poll`) and applies everything in one
+batched update per figure.
+
+    panel = Dashboard()          # the example repository; or Dashboard("/path/to/models")
+    panel                        # shows it
+    panel.results                # a DataFrame, row by row as points finish
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+import plotly.graph_objects as go
+
+from analyzer_widgets import runner as ev
+from analyzer_widgets.api import make_spec
+from analyzer_widgets.config import MeasurementSettings, positive_int_list
+from analyzer_widgets.errors import AnalyzerError, ConfigError
+from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
+from analyzer_widgets.repository import list_models
+from analyzer_widgets.results import ResultCollector, SweepResult, check_export_target
+from analyzer_widgets.ui._series import Series
+from analyzer_widgets.ui.charts import result_figures, static_bundle
+
+EXAMPLE_REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_repository"
+TICK_S = 0.25  # how often the panel applies what the sweep produced
+MAX_CHART_POINTS = 1500  # per trace sent to the browser
+TABLE_COLUMNS = ["model", "batch_size", "concurrency", "status", "throughput_infer_per_s", "latency_p99_ms",
+                 "gpu_memory_max_mb", "gpu_util_max_pct", "server_cpu_util_max_pct", "reason"]
+TRUST_NOTE = ("Loading a model runs its Python code in the server: profile repositories you trust. "
+              "The local server listens on 127.0.0.1 only.")
+
+
+@dataclass(frozen=True)
+class _Trace:
+    source: str  # sampler name: nvml, host, triton-metrics
+    key: str  # sample key
+    name: str  # legend
+
+
+@dataclass(frozen=True)
+class _Chart:
+    title: str
+    y_title: str
+    traces: tuple[_Trace, ...]
+
+
+def _live_charts(gpu_names: list[str] | None) -> list[_Chart]:
+    if gpu_names:
+        def per_gpu(metric: str) -> tuple[_Trace, ...]:
+            return tuple(_Trace("nvml", f"gpu{i}.{metric}", f"GPU {i} {name}") for i, name in enumerate(gpu_names))
+        return [
+            _Chart("GPU memory used", "MB", per_gpu("memory_used_mb")),
+            _Chart("GPU utilization", "%", per_gpu("util_pct")),
+            _Chart("Memory utilization (time device memory was read or written)", "%", per_gpu("mem_util_pct")),
+        ]
+    return [
+        _Chart("Server CPU utilization (server and model stubs)", "% of one core",
+               (_Trace("host", "server_cpu_util_pct", "tritonserver + stubs"),)),
+        _Chart("Server resident memory", "MB", (_Trace("host", "server_rss_mb", "tritonserver + stubs"),)),
+        _Chart("Host CPU utilization (Triton /metrics)", "%", (_Trace("triton-metrics", "triton_cpu_util_pct", "host CPU"),)),
+    ]
+
+
+def _gpu_names() -> tuple[list[str] | None, str | None]:
+    reason = nvml_unavailable_reason()
+    if reason is not None:
+        return None, reason
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        names = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+            names.append(name.decode() if isinstance(name, bytes) else name)
+        return names, None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+class Dashboard:
+    """The analyzer panel. Display it in a notebook cell; drive it with the buttons or
+    with :meth:`run`, :meth:`stop`, :meth:`wait` and :meth:`export` from code.
+
+    Extra keyword settings (``window_ms=500``, ``input_shapes={...}``, ``baseline_s=1``)
+    go to every sweep as they would to :func:`analyzer_widgets.profile`.
+    """
+
+    def __init__(
+        self,
+        model_repository: Path | str | None = None,
+        *,
+        models: list[str] | None = None,
+        batch_sizes: str = "1,8",
+        concurrency: str = "1,4",
+        export_path: str = "results",
+        **settings: Any,
+    ) -> None:
+        self.model_repository = Path(model_repository) if model_repository else EXAMPLE_REPOSITORY
+        self.settings = dict(settings)
+        self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._runner: ev.SweepRunner | None = None
+        self._collector: ResultCollector | None = None
+        self._error: str | None = None
+        self._series: dict[tuple[str, str], Series] = {}
+        self._last_sample_t: dict[str, float] = {}
+        self._marks: list[tuple[float, str]] = []
+        self._baseline_levels: dict[str, float] = {}
+        self._started_wall = 0.0
+        self._done = 0
+        self._total = 0
+        self._point_durations: list[float] = []
+        self._point_started = 0.0
+        self._current = ""
+        self._static_handle: Any = None
+        self._tick_scheduled = False
+
+        defaults = MeasurementSettings()
+        # -- controls ----------------------------------------------------------------
+        self.repository_note = w.HTML()
+        try:
+            infos = list_models(self.model_repository)
+        except AnalyzerError as e:
+            infos = {}
+            self.repository_note.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+        options = [(f"{name} ({info.kind}, max batch {info.max_batch_size})", name) for name, info in infos.items()]
+        chosen = tuple(m for m in (models or list(infos)[:1]) if m in infos)
+        self.model_picker = w.SelectMultiple(options=options, value=chosen, rows=min(max(len(options), 2), 8),
+                                             description="Models", layout=w.Layout(width="460px"))
+        self.batch_field = w.Text(value=batch_sizes, description="Batch sizes", placeholder="1,8,32")
+        self.concurrency_field = w.Text(value=concurrency, description="Concurrency", placeholder="1,4,16")
+        self.batch_error = w.HTML()
+        self.concurrency_error = w.HTML()
+        self.input_error = w.HTML()
+        self.launch_mode = w.ToggleButtons(options=[("local (embedded)", "local"), ("remote", "remote")],
+                                           value="local", description="Launch")
+        self.url_field = w.Text(description="URL", placeholder="host:8001 (remote mode)")
+        self.protocol = w.Dropdown(options=["grpc", "http"], value="grpc", description="Protocol")
+        self.window_ms = w.BoundedIntText(value=int(settings.get("window_ms", defaults.window_ms)), min=50, max=600_000,
+                                          description="Window (ms)")
+        self.stability_pct = w.BoundedFloatText(value=float(settings.get("stability_pct", defaults.stability_pct)),
+                                                min=0.1, max=99, description="Stability %")
+        self.max_trials = w.BoundedIntText(value=int(settings.get("max_trials", defaults.max_trials)), min=1, max=1000,
+                                           description="Max windows")
+        self.settings_box = w.Accordion(children=[w.VBox([
+            self.launch_mode, self.url_field, self.protocol, self.window_ms, self.stability_pct, self.max_trials,
+        ])])
+        self.settings_box.set_title(0, "Launch and measurement settings")
+        self.settings_box.selected_index = None
+        self.run_button = w.Button(description="Run", button_style="success", icon="play")
+        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.status = w.HTML("Ready.")
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="460px"))
+        self.notice = w.HTML()
+        self.table = w.HTML()
+        self.export_field = w.Text(value=export_path, description="Export to")
+        self.export_button = w.Button(description="Export CSV", icon="download")
+        self.export_status = w.HTML()
+        self.result_box = w.VBox()
+
+        # -- live charts ---------------------------------------------------------------
+        gpu_names, no_gpu_reason = _gpu_names()
+        self.has_gpu = gpu_names is not None
+        if not self.has_gpu:
+            self.notice.value = (f"<b>No GPU here</b> ({html.escape(no_gpu_reason or '')}): charting the server's "
+                                 "CPU and memory instead; GPU columns will be NaN.")
+        self._charts = _live_charts(gpu_names)
+        self.figures: list[go.FigureWidget] = []
+        for chart in self._charts:
+            fig = go.FigureWidget(
+                data=[go.Scatter(x=[], y=[], mode="lines", name=t.name) for t in chart.traces],
+                layout=go.Layout(title=chart.title, height=260, margin={"t": 40, "b": 30, "l": 60, "r": 10},
+                                 xaxis_title="seconds since Run", yaxis_title=chart.y_title, showlegend=True),
+            )
+            self.figures.append(fig)
+
+        # -- wiring --------------------------------------------------------------------
+        for field in (self.batch_field, self.concurrency_field, self.model_picker, self.launch_mode, self.url_field):
+            field.observe(lambda _change: self.validate(), names="value")
+        self.run_button.on_click(lambda _b: self.run())
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.export_button.on_click(lambda _b: self._export_clicked())
+
+        self.widget = w.VBox([
+            w.HTML("<h3 style='margin:4px 0'>analyzer-widgets: Triton model sweep</h3>"),
+            self.repository_note,
+            self.model_picker,
+            w.HBox([self.batch_field, self.batch_error]),
+            w.HBox([self.concurrency_field, self.concurrency_error]),
+            self.input_error,
+            self.settings_box,
+            w.HBox([self.run_button, self.stop_button]),
+            self.progress, self.status, self.notice,
+            w.HTML(f"<small>{html.escape(TRUST_NOTE)}</small>"),
+            *self.figures,
+            self.table,
+            w.HBox([self.export_field, self.export_button, self.export_status]),
+            self.result_box,
+        ])
+        self.validate()
+
+    # -- display -------------------------------------------------------------------------
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+        # A plain output right under the panel: replaced by the static result charts when a
+        # sweep ends, so the saved notebook shows them to a reader with no kernel.
+        self._static_handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+    # -- validation ----------------------------------------------------------------------
+    def _field_state(self, field: w.Text, error: w.HTML, name: str) -> tuple[int, ...] | None:
+        try:
+            values = positive_int_list(name, field.value)
+        except ConfigError as e:
+            error.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+            field.add_class("aw-invalid")
+            field.layout.border = "2px solid #d00"
+            return None
+        error.value = ""
+        field.remove_class("aw-invalid")
+        field.layout.border = ""
+        return values
+
+    def validate(self) -> bool:
+        """Check every field; mark bad ones red with the reason; Run is enabled only when
+        all are good and no sweep is running. Returns whether all are good."""
+        batches = self._field_state(self.batch_field, self.batch_error, "batch_sizes")
+        concurrency = self._field_state(self.concurrency_field, self.concurrency_error, "concurrency")
+        problems = []
+        if not self.model_picker.value:
+            problems.append("pick at least one model")
+        if self.launch_mode.value == "remote" and not self.url_field.value.strip():
+            problems.append("remote mode needs the server's URL")
+        self.input_error.value = (f"<span style='color:#b00'>{html.escape('; '.join(problems))}</span>"
+                                  if problems else "")
+        ok = batches is not None and concurrency is not None and not problems
+        self.run_button.disabled = not ok or self.running
+        return ok
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- the sweep -----------------------------------------------------------------------
+    def spec_settings(self) -> dict[str, Any]:
+        settings = dict(self.settings)
+        settings.update(
+            models=list(self.model_picker.value), batch_sizes=self.batch_field.value,
+            concurrency=self.concurrency_field.value, launch_mode=self.launch_mode.value,
+            protocol=self.protocol.value, window_ms=self.window_ms.value, stability_pct=self.stability_pct.value,
+            max_trials=max(self.max_trials.value, int(settings.get("stable_windows", 3))),
+        )
+        if self.launch_mode.value == "remote":
+            settings["url"] = self.url_field.value.strip()
+        else:
+            settings["model_repository"] = self.model_repository
+        return settings
+
+    def run(self) -> None:
+        """Start a sweep with the panel's settings, off the kernel's thread."""
+        if self.running:
+            return
+        if not self.validate():
+            self.status.value = "<span style='color:#b00'>Fix the fields marked red first.</span>"
+            return
+        try:
+            spec = make_spec(**self.spec_settings())
+            ev.preflight(spec)
+        except AnalyzerError as e:
+            self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+            return
+        self._reset()
+        runner = ev.SweepRunner(spec)
+        self._collector = ResultCollector(spec)
+        runner.subscribe(self._collector)
+        runner.subscribe(self._events.put)  # the only thing the sweep thread does to the panel
+        self._runner = runner
+        self._started_wall = time.monotonic()
+        self._thread = threading.Thread(target=self._run_sweep, name="analyzer-widgets-sweep", daemon=True)
+        self._thread.start()
+        self.run_button.disabled = True
+        self.stop_button.disabled = False
+        self.status.value = "Starting the server..."
+        self._schedule_tick()
+
+    def _run_sweep(self) -> None:
+        assert self._runner is not None
+        try:
+            self._runner.run()
+        except BaseException as e:  # noqa: BLE001 - shown in the panel, the kernel lives on
+            self._error = f"{type(e).__name__}: {e}" if not isinstance(e, AnalyzerError) else str(e)
+
+    def stop(self) -> None:
+        """End the point in flight (about a second) and keep what was measured."""
+        if self._runner is not None and self.running:
+            self._runner.stop()
+            self.status.value = "Stopping after the point in flight..."
+            self.stop_button.disabled = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the sweep ends (for scripts and tests), applying its updates.
+        Returns False if it is still running after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running:
+            if deadline is not None and time.monotonic() > deadline:
+                self.poll()
+                return False
+            self._thread.join(TICK_S)  # type: ignore[union-attr]
+            self.poll()
+        self.poll()
+        return True
+
+    def _reset(self) -> None:
+        self._series.clear()
+        self._last_sample_t.clear()
+        self._marks.clear()
+        self._baseline_levels.clear()
+        self._done = 0
+        self._total = 0
+        self._point_durations.clear()
+        self._error = None
+        self.table.value = ""
+        self.export_status.value = ""
+        self.result_box.children = ()
+        self.progress.value = 0
+        for fig in self.figures:
+            with fig.batch_update():
+                for trace in fig.data:
+                    trace.x, trace.y = [], []
+                fig.layout.shapes = ()
+                fig.layout.annotations = ()
+
+    # -- applying what the sweep produced (kernel thread only) ---------------------------
+    def _schedule_tick(self) -> None:
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            return
+        if loop.is_running() and not self._tick_scheduled:
+            self._tick_scheduled = True
+            loop.call_later(TICK_S, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_scheduled = False
+        try:
+            self.poll()
+        finally:
+            if self.running or not self._events.empty():
+                self._schedule_tick()
+
+    def poll(self) -> None:
+        """Apply every pending event and the new samples to the widgets and charts."""
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        finished = None
+        with self.status.hold_sync(), self.progress.hold_sync():
+            for event in events:
+                if isinstance(event, ev.SweepFinished):
+                    finished = event
+                else:
+                    self._apply(event)
+            self._update_status()
+        self._update_charts()
+        if finished is not None or (self._error and not self.running):
+            self._finish(finished)
+
+    def _t(self, monotonic: float) -> float:
+        runner = self._runner
+        return monotonic - runner.monitors.started if runner else 0.0
+
+    def _apply(self, event: object) -> None:
+        if isinstance(event, ev.SweepStarted):
+            self._total = event.total_points
+            self.progress.max = max(1, event.total_points)
+        elif isinstance(event, ev.ServerReady):
+            self.status.value = f"Triton {event.server_version} ready at {event.endpoint}."
+        elif isinstance(event, ev.BaselineFinished):
+            self._marks.append((time.monotonic(), "baseline end"))
+            for key, column in (("gpu", "gpu_memory_max_mb"), ("host", "server_rss_max_mb")):
+                value = event.row.get(column, math.nan)
+                if isinstance(value, float) and math.isfinite(value):
+                    self._baseline_levels[key] = value
+        elif isinstance(event, ev.PointStarted):
+            self._point_started = time.monotonic()
+            self._current = f"{event.model} batch={event.batch_size} concurrency={event.concurrency}"
+            self._marks.append((self._point_started, f"{event.model} b={event.batch_size} c={event.concurrency}"))
+        elif isinstance(event, ev.ModelLoading):
+            self._current = f"loading {event.model}"
+        elif isinstance(event, ev.PointFinished):
+            self._done = event.index + 1
+            if event.row["status"] != "skipped":
+                self._point_durations.append(time.monotonic() - self._point_started)
+            self._update_table()
+        elif isinstance(event, ev.Notice) and event.level == "warning":
+            self.notice.value += f"<br><span style='color:#a60'>{html.escape(event.message)}</span>"
+
+    def _update_status(self) -> None:
+        if not self.running and self._thread is None:
+            return
+        elapsed = time.monotonic() - self._started_wall
+        left = ""
+        if self._point_durations and self._total:
+            per = sum(self._point_durations) / len(self._point_durations)
+            left = f", about {per * (self._total - self._done):.0f} s left"
+        current = self._current
+        self.progress.value = self._done
+        if self.running:
+            self.status.value = (f"<b>{html.escape(current)}</b>: point {min(self._done + 1, self._total)} of "
+                                 f"{self._total}, {elapsed:.0f} s elapsed{left}")
+
+    def _update_table(self) -> None:
+        df = self.results
+        if df.empty:
+            return
+        view = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+        self.table.value = view.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN", border=0,
+                                        classes="aw-results")
+
+    def _update_charts(self) -> None:
+        runner = self._runner
+        if runner is None:
+            return
+        samplers = {s.name: s for s in runner.monitors.samplers}
+        for name, sampler in samplers.items():
+            since = self._last_sample_t.get(name, -math.inf)
+            fresh = sampler.between(since, math.inf)
+            fresh = [s for s in fresh if s.t > since]
+            if not fresh:
+                continue
+            self._last_sample_t[name] = fresh[-1].t
+            ts = [self._t(s.t) for s in fresh]
+            for chart in self._charts:
+                for trace in chart.traces:
+                    if trace.source != name:
+                        continue
+                    ys = [float(s.values.get(trace.key, math.nan)) for s in fresh]
+                    self._series.setdefault((name, trace.key), Series()).extend(ts, ys)
+        marks = [(self._t(t), label) for t, label in self._marks]
+        for chart, fig in zip(self._charts, self.figures, strict=True):
+            with fig.batch_update():
+                for trace, data in zip(chart.traces, fig.data, strict=True):
+                    series = self._series.get((trace.source, trace.key))
+                    if series is not None:
+                        x, y = series.view(MAX_CHART_POINTS)
+                        data.x, data.y = x, y
+                shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+                           "line": {"width": 1, "dash": "dot", "color": "#999"}} for x, _ in marks]
+                level = self._baseline_levels.get("gpu" if self.has_gpu else "host")
+                if level is not None and chart is self._charts[0 if self.has_gpu else 1]:
+                    shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": level,
+                                   "y1": level, "line": {"width": 1.5, "dash": "dash", "color": "#76b900"}})
+                fig.layout.shapes = shapes
+                fig.layout.annotations = [
+                    {"x": x, "y": 1, "xref": "x", "yref": "paper", "text": label, "showarrow": False,
+                     "textangle": -90, "xanchor": "left", "yanchor": "top", "font": {"size": 9, "color": "#777"}}
+                    for x, label in marks[-40:]
+                ]
+
+    def _finish(self, finished: ev.SweepFinished | None) -> None:
+        self.stop_button.disabled = True
+        self._update_table()
+        result = self.result
+        if self._error:
+            self.status.value = f"<span style='color:#b00'>Sweep failed: {html.escape(self._error)}</span>"
+        elif finished is not None and finished.cancelled:
+            self.status.value = f"Stopped after {self._done} of {self._total} points; the finished rows are kept."
+        elif finished is not None:
+            failed = sum(r["status"] == "failed" for r in result.rows) if result else 0
+            self.status.value = (f"Done: {self._done} points in {finished.elapsed_s:.0f} s"
+                                 + (f", {failed} failed (see the reason column)" if failed else "") + ".")
+        for what, why in (result.unavailable.items() if result else ()):
+            if what != "gpu" or self.has_gpu:
+                self.notice.value += f"<br><small>NaN columns ({html.escape(what)}): {html.escape(why)}</small>"
+        self._thread = None if not self.running else self._thread
+        self.validate()
+        if result is not None and result.rows:
+            figures = self.result_figures()
+            self.result_box.children = tuple(go.FigureWidget(fig) for fig in figures.values())
+            if self._static_handle is not None:
+                self._static_handle.update(static_bundle(figures), raw=True)
+
+    # -- results -------------------------------------------------------------------------
+    @property
+    def result(self) -> SweepResult | None:
+        """The :class:`~analyzer_widgets.results.SweepResult` of the last sweep (growing while it runs)."""
+        return self._collector.result if self._collector else None
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """The last sweep's rows as a DataFrame (one row per point, filled as they finish)."""
+        result = self.result
+        if result is None:
+            from analyzer_widgets.results import frame
+            from analyzer_widgets.schema import MODEL_COLUMNS
+
+            return frame([], MODEL_COLUMNS)
+        return result.to_frame()
+
+    def result_figures(self) -> dict[str, go.Figure]:
+        result = self.result
+        if result is None:
+            raise AnalyzerError("no sweep has run yet: press Run first")
+        return result_figures(result.to_frame(), result.baseline)
+
+    def show_static(self) -> None:
+        """Display the result charts as static output (shows without a kernel)."""
+        from IPython.display import display
+
+        display(static_bundle(self.result_figures()), raw=True)
+
+    def export(self, path: Path | str | None = None, overwrite: bool = False) -> list[Path]:
+        """Write the last sweep's CSV files to ``path`` (default: the panel's export field)."""
+        result = self.result
+        if result is None:
+            raise AnalyzerError("nothing to export: no sweep has run yet")
+        directory = Path(path or self.export_field.value).expanduser()
+        check_export_target(directory, overwrite)
+        return result.export(directory)
+
+    def _export_clicked(self) -> None:
+        try:
+            paths = self.export()
+        except AnalyzerError as e:
+            self.export_status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+            return
+        self.export_status.value = "Wrote " + ", ".join(html.escape(str(p)) for p in paths)

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install the Debian system packages the test suite needs (idempotent).
+#
+#   scripts/install-system-deps.sh
+#
+# - Installs only what is missing, with `apt-get install -y --no-install-recommends`.
+# - Runs `apt-get update` only when something is missing (and at most once).
+# - Takes well under a second when everything is already installed.
+# - Does nothing, and exits 0, when not run as root or not on Debian/apt: it says why, and
+#   the tests that need a missing package then skip (or, under CI=true, fail) on their own.
+set -euo pipefail
+
+log() { echo "install-system-deps: $*"; }
+
+# Packages the tests need. Add new ones here, one per line.
+PACKAGES=(
+    chromium            # @pytest.mark.browser: headless Chromium driven by Playwright (/usr/bin/chromium)
+    # --- add later (not needed yet) ---------------------------------------------------------
+    # docker.io         # @pytest.mark.docker: Docker client/engine
+    # debootstrap       # root file systems for isolated test hosts
+    # -----------------------------------------------------------------------------------------
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+    log "not root: skipping system packages (${PACKAGES[*]}); install them yourself if you need them"
+    exit 0
+fi
+if [ ! -r /etc/debian_version ] || ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
+    log "not a Debian system with apt-get: skipping system packages (${PACKAGES[*]})"
+    exit 0
+fi
+
+installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if installed "$pkg"; then
+        log "$pkg: already installed"
+    else
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log "missing: ${missing[*]}"
+log "running: apt-get update"
+apt-get update -q
+log "running: apt-get install -y --no-install-recommends ${missing[*]}"
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+for pkg in "${missing[@]}"; do
+    if installed "$pkg"; then
+        log "$pkg: installed"
+    else
+        log "$pkg: still not installed after apt-get install" >&2
+        exit 1
+    fi
+done
