@@ -1,0 +1,162 @@
+"""The panel without a browser: drive its own methods, assert on widget traits and figure
+data. The sweeps run against the real embedded server."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FAST
+
+import analyzer_widgets as aw
+from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
+from analyzer_widgets.ui._series import Series, decimate
+from analyzer_widgets.ui.charts import result_figures, static_bundle
+
+PANEL = {"window_ms": 300, "baseline_s": 0.5, "max_trials": 6}
+
+
+# -- pure helpers --------------------------------------------------------------------------
+def test_decimate_keeps_peaks_and_bounds_points() -> None:
+    t = np.arange(100_000, dtype=float)
+    y = np.sin(t / 1000)
+    y[54_321] = 10.0  # a one-sample peak
+    dt, dy = decimate(t, y, 1000)
+    assert len(dt) <= 1000
+    assert dy.max() == 10.0
+    assert np.all(np.diff(dt) > 0)
+
+
+def test_series_memory_is_bounded_and_keeps_the_maximum() -> None:
+    series = Series(capacity=2000)
+    for start in range(0, 72_000, 500):  # an hour at 20 Hz
+        t = list(range(start, start + 500))
+        series.extend([float(v) for v in t], [1.0] * 500)
+    series.extend([72_000.0], [99.0])
+    assert len(series) <= 2000
+    x, y = series.view(500)
+    assert y.max() == 99.0 and len(x) <= 500
+
+
+# -- validation ----------------------------------------------------------------------------
+def test_bad_values_turn_the_field_red_name_it_and_disable_run() -> None:
+    panel = aw.Dashboard(models=["mlp_numpy"])
+    assert not panel.run_button.disabled
+    for bad in ("0", "1,-2", "abc", "", "1,,2", "2.5"):
+        panel.batch_field.value = bad
+        assert panel.run_button.disabled, bad
+        assert "batch_sizes" in panel.batch_error.value, bad
+        assert panel.batch_field.layout.border and "solid" in panel.batch_field.layout.border
+    panel.batch_field.value = "1, 8"
+    assert not panel.run_button.disabled and panel.batch_error.value == ""
+    panel.concurrency_field.value = "0"
+    assert panel.run_button.disabled and "concurrency" in panel.concurrency_error.value
+    panel.concurrency_field.value = "4"
+    panel.model_picker.value = ()
+    assert panel.run_button.disabled and "pick at least one model" in panel.input_error.value
+
+
+def test_model_picker_lists_the_repository_with_backend_and_max_batch() -> None:
+    panel = aw.Dashboard()
+    labels = dict((value, label) for label, value in panel.model_picker.options)
+    assert set(labels) == {"mlp_numpy", "mixed_inputs", "sequence_mean", "torch_mlp"}
+    assert "max batch 64" in labels["mlp_numpy"] and "python" in labels["mlp_numpy"]
+
+
+def test_a_missing_repository_is_said_in_the_panel(tmp_path: Path) -> None:
+    panel = aw.Dashboard(tmp_path / "nowhere")
+    assert "does not exist" in panel.repository_note.value
+    assert panel.run_button.disabled
+
+
+@pytest.mark.skipif(nvml_unavailable_reason() is None, reason="this machine has a GPU; the GPU charts are checked there")
+def test_without_a_gpu_the_panel_says_so_and_charts_cpu_and_memory() -> None:
+    panel = aw.Dashboard()
+    assert "No GPU here" in panel.notice.value
+    titles = [fig.layout.title.text for fig in panel.figures]
+    assert any("CPU" in t for t in titles) and any("memory" in t for t in titles)
+    assert not any(t.startswith("GPU") for t in titles)
+
+
+def test_result_charts_and_their_static_copy() -> None:
+    rows = []
+    for b in (1, 8):
+        for c in (1, 2):
+            rows.append({"model": "m", "batch_size": b, "concurrency": c, "status": "ok",
+                         "throughput_infer_per_s": 100.0 * b * c, "latency_p99_ms": 1.0 + c,
+                         "gpu_memory_max_mb": math.nan, "server_rss_max_mb": 80.0})
+    import pandas as pd
+
+    figures = result_figures(pd.DataFrame(rows), pd.DataFrame([{"gpu_memory_max_mb": math.nan, "server_rss_max_mb": 30.0}]))
+    assert len(figures["throughput_vs_latency"].data) == 2  # one line per batch size
+    assert list(figures["throughput_vs_concurrency"].data[1].y) == [800.0, 1600.0]
+    assert "no GPU figures" in figures["memory_per_point"].layout.title.text
+    bundle = static_bundle(figures)
+    html = bundle["text/html"]
+    assert html.count("Plotly.newPlot") == 3
+    assert "Throughput vs p99 latency" in html and "Throughput vs concurrency" in html
+
+
+# -- a sweep from the panel ----------------------------------------------------------------
+@pytest.mark.server
+def test_run_fills_rows_charts_and_result_charts_then_exports(tmp_path: Path) -> None:
+    panel = aw.Dashboard(models=["mlp_numpy"], batch_sizes="1,8", concurrency="2", **PANEL)
+    panel.run()
+    assert panel.run_button.disabled and not panel.stop_button.disabled
+    assert panel.wait(180)
+    df = panel.results
+    assert list(zip(df["batch_size"], df["concurrency"], strict=True)) == [(1, 2), (8, 2)]
+    assert (df["throughput_infer_per_s"] > 0).all()
+    assert "Done: 2 points" in panel.status.value
+    assert panel.progress.value == panel.progress.max == 2
+    assert "mlp_numpy" in panel.table.value and "throughput_infer_per_s" in panel.table.value
+    # the live charts got the samplers' data, with the points marked
+    first = panel.figures[0]
+    assert len(first.data[0].x) > 5 and len(first.data[0].x) == len(first.data[0].y)
+    # vertical marks: the end of the baseline and the start of each point
+    assert sum(1 for s in first.layout.shapes if s.yref == "paper") == 3
+    memory_chart = panel.figures[0 if panel.has_gpu else 1]
+    assert any(s.yref == "y" and s.line.dash == "dash" for s in memory_chart.layout.shapes), "no baseline line"
+    assert len(panel.result_box.children) == 3
+    assert not panel.run_button.disabled and panel.stop_button.disabled
+
+    paths = panel.export(tmp_path / "out")
+    assert {p.name for p in paths} == {"metrics-model.csv", "metrics-server-only.csv", "metrics-samples.csv"}
+    model, _ = aw.load_results(tmp_path / "out")
+    assert list(model["throughput_infer_per_s"]) == list(df["throughput_infer_per_s"])
+    panel.export_field.value = str(tmp_path / "out")
+    panel._export_clicked()  # the button: refuses to replace without being asked
+    assert "already exist" in panel.export_status.value
+
+
+@pytest.mark.server
+def test_stop_ends_the_sweep_within_seconds_and_keeps_finished_rows() -> None:
+    panel = aw.Dashboard(models=["mlp_numpy", "mixed_inputs"], batch_sizes="1,2,4,8", concurrency="1,2", **PANEL)
+    panel.run()
+    deadline = time.monotonic() + 120
+    while panel.results.empty and time.monotonic() < deadline:
+        panel.poll()
+        time.sleep(0.1)
+    assert not panel.results.empty, "no point finished"
+    stopped_at = time.monotonic()
+    panel.stop()
+    assert panel.wait(30)
+    took = time.monotonic() - stopped_at
+    assert took < 8, f"stop took {took:.1f} s"  # a point's window, the unload, the server's exit
+    df = panel.results
+    assert 1 <= len(df) < 16
+    assert "Stopped after" in panel.status.value
+    assert not panel.run_button.disabled
+
+
+def test_panel_module_is_the_only_one_importing_widgets() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, analyzer_widgets, analyzer_widgets.cli, analyzer_widgets.runner; "
+            "print(any(m.startswith(('ipywidgets', 'plotly')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
