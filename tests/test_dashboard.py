@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST
 
 import analyzer_widgets as aw
 from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
