@@ -94,8 +94,20 @@ class Sampler(abc.ABC):
             self._stop.wait(next_due - time.monotonic())
 
     def between(self, start: float, end: float) -> list[Sample]:
+        """The samples taken in ``[start, end]``, oldest first.
+
+        Walks back from the newest sample and stops at the first one older than
+        ``start``: readers ask for recent spans (a point, the panel's last tick), so the
+        cost follows the span, not the hour of samples in the buffer."""
+        picked: list[Sample] = []
         with self._lock:
-            return [s for s in self._buffer if start <= s.t <= end]
+            for sample in reversed(self._buffer):
+                if sample.t < start:
+                    break
+                if sample.t <= end:
+                    picked.append(sample)
+        picked.reverse()
+        return picked
 
     def __enter__(self) -> Sampler:
         self.start()

@@ -8,6 +8,8 @@ larger, when full) and hands the chart at most ``max_points``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -24,23 +26,18 @@ def decimate(t: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray,
     if n <= max_points:
         return t, y
     buckets = max(1, max_points // 2)
-    edges = np.linspace(0, n, buckets + 1).astype(int)
-    out_t: list[float] = []
-    out_y: list[float] = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        if hi <= lo:
-            continue
-        segment = y[lo:hi]
-        if np.all(np.isnan(segment)):
-            out_t.append(float(t[lo]))
-            out_y.append(float("nan"))
-            continue
-        i_min = lo + int(np.nanargmin(segment))
-        i_max = lo + int(np.nanargmax(segment))
-        for i in sorted({i_min, i_max}):
-            out_t.append(float(t[i]))
-            out_y.append(float(y[i]))
-    return np.asarray(out_t), np.asarray(out_y)
+    size = math.ceil(n / buckets)
+    padded = np.full(buckets * size, np.nan)
+    padded[:n] = y
+    rows = padded.reshape(buckets, size)
+    nan = np.isnan(rows)
+    # an all-NaN bucket gives index 0 twice: one NaN point, a gap in the line
+    i_max = np.where(nan, -np.inf, rows).argmax(axis=1)
+    i_min = np.where(nan, np.inf, rows).argmin(axis=1)
+    offsets = np.arange(buckets) * size
+    index = np.unique(np.concatenate([i_min + offsets, i_max + offsets]))
+    index = index[index < n]
+    return t[index], y[index]
 
 
 class Series:
