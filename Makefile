@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-torch test lint bench clean
+.PHONY: demo demo-torch test lint bench lab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,17 @@ demo: $(VENV)/.installed
 demo-torch: $(VENV)/.installed
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/analyzer-widgets demo
+
+# JupyterLab on the notebooks (quickstart.ipynb, dashboard.ipynb); LAB_ARGS for more flags
+# (--no-browser --ip=0.0.0.0 on a remote host). As root, jupyter refuses to start without --allow-root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
+$(VENV)/.lab-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[lab]'
+	touch $@
+
+lab: $(VENV)/.lab-installed
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

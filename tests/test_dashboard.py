@@ -65,6 +65,11 @@ def test_model_picker_lists_the_repository_with_backend_and_max_batch() -> None:
     assert "max batch 64" in labels["mlp_numpy"] and "python" in labels["mlp_numpy"]
 
 
+def test_a_misspelt_setting_is_refused_when_the_panel_is_made() -> None:
+    with pytest.raises(aw.ConfigError, match="window_mss"):
+        aw.Dashboard(window_mss=500)
+
+
 def test_a_missing_repository_is_said_in_the_panel(tmp_path: Path) -> None:
     panel = aw.Dashboard(tmp_path / "nowhere")
     assert "does not exist" in panel.repository_note.value
@@ -119,7 +124,8 @@ def test_run_fills_rows_charts_and_result_charts_then_exports(tmp_path: Path) ->
     assert sum(1 for s in first.layout.shapes if s.yref == "paper") == 3
     memory_chart = panel.figures[0 if panel.has_gpu else 1]
     assert any(s.yref == "y" and s.line.dash == "dash" for s in memory_chart.layout.shapes), "no baseline line"
-    assert len(panel.result_box.children) == 3
+    figures = panel.result_figures()
+    assert len(figures["throughput_vs_latency"].data) == 2  # batch 1 and batch 8
     assert not panel.run_button.disabled and panel.stop_button.disabled
 
     paths = panel.export(tmp_path / "out")

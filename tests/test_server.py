@@ -210,3 +210,31 @@ def test_a_log_nobody_asked_for_is_removed_and_a_requested_log_is_kept(tmp_path:
     with LocalServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings(log_path=kept)):
         pass
     assert "Started GRPCInferenceService" in kept.read_text()
+
+
+@pytest.mark.server
+@pytest.mark.faults
+@pytest.mark.parametrize("how", ["sigkill", "exit without stop"])
+def test_the_server_does_not_outlive_the_process_that_started_it(how: str) -> None:
+    # a notebook kernel shut down or killed mid-sweep must not leave tritonserver running
+    import subprocess
+    import sys
+
+    keep = "time.sleep(120)" if how == "sigkill" else "pass"
+    code = (
+        "import time\nfrom analyzer_widgets.server import LocalServer, TritonControl\n"
+        f"s = LocalServer({str(aw.EXAMPLE_REPOSITORY)!r}); s.start()\n"
+        "TritonControl(s.endpoints.grpc).load('mlp_numpy')\n"
+        f"print(s.pid, flush=True)\n{keep}\n"
+    )
+    before = server_processes()
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    started = server_processes() - before
+    assert any(p == pid for p, _ in started) and len(started) >= 2  # the server and the model's stub
+    if how == "sigkill":
+        parent.kill()
+    parent.wait(timeout=60)
+    left = wait_gone(started, timeout_s=15)
+    assert not left, f"left running after the parent ended ({how}): {describe(left)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import os
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 
 from analyzer_widgets.config import ServerSettings
@@ -136,7 +139,9 @@ class LocalServer(TritonServer):
                 env=env,
                 # its own process group, so stop() reaches the stubs it forks too
                 start_new_session=True,
+                preexec_fn=_terminate_with_parent,
             )
+            _running.add(self)
         except OSError as e:
             self._close_log()
             raise ServerStartError(f"could not run {cmd[0]}: {e}") from e
@@ -184,6 +189,7 @@ class LocalServer(TritonServer):
             raise ServerError(f"tritonserver (pid {self._proc.pid}) {how}\n{self._read_log_tail(15)}")
 
     def stop(self) -> None:
+        _running.discard(self)
         proc, self._proc = self._proc, None
         if proc is not None:
             _stop_process_group(proc, _STOP_GRACE_S)
@@ -233,6 +239,28 @@ def _without_usage(log: str, lines: int) -> str:
         in_usage = False
         kept.append(line)
     return tail("\n".join(kept), lines)
+
+
+#: servers started here and not stopped yet: stopped at exit (a notebook kernel shut down
+#: mid-sweep, a script that ends without stopping), so none outlives this process
+_running: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_running):
+        server.stop()
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM the server when the thread that
+    started it dies, which covers a parent killed with SIGKILL (no atexit then).
+    LocalServer.start() and stop() are meant to run in one thread (the runner's)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: atexit still stops the server on a normal exit
 
 
 def _stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:

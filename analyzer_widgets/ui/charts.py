@@ -72,9 +72,10 @@ def result_figures(df: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, go.Fig
 
 
 def static_bundle(figures: dict[str, go.Figure]) -> dict[str, object]:
-    """A display bundle that shows the figures with no kernel and no network: plotly's
-    own mimetype for JupyterLab, and HTML with plotly.js inlined once for nbconvert,
-    nbviewer and any HTML reader."""
+    """A display bundle that shows the figures with no kernel and no network: HTML with
+    plotly.js inlined once, for JupyterLab, nbconvert, nbviewer and any HTML reader.
+    (JupyterLab runs it in a notebook someone else saved only once it is trusted;
+    GitHub's notebook view runs no scripts and shows no chart.)"""
     html = []
     for i, fig in enumerate(figures.values()):
         html.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_height="380px"))

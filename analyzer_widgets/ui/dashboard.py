@@ -114,6 +114,8 @@ class Dashboard:
     ) -> None:
         self.model_repository = Path(model_repository) if model_repository else EXAMPLE_REPOSITORY
         self.settings = dict(settings)
+        # a misspelt or bad setting is an error now, naming it, not when Run is pressed
+        make_spec(models=["-"], model_repository=self.model_repository, **self.settings)
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._runner: ev.SweepRunner | None = None
@@ -131,6 +133,7 @@ class Dashboard:
         self._current = ""
         self._static_handle: Any = None
         self._tick_scheduled = False
+        self._finished_shown = False
 
         defaults = MeasurementSettings()
         # -- controls ----------------------------------------------------------------
@@ -173,7 +176,6 @@ class Dashboard:
         self.export_field = w.Text(value=export_path, description="Export to")
         self.export_button = w.Button(description="Export CSV", icon="download")
         self.export_status = w.HTML()
-        self.result_box = w.VBox()
 
         # -- live charts ---------------------------------------------------------------
         gpu_names, no_gpu_reason = _gpu_names()
@@ -212,7 +214,6 @@ class Dashboard:
             *self.figures,
             self.table,
             w.HBox([self.export_field, self.export_button, self.export_status]),
-            self.result_box,
         ])
         self.validate()
 
@@ -337,9 +338,9 @@ class Dashboard:
         self._total = 0
         self._point_durations.clear()
         self._error = None
+        self._finished_shown = False
         self.table.value = ""
         self.export_status.value = ""
-        self.result_box.children = ()
         self.progress.value = 0
         for fig in self.figures:
             with fig.batch_update():
@@ -383,7 +384,8 @@ class Dashboard:
                     self._apply(event)
             self._update_status()
         self._update_charts()
-        if finished is not None or (self._error and not self.running):
+        if not self._finished_shown and (finished is not None or (self._error and not self.running)):
+            self._finished_shown = True
             self._finish(finished)
 
     def _t(self, monotonic: float) -> float:
@@ -495,11 +497,11 @@ class Dashboard:
                 self.notice.value += f"<br><small>NaN columns ({html.escape(what)}): {html.escape(why)}</small>"
         self._thread = None if not self.running else self._thread
         self.validate()
-        if result is not None and result.rows:
-            figures = self.result_figures()
-            self.result_box.children = tuple(go.FigureWidget(fig) for fig in figures.values())
-            if self._static_handle is not None:
-                self._static_handle.update(static_bundle(figures), raw=True)
+        if result is not None and result.rows and self._static_handle is not None:
+            # The result charts go into a plain output under the panel rather than into more
+            # FigureWidgets: the notebook then shows them with no kernel, and a saved notebook
+            # does not carry plotly.js once more per chart in its widget state.
+            self._static_handle.update(static_bundle(self.result_figures()), raw=True)
 
     # -- results -------------------------------------------------------------------------
     @property
