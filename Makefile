@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-torch test lint bench lab clean
+.PHONY: demo demo-torch test lint bench lab clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,11 @@ $(VENV)/.lab-installed: $(VENV)/.installed
 lab: $(VENV)/.lab-installed
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
-test: $(VENV)/.test-installed
+# system packages the tests need (Chromium); does nothing, and says why, when not root on Debian
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+test: system-deps $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed

@@ -48,11 +48,13 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# wait (up to 5 min) for another apt/dpkg run to let go of its lock instead of failing at once
+APT=(apt-get -q -o DPkg::Lock::Timeout=300)
 log "missing: ${missing[*]}"
 log "running: apt-get update"
-apt-get update -q
+"${APT[@]}" update
 log "running: apt-get install -y --no-install-recommends ${missing[*]}"
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+"${APT[@]}" install -y --no-install-recommends "${missing[@]}"
 for pkg in "${missing[@]}"; do
     if installed "$pkg"; then
         log "$pkg: installed"

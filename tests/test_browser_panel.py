@@ -1,0 +1,81 @@
+"""What a person sees: the panel in a real JupyterLab, in headless Chromium.
+
+Open a notebook, run it, press the panel's Run, see a live chart's trace grow and the
+results table fill, press Export and find the files. A screenshot is saved as a test
+artifact (test-artifacts/).
+"""
+
+# The fixtures imported from browser are named again as test arguments:
+# ruff: noqa: F811
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser import UI_TIMEOUT_MS, chromium_page, jupyter_lab, screenshot, write_notebook  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+CELLS = [
+    ("markdown", "# analyzer-widgets panel"),
+    "import analyzer_widgets as aw\n"
+    "panel = aw.Dashboard(models=['mlp_numpy'], batch_sizes='1,8', concurrency='1', "
+    "window_ms=300, baseline_s=1, max_trials=6, export_path='exported')\n"
+    "panel",
+]
+
+
+def _trace_points(page) -> int:
+    """Points in the first live chart's first trace, as drawn (its SVG path's commands)."""
+    return page.evaluate(
+        """() => {
+            const path = document.querySelector('.js-plotly-plot .scatterlayer .trace path.js-line');
+            if (!path) return 0;
+            return (path.getAttribute('d') || '').split(/[ML]/).length - 1;
+        }"""
+    )
+
+
+def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium_page
+    write_notebook(jupyter_lab.root_dir / "panel.ipynb", CELLS)
+    page.goto(jupyter_lab.url("lab/tree/panel.ipynb"))
+    notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu").get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+    run = notebook.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
+    expect(run).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(run).to_be_enabled()
+    expect(notebook.locator(".js-plotly-plot")).to_have_count(3, timeout=UI_TIMEOUT_MS)
+
+    run.click()
+    # the live chart's trace grows while the sweep runs
+    page.wait_for_function(
+        "() => { const p = document.querySelector('.js-plotly-plot .scatterlayer .trace path.js-line');"
+        " return p && (p.getAttribute('d') || '').split(/[ML]/).length > 5; }",
+        timeout=UI_TIMEOUT_MS,
+    )
+    early = _trace_points(page)
+    # the table fills row by row, then the status says it is done
+    table = notebook.locator("table.aw-results")
+    expect(table.locator("tbody tr")).to_have_count(2, timeout=180_000)
+    expect(notebook.get_by_text(re.compile(r"Done: 2 points"))).to_be_visible(timeout=UI_TIMEOUT_MS)
+    assert _trace_points(page) > early, "the live chart did not grow during the sweep"
+    expect(table).to_contain_text("mlp_numpy")
+    # the static result charts appeared under the panel
+    expect(notebook.locator(".jp-OutputArea-output").get_by_text("Throughput vs p99 latency")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+
+    notebook.locator("button.widget-button").filter(has_text="Export CSV").click()
+    expect(notebook.get_by_text(re.compile(r"Wrote .*metrics-model\.csv"))).to_be_visible(timeout=UI_TIMEOUT_MS)
+    exported = jupyter_lab.root_dir / "exported"
+    assert (exported / "metrics-model.csv").is_file()
+    assert "mlp_numpy" in (exported / "metrics-model.csv").read_text()
+
+    shot = screenshot(page, "panel-after-run")
+    assert shot.stat().st_size > 10_000
