@@ -44,8 +44,17 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     page.goto(jupyter_lab.url("lab/tree/panel.ipynb"))
     notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(timeout=UI_TIMEOUT_MS)
-    page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu").get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    # Run > Run All Cells. On a busy machine the first click can come before the notebook
+    # has its kernel session wired up and run nothing: try again until a cell has run.
+    ran = notebook.locator(".jp-InputArea-prompt").filter(has_text=re.compile(r"\[(\*|\d+)\]"))
+    for _ in range(3):
+        page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu").get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            expect(ran.first).to_be_visible(timeout=15_000)
+            break
+        except AssertionError:
+            continue
 
     run = notebook.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
     expect(run).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -60,6 +69,8 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
         timeout=UI_TIMEOUT_MS,
     )
     early = _trace_points(page)
+    notebook.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    screenshot(page, "panel-live-chart", full_page=False)
     # the table fills row by row, then the status says it is done
     table = notebook.locator("table.aw-results")
     expect(table.locator("tbody tr")).to_have_count(2, timeout=180_000)

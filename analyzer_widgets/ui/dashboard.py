@@ -146,9 +146,11 @@ class Dashboard:
         options = [(f"{name} ({info.kind}, max batch {info.max_batch_size})", name) for name, info in infos.items()]
         chosen = tuple(m for m in (models or list(infos)[:1]) if m in infos)
         self.model_picker = w.SelectMultiple(options=options, value=chosen, rows=min(max(len(options), 2), 8),
-                                             description="Models", layout=w.Layout(width="460px"))
-        self.batch_field = w.Text(value=batch_sizes, description="Batch sizes", placeholder="1,8,32")
-        self.concurrency_field = w.Text(value=concurrency, description="Concurrency", placeholder="1,4,16")
+                                             description="Models", layout=w.Layout(width="460px"),
+                                             style={"description_width": "90px"})
+        label = {"description_width": "90px"}
+        self.batch_field = w.Text(value=batch_sizes, description="Batch sizes", placeholder="1,8,32", style=label)
+        self.concurrency_field = w.Text(value=concurrency, description="Concurrency", placeholder="1,4,16", style=label)
         self.batch_error = w.HTML()
         self.concurrency_error = w.HTML()
         self.input_error = w.HTML()
@@ -437,8 +439,12 @@ class Dashboard:
         if df.empty:
             return
         view = df[[c for c in TABLE_COLUMNS if c in df.columns]]
-        self.table.value = view.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN", border=0,
-                                        classes="aw-results")
+        table = view.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN", border=0,
+                             classes="aw-results")
+        # one line per row however long the reason; the box scrolls instead
+        cell = "style='white-space:nowrap;padding:1px 8px;font-size:12px;text-align:right'"
+        table = table.replace("<td>", f"<td {cell}>").replace("<th>", f"<th {cell}>")
+        self.table.value = f"<div style='overflow:auto;max-height:320px;max-width:100%'>{table}</div>"
 
     def _update_charts(self) -> None:
         runner = self._runner
