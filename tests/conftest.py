@@ -62,13 +62,18 @@ def server_processes() -> set[tuple[int, float]]:
 
 def own_children() -> set[tuple[int, float]]:
     """Live descendants of this test process, less multiprocessing's resource tracker
-    (started once by the first spawn and kept for the life of the interpreter)."""
+    (started once by the first spawn and kept for the life of the interpreter) and the
+    browser tests' Chromium and Playwright driver (one for the session, tests/browser.py;
+    Chromium starts helper processes of its own whenever it likes)."""
     found = set()
     for proc in psutil.Process().children(recursive=True):
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if any("resource_tracker" in part for part in proc.cmdline()):
+            cmdline = proc.cmdline()
+            if any("resource_tracker" in part for part in cmdline):
+                continue
+            if cmdline and ("chromium" in cmdline[0] or "playwright" in " ".join(cmdline[:3])):
                 continue
             found.add((proc.pid, proc.create_time()))
         except psutil.NoSuchProcess:
