@@ -58,6 +58,21 @@ def test_bad_values_turn_the_field_red_name_it_and_disable_run() -> None:
     assert panel.run_button.disabled and "pick at least one model" in panel.input_error.value
 
 
+def test_settings_section_reaches_the_spec() -> None:
+    panel = aw.Dashboard(models=["mlp_numpy"])
+    panel.port_fields["grpc_port"].value = 18001
+    panel.window_ms.value = 250
+    panel.protocol.value = "http"
+    spec = aw.make_spec(**panel.spec_settings())
+    assert spec.server.grpc_port == 18001 and spec.server.http_port is None
+    assert spec.measurement.window_ms == 250 and spec.measurement.protocol.value == "http"
+    panel.launch_mode.value = "remote"
+    assert panel.run_button.disabled and "URL" in panel.input_error.value
+    panel.url_field.value = "127.0.0.1:18001"
+    assert not panel.run_button.disabled
+    assert aw.make_spec(**panel.spec_settings()).server.url == "127.0.0.1:18001"
+
+
 def test_model_picker_lists_the_repository_with_backend_and_max_batch() -> None:
     panel = aw.Dashboard()
     labels = dict((value, label) for label, value in panel.model_picker.options)

@@ -157,6 +157,12 @@ class Dashboard:
         self.launch_mode = w.ToggleButtons(options=[("local (embedded)", "local"), ("remote", "remote")],
                                            value="local", description="Launch")
         self.url_field = w.Text(description="URL", placeholder="host:8001 (remote mode)")
+        self.triton_version = w.Text(description="Triton", placeholder="version for docker mode (coming)")
+        # 0 = let the tool pick a free port
+        self.port_fields = {
+            name: w.BoundedIntText(value=int(settings.get(name) or 0), min=0, max=65535, description=label)
+            for name, label in (("http_port", "HTTP port"), ("grpc_port", "gRPC port"), ("metrics_port", "Metrics port"))
+        }
         self.protocol = w.Dropdown(options=["grpc", "http"], value="grpc", description="Protocol")
         self.window_ms = w.BoundedIntText(value=int(settings.get("window_ms", defaults.window_ms)), min=50, max=600_000,
                                           description="Window (ms)")
@@ -165,7 +171,9 @@ class Dashboard:
         self.max_trials = w.BoundedIntText(value=int(settings.get("max_trials", defaults.max_trials)), min=1, max=1000,
                                            description="Max windows")
         self.settings_box = w.Accordion(children=[w.VBox([
-            self.launch_mode, self.url_field, self.protocol, self.window_ms, self.stability_pct, self.max_trials,
+            self.launch_mode, self.url_field, self.triton_version, *self.port_fields.values(), self.protocol,
+            self.window_ms, self.stability_pct, self.max_trials,
+            w.HTML("<small>Ports 0: free ports are chosen. The local server binds 127.0.0.1.</small>"),
         ])])
         self.settings_box.set_title(0, "Launch and measurement settings")
         self.settings_box.selected_index = None
@@ -275,6 +283,10 @@ class Dashboard:
             settings["url"] = self.url_field.value.strip()
         else:
             settings["model_repository"] = self.model_repository
+            for name, field in self.port_fields.items():
+                settings[name] = field.value or None
+        if self.triton_version.value.strip():
+            settings["triton_version"] = self.triton_version.value.strip()
         return settings
 
     def run(self) -> None:
