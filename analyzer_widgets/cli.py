@@ -138,11 +138,14 @@ def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="replace results already in the export folder" + (" (always on for the demo)" if demo else ""))
     g = p.add_argument_group("server")
     g.add_argument("--launch-mode", choices=[m.value for m in LaunchMode], default="local",
-                   help="local: start the embedded tritonserver (default); remote: attach to --url; docker: not yet")
+                   help="local: start the embedded tritonserver (default); remote: attach to --url; "
+                        "docker: a Triton container (--triton-image or --triton-version)")
     g.add_argument("--url", help="remote mode: the server's gRPC (or, with --protocol http, HTTP) host:port")
     g.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE",
                    help="remote mode: a header sent with every request (repeatable)")
-    g.add_argument("--triton-version", help="Triton version of the docker launch mode (accepted, used by docker mode)")
+    g.add_argument("--triton-version", help="docker mode: run nvcr.io/nvidia/tritonserver:<version>-py3")
+    g.add_argument("--triton-image", help="docker mode: run this image instead (must have tritonserver on its PATH)")
+    g.add_argument("--gpus", default="auto", help="docker mode: auto (default), all, none, or ids like 0,1")
     g.add_argument("--tritonserver", help="local mode: a tritonserver binary instead of the embedded one")
     g.add_argument("--backend-python", help="local mode: the Python whose packages the models import")
     g.add_argument("--host", default="127.0.0.1", help="address the local server binds (default: 127.0.0.1)")
@@ -197,6 +200,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return dict(
         batch_sizes=args.batch, concurrency=args.concurrency,
         launch_mode=args.launch_mode, url=args.url, headers=headers, triton_version=args.triton_version,
+        triton_image=args.triton_image, gpus=args.gpus,
         tritonserver_path=args.tritonserver, backend_python=args.backend_python, host=args.host,
         http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
         startup_timeout_s=args.startup_timeout, protocol=args.protocol, window_ms=args.window_ms,

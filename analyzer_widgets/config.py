@@ -176,6 +176,8 @@ class ServerSettings:
     tritonserver_path: Path | None = None  # local: a tritonserver binary instead of the embedded one
     backend_python: Path | None = None  # local: the Python whose packages the models use
     triton_version: str | None = None  # docker mode (nvcr.io/nvidia/tritonserver:<version>-py3)
+    triton_image: str | None = None  # docker mode: an image instead of the NGC one for triton_version
+    gpus: str = "auto"  # docker mode: auto (all where NVML sees GPUs), all, none, or ids "0,1"
     host: str = DEFAULT_HOST
     http_port: int | None = None
     grpc_port: int | None = None
@@ -202,6 +204,11 @@ class ServerSettings:
         ports = [p for p in (self.http_port, self.grpc_port, self.metrics_port) if p is not None]
         if len(ports) != len(set(ports)):
             raise ConfigError("ports", tuple(ports), "HTTP, gRPC and metrics ports must differ")
+        if self.launch_mode is LaunchMode.DOCKER and not (self.triton_image or self.triton_version):
+            raise ConfigError("triton_image", self.triton_image,
+                              "docker launch mode needs --triton-image or --triton-version (for example 24.08)")
+        if not isinstance(self.gpus, str) or not self.gpus.strip():
+            raise ConfigError("gpus", self.gpus, "must be auto, all, none or GPU ids like 0,1")
         if self.launch_mode is LaunchMode.REMOTE and not self.url:
             raise ConfigError("url", self.url, "remote launch mode needs the server's URL (for example localhost:8001)")
         for name in ("tritonserver_path", "backend_python", "log_path"):

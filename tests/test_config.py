@@ -209,7 +209,7 @@ def test_unknown_launch_mode_is_refused_listing_the_modes() -> None:
 
 
 def test_server_settings_default_to_localhost_and_normalise_types() -> None:
-    s = ServerSettings(launch_mode="docker", extra_args=["--log-verbose=1"], log_path="~/triton.log")  # type: ignore[arg-type]
+    s = ServerSettings(launch_mode="docker", triton_version="24.08", extra_args=["--log-verbose=1"], log_path="~/triton.log")  # type: ignore[arg-type]
     assert s.host == "127.0.0.1"
     assert s.launch_mode is LaunchMode.DOCKER
     assert s.extra_args == ("--log-verbose=1",)
@@ -313,3 +313,10 @@ def test_setting_names_are_unique_across_the_settings_classes() -> None:
     for i, a in enumerate(groups):
         for b in groups[i + 1:]:
             assert not a & b, f"setting names in two classes: {a & b}"
+
+
+def test_docker_mode_needs_an_image_or_a_version() -> None:
+    with pytest.raises(ConfigError) as info:
+        ServerSettings(launch_mode="docker")
+    assert info.value.field == "triton_image" and "--triton-version" in str(info.value)
+    assert ServerSettings(launch_mode="docker", triton_image="local/triton:1").triton_image == "local/triton:1"

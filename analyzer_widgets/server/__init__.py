@@ -34,6 +34,8 @@ def make_server(
         return LocalServer(model_repository, settings, backend_python=settings.backend_python)
     if settings.launch_mode is LaunchMode.REMOTE:
         return RemoteServer(settings, protocol)
-    raise ConfigError(
-        "launch_mode", settings.launch_mode.value, "docker launch mode is not available yet; use local or remote"
-    )
+    if model_repository is None:
+        raise ConfigError("model_repository", None, "docker launch mode needs a model repository")
+    from analyzer_widgets.server.docker import DockerServer
+
+    return DockerServer(model_repository, settings)
