@@ -71,6 +71,13 @@ def test_settings_section_reaches_the_spec() -> None:
     panel.url_field.value = "127.0.0.1:18001"
     assert not panel.run_button.disabled
     assert aw.make_spec(**panel.spec_settings()).server.url == "127.0.0.1:18001"
+    panel.launch_mode.value = "docker"
+    assert panel.run_button.disabled and "docker mode needs" in panel.input_error.value
+    panel.triton_version.value = "24.08"
+    assert not panel.run_button.disabled
+    assert aw.make_spec(**panel.spec_settings()).server.triton_version == "24.08"
+    panel.triton_version.value = "local/triton:2.51"
+    assert aw.make_spec(**panel.spec_settings()).server.triton_image == "local/triton:2.51"
 
 
 def test_model_picker_lists_the_repository_with_backend_and_max_batch() -> None:

@@ -154,10 +154,12 @@ class Dashboard:
         self.batch_error = w.HTML()
         self.concurrency_error = w.HTML()
         self.input_error = w.HTML()
-        self.launch_mode = w.ToggleButtons(options=[("local (embedded)", "local"), ("remote", "remote")],
-                                           value="local", description="Launch")
+        self.launch_mode = w.ToggleButtons(
+            options=[("local (embedded)", "local"), ("docker", "docker"), ("remote", "remote")],
+            value="local", description="Launch",
+        )
         self.url_field = w.Text(description="URL", placeholder="host:8001 (remote mode)")
-        self.triton_version = w.Text(description="Triton", placeholder="version for docker mode (coming)")
+        self.triton_version = w.Text(description="Triton", placeholder="docker: 24.08 or an image name")
         # 0 = let the tool pick a free port
         self.port_fields = {
             name: w.BoundedIntText(value=int(settings.get(name) or 0), min=0, max=65535, description=label)
@@ -204,7 +206,8 @@ class Dashboard:
             self.figures.append(fig)
 
         # -- wiring --------------------------------------------------------------------
-        for field in (self.batch_field, self.concurrency_field, self.model_picker, self.launch_mode, self.url_field):
+        for field in (self.batch_field, self.concurrency_field, self.model_picker, self.launch_mode, self.url_field,
+                      self.triton_version):
             field.observe(lambda _change: self.validate(), names="value")
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
@@ -260,6 +263,8 @@ class Dashboard:
             problems.append("pick at least one model")
         if self.launch_mode.value == "remote" and not self.url_field.value.strip():
             problems.append("remote mode needs the server's URL")
+        if self.launch_mode.value == "docker" and not self.triton_version.value.strip():
+            problems.append("docker mode needs a Triton version (24.08) or image in the settings")
         self.input_error.value = (f"<span style='color:#b00'>{html.escape('; '.join(problems))}</span>"
                                   if problems else "")
         ok = batches is not None and concurrency is not None and not problems
@@ -285,8 +290,10 @@ class Dashboard:
             settings["model_repository"] = self.model_repository
             for name, field in self.port_fields.items():
                 settings[name] = field.value or None
-        if self.triton_version.value.strip():
-            settings["triton_version"] = self.triton_version.value.strip()
+        triton = self.triton_version.value.strip()
+        if triton:
+            # an image has a registry path or a tag; anything else is an NGC release
+            settings["triton_image" if ("/" in triton or ":" in triton) else "triton_version"] = triton
         return settings
 
     def run(self) -> None:
