@@ -15,10 +15,8 @@ log() { echo "install-system-deps: $*"; }
 # Packages the tests need. Add new ones here, one per line.
 PACKAGES=(
     chromium            # @pytest.mark.browser: headless Chromium driven by Playwright (/usr/bin/chromium)
-    # --- add later (not needed yet) ---------------------------------------------------------
-    # docker.io         # @pytest.mark.docker: Docker client/engine
-    # debootstrap       # root file systems for isolated test hosts
-    # -----------------------------------------------------------------------------------------
+    docker.io           # @pytest.mark.docker: Docker engine (dockerd) + client; scripts/start-dockerd.sh starts it
+    debootstrap         # @pytest.mark.docker: rootfs of the local CPU Triton test image (scripts/build-triton-test-image.sh)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

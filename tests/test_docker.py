@@ -1,0 +1,123 @@
+"""Docker launch mode against a real dockerd and a real Triton image.
+
+The image is the local CPU Triton test image that scripts/build-triton-test-image.sh builds
+offline (debootstrap + the nvidia-pytriton server; DESIGN.md); `make test` builds it once
+per machine and starts dockerd when it is not running. Where Docker is missing the tests
+skip with the reason, except under CI=true, where they must run and so fail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+
+import analyzer_widgets as aw
+from analyzer_widgets.server.docker import LABEL, DockerServer
+
+IMAGE = os.environ.get("ANALYZER_WIDGETS_TEST_IMAGE", "analyzer-widgets/triton-cpu-test:2.51")
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+
+def _docker_problem() -> str | None:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # noqa: BLE001
+        return f"no Docker daemon: {e}"
+    try:
+        client.images.get(IMAGE)
+    except Exception:  # noqa: BLE001
+        return f"the test image {IMAGE} is not built (scripts/build-triton-test-image.sh)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    problem = _docker_problem()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the docker tests: {problem}")
+        pytest.skip(problem)
+    import docker
+
+    yield docker.from_env()
+
+
+def ours(client) -> list:
+    return client.containers.list(all=True, filters={"label": LABEL})
+
+
+def test_sweep_in_docker_mode_measures_and_leaves_no_container(client, tmp_path: Path) -> None:
+    before = {c.id for c in ours(client)}
+    result = aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, launch_mode="docker",
+                        triton_image=IMAGE, batch_sizes=[1, 8], concurrency=[1], export_path=tmp_path / "out", **FAST)
+    df = result.to_frame()
+    assert list(df["status"].isin(["ok", "unstable"])) == [True, True], df[["status", "reason"]]
+    assert (df["throughput_infer_per_s"] > 0).all()
+    assert result.baseline.iloc[0]["launch_mode"] == "docker"
+    assert result.baseline.iloc[0]["server_version"] == "2.51.0"
+    # the container's processes are this host's: CPU and memory of the server are measured
+    assert (df["server_rss_max_mb"] > 10).all()
+    assert {c.id for c in ours(client)} == before
+
+
+def test_ports_are_published_on_localhost_and_the_repository_read_only(client) -> None:
+    server = DockerServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings(launch_mode="docker", triton_image=IMAGE))
+    with server:
+        container = client.containers.get(server.container_name)
+        for bindings in container.ports.values():
+            assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
+        mounts = container.attrs["Mounts"]
+        assert any(m["Destination"] == "/models" and m["RW"] is False for m in mounts)
+    assert not any(c.name == server.container_name for c in ours(client))
+
+
+def test_a_container_left_by_a_killed_run_is_found_and_removed(client) -> None:
+    code = (
+        "from analyzer_widgets.server.docker import DockerServer\n"
+        "import analyzer_widgets as aw, time\n"
+        f"s = DockerServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings(launch_mode='docker', triton_image={IMAGE!r}))\n"
+        "s.start(); print(s.container_name, flush=True); time.sleep(300)\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    name = run.stdout.readline().strip()
+    os.kill(run.pid, signal.SIGKILL)  # no atexit, no cleanup: the container stays
+    run.wait(timeout=30)
+    assert any(c.name == name for c in ours(client)), "the killed run's container should still be there"
+
+    notes: list[str] = []
+    with DockerServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings(launch_mode="docker", triton_image=IMAGE),
+                      on_progress=notes.append):
+        assert not any(c.name == name for c in ours(client))
+    assert any(name in n for n in notes), notes
+
+
+def test_no_daemon_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    with pytest.raises(aw.ServerStartError, match="no Docker daemon answers") as raised:
+        aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, launch_mode="docker",
+                   triton_image=IMAGE, **FAST)
+    assert "no-such-docker.sock" in str(raised.value)
+
+
+def test_an_image_that_is_missing_and_cannot_be_pulled_is_a_clear_error(client) -> None:
+    before = {c.id for c in ours(client)}
+    started = time.monotonic()
+    with pytest.raises(aw.ServerStartError) as raised:
+        aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, launch_mode="docker",
+                   triton_image="analyzer-widgets/no-such-image:0", **FAST)
+    message = str(raised.value)
+    assert "analyzer-widgets/no-such-image:0" in message and "pull" in message
+    assert time.monotonic() - started < 120
+    assert {c.id for c in ours(client)} == before
