@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import abc
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+
+from analyzer_widgets.errors import ServerStartError
 
 
 @dataclass(frozen=True)
@@ -70,3 +76,30 @@ class TritonServer(abc.ABC):
 
 def tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until_ready(
+    http: str,
+    timeout_s: float,
+    died: Callable[[], str | None],
+    log_tail: Callable[[], str],
+    what: str,
+    poll_s: float = 0.05,
+) -> None:
+    """Poll ``/v2/health/ready`` until it answers 200. ``died()`` says why the server can
+    no longer come up (it exited), checked every round so that is reported at once."""
+    url = f"http://{http}/v2/health/ready"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reason = died()
+        if reason is not None:
+            raise ServerStartError(reason, log_tail())
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise ServerStartError(f"{what} was not ready after {timeout_s:g} s", log_tail())
+        time.sleep(poll_s)

@@ -14,8 +14,6 @@ import atexit
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 from analyzer_widgets.config import ServerSettings
 from analyzer_widgets.errors import ConfigError, ServerError, ServerStartError
 from analyzer_widgets.server._ports import port_is_free
-from analyzer_widgets.server.base import Endpoints, TritonServer, tail
+from analyzer_widgets.server.base import Endpoints, TritonServer, tail, wait_until_ready
 
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:{version}-py3"
 LABEL = "analyzer-widgets.managed"
@@ -222,24 +220,17 @@ class DockerServer(TritonServer):
         )
 
     def _wait_ready(self) -> None:
-        url = f"http://{self.endpoints.http}/v2/health/ready"
-        deadline = time.monotonic() + self.settings.startup_timeout_s
-        while True:
-            self._container.reload()
-            if self._container.status in ("exited", "dead"):
-                code = self._container.attrs.get("State", {}).get("ExitCode")
-                raise ServerStartError(f"the Triton container exited with code {code} during start-up", self.logs(30))
-            try:
-                with urllib.request.urlopen(url, timeout=1.0) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"the Triton container was not ready after {self.settings.startup_timeout_s:g} s", self.logs(30)
-                )
-            time.sleep(0.1)
+        container = self._container
+
+        def died() -> str | None:
+            container.reload()
+            if container.status not in ("exited", "dead"):
+                return None
+            code = container.attrs.get("State", {}).get("ExitCode")
+            return f"the Triton container exited with code {code} during start-up"
+
+        wait_until_ready(self.endpoints.http, self.settings.startup_timeout_s, died, lambda: self.logs(30),
+                         "the Triton container", poll_s=0.1)
 
     def check_alive(self) -> None:
         if self._container is None:

@@ -8,9 +8,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import weakref
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from analyzer_widgets.config import ServerSettings
 from analyzer_widgets.errors import EnvironmentCheckError, ServerError, ServerStartError
 from analyzer_widgets.server import _embedded
 from analyzer_widgets.server._ports import choose_ports
-from analyzer_widgets.server.base import Endpoints, TritonServer, tail
+from analyzer_widgets.server.base import Endpoints, TritonServer, tail, wait_until_ready
 
 _STOP_GRACE_S = 10.0
 
@@ -158,27 +155,18 @@ class LocalServer(TritonServer):
             raise
 
     def _wait_ready(self) -> None:
-        assert self._proc is not None
-        url = f"http://{self.endpoints.http}/v2/health/ready"
-        deadline = time.monotonic() + self.settings.startup_timeout_s
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                raise ServerStartError(
-                    f"tritonserver exited with code {code} during start-up",
-                    _without_usage(self._read_log_tail(1000), 30),
-                )
-            try:
-                with urllib.request.urlopen(url, timeout=1.0) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"tritonserver was not ready after {self.settings.startup_timeout_s:g} s", self._read_log_tail(30)
-                )
-            time.sleep(0.05)
+        proc = self._proc
+        assert proc is not None
+
+        def died() -> str | None:
+            code = proc.poll()
+            return None if code is None else f"tritonserver exited with code {code} during start-up"
+
+        def log_tail() -> str:
+            # after a bad flag tritonserver prints the cause, then 400 lines of usage
+            return _without_usage(self._read_log_tail(1000), 30) if proc.poll() is not None else self._read_log_tail(30)
+
+        wait_until_ready(self.endpoints.http, self.settings.startup_timeout_s, died, log_tail, "tritonserver")
 
     def check_alive(self) -> None:
         if self._proc is None:
