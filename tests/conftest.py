@@ -162,3 +162,24 @@ def shared_server() -> Iterator[LocalServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- docker ---------------------------------------------------------------------------------
+def docker_daemon_problem() -> str | None:
+    """Why the docker tests cannot talk to a Docker engine, or None when they can."""
+    if shutil.which("docker") is None:
+        return "no docker client on PATH"
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as e:  # noqa: BLE001 - any failure means: no usable daemon
+        return f"no Docker daemon: {e}"
+    return None
+
+
+def skip_or_fail(problem: str) -> None:
+    """Skip with the reason, except under CI=true, where docker tests must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the docker tests: {problem}")
+    pytest.skip(problem)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
-from analyzer_widgets.errors import ServerStartError
+from analyzer_widgets.errors import ServerError, ServerStartError
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,14 @@ class TritonServer(abc.ABC):
 
     #: whether this object started the server (and so may load and unload freely)
     owns_process: bool = True
+    _endpoints: Endpoints | None = None
 
     @property
-    @abc.abstractmethod
-    def endpoints(self) -> Endpoints: ...
+    def endpoints(self) -> Endpoints:
+        """Where the server answers; known once :meth:`start` has launched it."""
+        if self._endpoints is None:
+            raise ServerError("the server has not been started")
+        return self._endpoints
 
     @abc.abstractmethod
     def start(self) -> None:

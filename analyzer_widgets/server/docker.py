@@ -102,12 +102,6 @@ class DockerServer(TritonServer):
         self._endpoints: Endpoints | None = None
 
     @property
-    def endpoints(self) -> Endpoints:
-        if self._endpoints is None:
-            raise ServerError("the server has not been started")
-        return self._endpoints
-
-    @property
     def pid(self) -> int | None:
         # the container's first process, as this host sees it: its tree is the server's
         if self._container is None:

@@ -47,12 +47,6 @@ class LocalServer(TritonServer):
 
     # -- interface ---------------------------------------------------------------------
     @property
-    def endpoints(self) -> Endpoints:
-        if self._endpoints is None:
-            raise ServerError("the server has not been started")
-        return self._endpoints
-
-    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 

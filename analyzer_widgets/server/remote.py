@@ -23,10 +23,6 @@ class RemoteServer(TritonServer):
         # Only one endpoint is known; the control calls and the load use the same one.
         self._endpoints = Endpoints(http=url, grpc=url, metrics=None)
 
-    @property
-    def endpoints(self) -> Endpoints:
-        return self._endpoints
-
     def start(self) -> None:
         ctl = TritonControl(self._endpoints.grpc, self.protocol.value, self.settings.headers, timeout_s=10)
         try:
