@@ -71,9 +71,7 @@ def profile(
     runner = SweepRunner(spec)
     if runner_hook is not None:
         runner_hook(runner)
-    from analyzer_widgets.runner import preflight
-
-    preflight(spec)  # bad input fails before an export file is touched
+    runner.preflight()  # bad input fails before an export file is touched
     writer = ResultsWriter(export, overwrite=overwrite) if export is not None else None
     collector = ResultCollector(spec, writer)
     runner.subscribe(collector)

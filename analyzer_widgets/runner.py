@@ -161,6 +161,7 @@ class SweepRunner:
             self._handlers = list(on_event)
         self._given_server = server
         self._stop = threading.Event()
+        self._checked = False
         #: the samplers of the sweep in flight (the panel reads their buffers directly)
         self.monitors = MonitorSession(spec.monitor)
         self.rows: list[dict[str, Any]] = []
@@ -180,13 +181,21 @@ class SweepRunner:
         for handler in self._handlers:
             handler(event)
 
+    def preflight(self) -> None:
+        """Check the spec before anything starts (:func:`preflight`); once per runner, so a
+        caller that checks early (to fail before touching export files) pays no second
+        numpy check."""
+        if not self._checked:
+            preflight(self.spec)
+            self._checked = True
+
     # -- the sweep -----------------------------------------------------------------------------
     def run(self) -> SweepFinished:
         """Run the sweep to its end (or until stopped). Errors that end the whole sweep
         (the server would not start, died) are raised after the finished rows were emitted."""
         spec = self.spec
         started = time.monotonic()
-        preflight(spec)
+        self.preflight()
         total = len(spec.models) * spec.points_per_model
         self.emit(SweepStarted(spec, total))
         version = ""

@@ -165,7 +165,12 @@ class LocalServer(TritonServer):
     def check_alive(self) -> None:
         if self._proc is None:
             raise ServerError("the server is not running")
-        code = self._proc.poll()
+        try:
+            # A killed server closes its sockets a moment before the kernel lets us reap it:
+            # a request that just failed may reach us first. Give the exit that moment.
+            code = self._proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            code = None
         if code is not None:
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             raise ServerError(f"tritonserver (pid {self._proc.pid}) {how}\n{self._read_log_tail(15)}")

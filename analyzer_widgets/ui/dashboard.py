@@ -305,12 +305,12 @@ class Dashboard:
             return
         try:
             spec = make_spec(**self.spec_settings())
-            ev.preflight(spec)
+            runner = ev.SweepRunner(spec)
+            runner.preflight()
         except AnalyzerError as e:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return
         self._reset()
-        runner = ev.SweepRunner(spec)
         self._collector = ResultCollector(spec)
         runner.subscribe(self._collector)
         runner.subscribe(self._events.put)  # the only thing the sweep thread does to the panel
