@@ -165,12 +165,7 @@ class LocalServer(TritonServer):
     def check_alive(self) -> None:
         if self._proc is None:
             raise ServerError("the server is not running")
-        try:
-            # A killed server closes its sockets a moment before the kernel lets us reap it:
-            # a request that just failed may reach us first. Give the exit that moment.
-            code = self._proc.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = self._proc.poll()
         if code is not None:
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             raise ServerError(f"tritonserver (pid {self._proc.pid}) {how}\n{self._read_log_tail(15)}")
@@ -252,10 +247,9 @@ def _terminate_with_parent() -> None:
 
 def _stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = None
+    # start_new_session made the server its group's leader: the group id is its pid, and
+    # stays usable after the server itself died and was reaped, while its stubs live on
+    pgid: int | None = proc.pid
     if pgid is not None:
         try:
             os.killpg(pgid, signal.SIGTERM)
