@@ -165,6 +165,9 @@ def shared_server() -> Iterator[LocalServer]:
 
 
 # -- docker ---------------------------------------------------------------------------------
+# The CPU Triton image that scripts/build-triton-test-image.sh builds offline (make test does).
+TRITON_TEST_IMAGE = os.environ.get("ANALYZER_WIDGETS_TEST_IMAGE", "analyzer-widgets/triton-cpu-test:2.51")
+
 def docker_daemon_problem() -> str | None:
     """Why the docker tests cannot talk to a Docker engine, or None when they can."""
     if shutil.which("docker") is None:

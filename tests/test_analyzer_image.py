@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import docker_daemon_problem, skip_or_fail
+from conftest import TRITON_TEST_IMAGE, docker_daemon_problem, skip_or_fail
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = os.environ.get("ANALYZER_WIDGETS_BASE_IMAGE", "analyzer-widgets/base-py311:bookworm")
@@ -149,3 +150,53 @@ def test_default_command_starts_jupyterlab_with_token_auth(client, image: str) -
         assert {"quickstart.ipynb", "dashboard.ipynb"} <= names, names
     finally:
         container.remove(force=True)
+
+
+def _docker_socket() -> Path:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        skip_or_fail(f"DOCKER_HOST={host} is not a unix socket that can be mounted into a container")
+    return Path(host[len("unix://"):])
+
+
+def test_analyzer_in_a_container_launches_sibling_triton_through_the_socket(client, image: str) -> None:
+    """The original tool's mode: the analyzer in a container starts Triton beside itself.
+
+    What it takes, as the README says: the Docker socket mounted, its group added for the
+    non-root user, the model repository at the same path inside as on the host (the host's
+    daemon resolves the sibling's bind mount), and the host's network (the sibling publishes
+    on the host's 127.0.0.1).
+    """
+    from analyzer_widgets.server import docker as docker_mode
+
+    try:
+        client.images.get(TRITON_TEST_IMAGE)
+    except Exception:  # noqa: BLE001
+        skip_or_fail(f"the Triton test image {TRITON_TEST_IMAGE} is not built (scripts/build-triton-test-image.sh)")
+    sock = _docker_socket()
+    # A container of a live run on the host (this pytest process owns it). The analyzer in
+    # the container shares the hostname (--network host) but not the pids: it must leave it.
+    decoy = client.containers.create(TRITON_TEST_IMAGE, ["true"], labels={
+        docker_mode.LABEL: "true", docker_mode.OWNER_LABEL: docker_mode._owner(), LABEL: "1"})
+    repo = Path(tempfile.mkdtemp(prefix="aw-sibling-"))
+    try:
+        shutil.copytree(REPO / "analyzer_widgets/examples/model_repository/mlp_numpy", repo / "mlp_numpy")
+        _run(["chmod", "-R", "a+rX", str(repo)], timeout=30)
+        cmd = ["docker", "run", "--rm", "--label", f"{LABEL}=1", "--network", "host",
+               "--group-add", str(sock.stat().st_gid), "-v", f"{sock}:/var/run/docker.sock",
+               "-v", f"{repo}:{repo}:ro", image,
+               "analyzer-widgets", "profile", "--launch-mode", "docker", "--triton-image", TRITON_TEST_IMAGE,
+               "--model-folder", str(repo), "-m", "mlp_numpy", "-b", "1,8", "-c", "1",
+               "--window-ms", "300", "-e", "/tmp/r"]
+        proc = _run(cmd, timeout=300)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        rows = [line.split() for line in proc.stdout.splitlines() if line.strip().startswith("mlp_numpy")]
+        assert len(rows) == 2 and all(r[3] == "ok" for r in rows), out[-4000:]
+        left = [c.name for c in client.containers.list(all=True, filters={"label": docker_mode.LABEL})
+                if c.id != decoy.id]
+        assert left == [], f"the sibling Triton container was left behind: {left}"
+        decoy.reload()  # raises NotFound if the analyzer in the container removed the host's
+    finally:
+        decoy.remove(force=True)
+        shutil.rmtree(repo, ignore_errors=True)

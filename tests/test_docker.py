@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FAST, docker_daemon_problem, skip_or_fail
+from conftest import FAST, TRITON_TEST_IMAGE, docker_daemon_problem, skip_or_fail
 
 import analyzer_widgets as aw
 from analyzer_widgets.server.docker import LABEL, DockerServer
 
-IMAGE = os.environ.get("ANALYZER_WIDGETS_TEST_IMAGE", "analyzer-widgets/triton-cpu-test:2.51")
+IMAGE = TRITON_TEST_IMAGE
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 

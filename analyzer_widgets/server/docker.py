@@ -26,7 +26,7 @@ from analyzer_widgets.server.base import Endpoints, TritonServer, tail, wait_unt
 
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:{version}-py3"
 LABEL = "analyzer-widgets.managed"
-OWNER_LABEL = "analyzer-widgets.owner"  # "<hostname>:<pid>" of the process that started it
+OWNER_LABEL = "analyzer-widgets.owner"  # "<hostname>/<pid namespace>:<pid>" of the process that started it
 CONTAINER_PORTS = {"http_port": 8000, "grpc_port": 8001, "metrics_port": 8002}
 _STOP_TIMEOUT_S = 10
 
@@ -65,8 +65,25 @@ def docker_client() -> Any:
     return client
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace, e.g. ``pid:[4026531836]``.
+
+    The hostname alone does not say whose pids a label holds: an analyzer in a container
+    run with ``--network host`` has the host's name but its own pids, and must not judge the
+    host's containers by them (nor the host judge its).
+    """
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "pid:[unknown]"
+
+
+def _owner_host() -> str:
+    return f"{socket.gethostname()}/{_pid_namespace()}"
+
+
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{_owner_host()}:{os.getpid()}"
 
 
 def remove_leftovers(client: Any) -> list[str]:
@@ -77,8 +94,8 @@ def remove_leftovers(client: Any) -> list[str]:
     for container in client.containers.list(all=True, filters={"label": LABEL}):
         owner = container.labels.get(OWNER_LABEL, "")
         host, _, pid = owner.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            continue  # another host's (a shared daemon): not ours to judge
+        if host != _owner_host() or not pid.isdigit():
+            continue  # another host's or another pid namespace's (a shared daemon): not ours to judge
         if int(pid) != os.getpid() and psutil.pid_exists(int(pid)):
             continue  # its run is still going
         if int(pid) == os.getpid() and any(s._container is not None and s._container.id == container.id for s in _running):
