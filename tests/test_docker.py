@@ -117,3 +117,16 @@ def test_an_image_that_is_missing_and_cannot_be_pulled_is_a_clear_error(client) 
     assert "analyzer-widgets/no-such-image:0" in message and "pull" in message
     assert time.monotonic() - started < 120
     assert {c.id for c in ours(client)} == before
+
+
+def test_gpus_on_a_docker_without_the_nvidia_runtime_is_a_clear_error_and_leaves_nothing(client) -> None:
+    if "nvidia" in (client.info().get("Runtimes") or {}):
+        pytest.skip("this Docker has the NVIDIA runtime, so --gpus all is expected to work here")
+    before = {c.id for c in ours(client)}
+    with pytest.raises(aw.ServerStartError) as raised:
+        aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, launch_mode="docker",
+                   triton_image=IMAGE, gpus="all", **FAST)
+    message = str(raised.value)
+    assert "--gpus all" in message and "NVIDIA Container Toolkit" in message, message
+    # the container was created before its start failed: it must be gone, not left "Created"
+    assert {c.id for c in ours(client)} == before

@@ -203,17 +203,35 @@ class DockerServer(TritonServer):
             "tritonserver", "--model-repository=/models", "--model-control-mode=explicit",
             "--log-verbose=0", "--exit-timeout-secs=5", *self.settings.extra_args,
         ]
+        device_requests = self._device_requests()
         try:
-            self._container = self._client.containers.run(
-                self.image, command=command, detach=True, ports=ports,
+            # create, then start: a container that cannot start (no GPU runtime, a port taken
+            # since) is still created, and must be removed here, not left for the next run
+            container = self._client.containers.create(
+                self.image, command=command, ports=ports,
                 volumes={str(self.model_repository): {"bind": "/models", "mode": "ro"}},
                 labels={LABEL: "true", OWNER_LABEL: _owner()},
-                device_requests=self._device_requests(),
+                device_requests=device_requests,
                 shm_size="1g",  # the Python backend passes tensors through shared memory
                 name=f"analyzer-widgets-{os.getpid()}-{int(time.time() * 1000) % 1_000_000}",
             )
         except docker.errors.APIError as e:
-            raise ServerStartError(f"could not start a container of {self.image}: {e.explanation or e}") from e
+            raise ServerStartError(f"could not create a container of {self.image}: {e.explanation or e}") from e
+        try:
+            container.start()
+        except docker.errors.APIError as e:
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass  # remove_leftovers takes it at the next start
+            reason = str(e.explanation or e)
+            if device_requests and ("device driver" in reason or "nvidia" in reason.lower()):
+                raise ServerStartError(
+                    f"--gpus {self.settings.gpus}: Docker cannot pass GPUs to containers on this machine "
+                    f"({reason}). Install the NVIDIA Container Toolkit and restart dockerd, or use --gpus none"
+                ) from e
+            raise ServerStartError(f"could not start a container of {self.image}: {reason}") from e
+        self._container = container
         _running.add(self)
         self._container.reload()
         published = self._container.ports
