@@ -1,0 +1,168 @@
+"""Our figures side by side with perf_analyzer's, on one server, point by point (issue 6).
+
+    python benchmarks/fidelity.py [--model torch_mlp] [--batch-sizes 1,8] [--concurrency 1,4,16]
+                                  [--window-ms 500] [--rounds 2] [--out DIR]
+
+Starts the embedded Triton server once with the example repository (the models' Python:
+--backend-python, else $ANALYZER_WIDGETS_BACKEND_PYTHON, else this interpreter), then for
+each round:
+  1. our sweep in remote mode against that server, the model not loaded: the wall time
+     covers the baseline, the model load, every point and the unload;
+  2. perf_analyzer (gRPC, concurrency mode) at every point, the model loaded, with the same
+     window length and stability rule (--measurement-interval, --stability-percentage,
+     --max-trials; perf_analyzer always wants 3 stable windows, as we do by default).
+Prints one table per round: per point, throughput and p99 of each and the ratios, and our
+client count against the server's; then the wall times. perf_analyzer must be on PATH
+(the perf_analyzer wheel; it needs glibc 2.38, so the GPU host, not the CPU machines).
+Rounds alternate the two tools so drift (clocks, heat) shows up as round-to-round change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _machine import machine_line
+
+import analyzer_widgets as aw
+from analyzer_widgets.config import positive_int_list
+from analyzer_widgets.runner import ModelLoaded
+from analyzer_widgets.server.control import TritonControl
+from analyzer_widgets.server.local import LocalServer
+
+
+def gpu_line() -> str:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        return f"GPU 0: {name if isinstance(name, str) else name.decode()}, driver {pynvml.nvmlSystemGetDriverVersion()}"
+    except Exception as e:  # noqa: BLE001
+        return f"no GPU seen ({e})"
+
+
+def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, args: argparse.Namespace,
+                        workdir: Path) -> dict[str, float]:
+    """One perf_analyzer run at one point; its CSV row with latencies in ms."""
+    report = workdir / f"pa-b{batch}-c{concurrency}.csv"
+    cmd = ["perf_analyzer", "-m", model, "-u", url, "-i", "grpc", "-b", str(batch),
+           "--concurrency-range", f"{concurrency}:{concurrency}",
+           "--measurement-interval", str(args.window_ms), "--stability-percentage", f"{args.stability_pct:g}",
+           "--max-trials", str(args.max_trials), "-f", str(report)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0 or not report.exists():
+        raise SystemExit(f"perf_analyzer failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    row = next(csv.DictReader(io.StringIO(report.read_text())))
+    return {
+        "throughput": float(row["Inferences/Second"]),
+        "p99_ms": float(row["p99 latency"]) / 1000.0,
+        "avg_ms": float(row["Avg latency"]) / 1000.0,
+        "wall_s": elapsed,
+        "unstable": "Failed to obtain stable measurement" in proc.stdout + proc.stderr,
+    }
+
+
+def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path) -> tuple[object, float, float]:
+    loads: list[float] = []
+    started = time.monotonic()
+    result = aw.profile(
+        models=[args.model], launch_mode="remote", url=server.endpoints.grpc, http_url=server.endpoints.http,
+        batch_sizes=args.batch_sizes, concurrency=args.concurrency, window_ms=args.window_ms,
+        stability_pct=args.stability_pct, max_trials=args.max_trials, baseline_s=args.baseline_s,
+        export_path=out, overwrite=True,
+        on_event=lambda e: loads.append(e.load_s) if isinstance(e, ModelLoaded) else None,
+    )
+    return result, time.monotonic() - started, loads[0] if loads else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="torch_mlp")
+    ap.add_argument("--model-folder", default=str(aw.EXAMPLE_REPOSITORY))
+    ap.add_argument("--batch-sizes", type=lambda v: positive_int_list("--batch-sizes", v), default=(1, 8))
+    ap.add_argument("--concurrency", type=lambda v: positive_int_list("--concurrency", v), default=(1, 4, 16))
+    ap.add_argument("--window-ms", type=int, default=500)
+    ap.add_argument("--stability-pct", type=float, default=10.0)
+    ap.add_argument("--max-trials", type=int, default=10)
+    ap.add_argument("--baseline-s", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--backend-python", default=None)
+    ap.add_argument("--out", default=None, help="where to keep our CSVs and perf_analyzer's (default: a temp dir)")
+    args = ap.parse_args()
+    if shutil.which("perf_analyzer") is None:
+        sys.exit("perf_analyzer is not on PATH: install the perf_analyzer wheel (needs glibc 2.38)")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fidelity-"))
+    out.mkdir(parents=True, exist_ok=True)
+    print(machine_line())
+    print(gpu_line())
+    print(f"model {args.model}; windows {args.window_ms} ms, stable: 3 windows within {args.stability_pct:g}%, "
+          f"at most {args.max_trials} windows; gRPC; {args.rounds} round(s)", flush=True)
+
+    started = time.monotonic()
+    server = LocalServer(args.model_folder, aw.ServerSettings(backend_python=args.backend_python))
+    server.start()
+    print(f"server {server.endpoints.grpc} ready in {time.monotonic() - started:.1f} s", flush=True)
+    control = TritonControl(server.endpoints.grpc)
+    table: list[dict[str, object]] = []
+    try:
+        for rnd in range(1, args.rounds + 1):
+            result, wall, load_s = our_sweep(server, args, out / f"ours-{rnd}")
+            frame = result.to_frame().set_index(["batch_size", "concurrency"])
+            t = time.monotonic()
+            control.load(args.model)
+            pa_load = time.monotonic() - t
+            pa: dict[tuple[int, int], dict[str, float]] = {}
+            t = time.monotonic()
+            for b in args.batch_sizes:
+                for c in args.concurrency:
+                    pa[(b, c)] = perf_analyzer_point(server.endpoints.grpc, args.model, b, c, args, out)
+            pa_wall = time.monotonic() - t
+            control.unload(args.model)
+
+            print(f"\nround {rnd}")
+            print(f"{'batch':>5} {'conc':>4} | {'ours inf/s':>10} {'pa inf/s':>10} {'ratio':>6} | "
+                  f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'windows':>7} {'status':>8} | {'client/server':>13}")
+            for b in args.batch_sizes:
+                for c in args.concurrency:
+                    row = frame.loc[(b, c)]
+                    p = pa[(b, c)]
+                    ratio_t = row.throughput_infer_per_s / p["throughput"]
+                    ratio_p = row.latency_p99_ms / p["p99_ms"]
+                    counts = row.client_inference_count / row.server_inference_count
+                    print(f"{b:5d} {c:4d} | {row.throughput_infer_per_s:10.0f} {p['throughput']:10.0f} {ratio_t:6.3f} | "
+                          f"{row.latency_p99_ms:8.3f} {p['p99_ms']:8.3f} {ratio_p:6.3f} | "
+                          f"{int(row.window_count):7d} {row.status:>8} | {counts:13.4f}"
+                          + ("  (perf_analyzer: not stable)" if p["unstable"] else ""))
+                    table.append(dict(round=rnd, batch_size=b, concurrency=c,
+                                      ours_throughput=row.throughput_infer_per_s, pa_throughput=p["throughput"],
+                                      throughput_ratio=ratio_t, ours_p99_ms=row.latency_p99_ms, pa_p99_ms=p["p99_ms"],
+                                      p99_ratio=ratio_p, ours_avg_ms=row.latency_avg_ms, pa_avg_ms=p["avg_ms"],
+                                      ours_windows=int(row.window_count), ours_status=row.status,
+                                      client_server_count_ratio=counts, pa_wall_s=p["wall_s"]))
+            print(f"our sweep: {wall:.1f} s wall for {len(frame)} points (baseline {args.baseline_s:g} s, "
+                  f"model load {load_s:.1f} s, unload included); "
+                  f"perf_analyzer: {pa_wall:.1f} s for the same points (model loaded beforehand in {pa_load:.1f} s)",
+                  flush=True)
+    finally:
+        control.close()
+        server.stop()
+    with open(out / "fidelity.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    print(f"\ntable: {out / 'fidelity.csv'}")
+
+
+if __name__ == "__main__":
+    main()
