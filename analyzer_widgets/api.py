@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from analyzer_widgets.checkpoint import Manifest, ResumePlan, plan_resume
 from analyzer_widgets.config import MeasurementSettings, MonitorSettings, ServerSettings, SweepSpec
 from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.results import ResultCollector, ResultsWriter, SweepResult
-from analyzer_widgets.runner import SweepRunner
+from analyzer_widgets.results import ResultCollector, ResultsWriter, SweepResult, check_export_target
+from analyzer_widgets.runner import Notice, SweepRunner
 
 _SERVER_FIELDS = {f.name for f in dataclasses.fields(ServerSettings)}
 _MEASUREMENT_FIELDS = {f.name for f in dataclasses.fields(MeasurementSettings)}
@@ -40,6 +41,8 @@ def profile(
     *,
     export_path: Path | str | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    keep_apart: bool = False,
     on_event: Callable[[object], None] | Iterable[Callable[[object], None]] | None = None,
     runner_hook: Callable[[SweepRunner], None] | None = None,
     **settings: Any,
@@ -58,6 +61,12 @@ def profile(
     With ``export_path``, ``metrics-model.csv`` and ``metrics-server-only.csv`` are written
     there, each row as soon as it is measured. ``runner_hook`` receives the runner before
     it starts (keep it to call ``runner.stop()`` from another thread).
+
+    With ``resume=True`` a sweep started again on the same export directory keeps the
+    points measured there before and measures the rest, provided the spec, the models'
+    files, the server version and the GPUs are what they were (``sweep.json`` records
+    them); otherwise it is refused with what changed, or with ``keep_apart=True`` the
+    earlier results are moved into ``previous-<time>/`` and the sweep starts over.
     """
     if spec is None:
         spec = make_spec(**settings)
@@ -72,8 +81,31 @@ def profile(
     if runner_hook is not None:
         runner_hook(runner)
     runner.preflight()  # bad input fails before an export file is touched
-    writer = ResultsWriter(export, overwrite=overwrite) if export is not None else None
-    collector = ResultCollector(spec, writer)
+    collector = ResultCollector(spec, export_path=Path(export) if export is not None else None)
+    if export is not None:
+        export = Path(export)
+        if resume and overwrite:
+            raise ConfigError("resume", resume, "and overwrite exclude each other: resume keeps the rows, overwrite drops them")
+        if resume:
+            plan = plan_resume(export, spec, keep_apart)  # refuses a changed spec before anything starts
+            collector.result.warnings.extend(plan.notes)
+        else:
+            check_export_target(export, overwrite)
+            plan = ResumePlan(Manifest.for_spec(spec), None, set(), [])
+        runner.skip = plan.done
+        collector.keep(plan.kept_rows or [])
+
+        def on_server_known(version: str, gpus: list[str]) -> None:
+            # Files are written only from here on: a resume refused for another server
+            # version or other GPUs leaves the earlier results exactly as they were.
+            for note in plan.check_server(export, version, gpus, keep_apart):
+                runner.emit(Notice(note))
+            kept = None if plan.moved_apart else plan.kept_rows
+            if plan.moved_apart:
+                collector.keep([])
+            collector.attach(ResultsWriter(export, overwrite=True, kept_rows=kept))
+
+        runner.on_server_known = on_server_known
     runner.subscribe(collector)
     for handler in [on_event] if callable(on_event) else list(on_event or ()):
         runner.subscribe(handler)

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from analyzer_widgets import runner as events
 from analyzer_widgets.api import make_spec, profile
 from analyzer_widgets.config import LaunchMode, MeasurementSettings, Protocol, parse_shape
-from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, SweepCancelled
+from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
 
@@ -136,6 +136,13 @@ def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="write metrics-model.csv and metrics-server-only.csv (default: on)")
     p.add_argument("--overwrite", action="store_true", default=demo,
                    help="replace results already in the export folder" + (" (always on for the demo)" if demo else ""))
+    if not demo:
+        p.add_argument("--resume", action="store_true",
+                       help="keep the points already measured in the export folder and measure the rest; "
+                            "refused when the spec, the model files, the server version or the GPUs changed")
+        p.add_argument("--keep-apart", action="store_true",
+                       help="with --resume: when something changed, move the earlier results into "
+                            "previous-<time>/ in the export folder and start over instead of refusing")
     g = p.add_argument_group("server")
     g.add_argument("--launch-mode", choices=[m.value for m in LaunchMode], default="local",
                    help="local: start the embedded tritonserver (default); remote: attach to --url; "
@@ -271,17 +278,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(quiet=args.quiet)
     holder: dict[str, SweepResult] = {}
     try:
-        result = profile(spec, export_path=export, overwrite=args.overwrite, on_event=progress)
+        resume = getattr(args, "resume", False)
+        if getattr(args, "keep_apart", False) and not resume:
+            raise ConfigError("--keep-apart", True, "only applies with --resume")
+        result = profile(spec, export_path=export, overwrite=args.overwrite, on_event=progress,
+                         resume=resume, keep_apart=getattr(args, "keep_apart", False))
         holder["result"] = result
     except KeyboardInterrupt:
         print("\ninterrupted: the server and client processes were stopped; finished rows are in "
-              f"{export or 'memory only'}", file=sys.stderr)
+              f"{export or 'memory only'}" + (" (--resume measures the rest)" if export else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     except SweepCancelled:
         return EXIT_INTERRUPTED
-    except (ConfigError, RepositoryError) as e:
-        # a bad model name, a missing or empty repository: the user's input, found by the
-        # preflight before anything ran (as ConfigError is), so a usage error like `models`
+    except (ConfigError, RepositoryError, ResumeError) as e:
+        # a bad model name, a missing or empty repository, results that cannot be resumed:
+        # the user's input, refused before anything was measured, so a usage error like `models`
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except AnalyzerError as e:

@@ -115,6 +115,9 @@ def parse_shape(field_name: str, text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+MAX_CLIENT_PROCESSES = 32
+
+
 @dataclass(frozen=True)
 class MeasurementSettings:
     """How each point is measured; defaults follow perf_analyzer's stability rule.
@@ -131,7 +134,7 @@ class MeasurementSettings:
     protocol: Protocol = Protocol.GRPC
     client_processes: int = 0  # 0: choose from the concurrency and the CPU count
     request_timeout_s: float = 30.0
-    warmup_requests: int = 1  # per worker coroutine, not counted; 0 turns warm-up off
+    warmup_requests: int = 1  # per request slot, not counted; 0 turns warm-up off
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window_ms", _positive_int("window_ms", self.window_ms))
@@ -160,10 +163,14 @@ class MeasurementSettings:
         """Client processes for one point: never more than the requests in flight."""
         if self.client_processes:
             return min(self.client_processes, concurrency)
-        # A Python event loop keeps up with a few hundred requests a second; on a host
-        # with cores to spare, split the load so the client is not the bottleneck.
-        spare = max(1, (os.cpu_count() or 1) // 4)
-        return max(1, min(concurrency, spare))
+        # One request slot per process where the cores allow: threads of one process
+        # wait for each other's GIL on every response. On the H100 host (16 cores) at
+        # batch 1, concurrency 16, 16 processes gave 3655 infer/s, 4 processes 2939 and one
+        # 2672 (benchmarks/fidelity.py, docs/benchmarks.md). Two cores are left to the
+        # server; on a 2-core machine everything shares one process, since extra processes
+        # would only take CPU from the server.
+        spare = max(1, (os.cpu_count() or 1) - 2)
+        return max(1, min(concurrency, spare, MAX_CLIENT_PROCESSES))
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,8 @@ class ModelLoadError(ServerError):
 
 class SweepCancelled(AnalyzerError):
     """The sweep was stopped by the user (Ctrl-C, Stop); finished rows are kept."""
+
+
+class ResumeError(AnalyzerError):
+    """Results in the export directory cannot be resumed: the spec, the models' files, the
+    server or the GPUs changed, or what they were measured with is unknown or damaged."""

@@ -139,17 +139,26 @@ def check_export_target(directory: Path, overwrite: bool) -> None:
 
 class ResultsWriter:
     """Appends each finished row to the export directory at once (one flushed and
-    fsynced line), so a crash loses at most the point in flight."""
+    fsynced line), so a crash loses at most the point in flight.
 
-    def __init__(self, directory: Path | str, overwrite: bool = False) -> None:
+    With ``kept_rows`` (a resumed sweep) the model file is first rewritten, atomically,
+    with just those rows (a row cut off by a crash, or a failed point to measure again,
+    goes), the baseline file is kept, and the samples of this run are added to the earlier
+    ones."""
+
+    def __init__(self, directory: Path | str, overwrite: bool = False,
+                 kept_rows: Sequence[Mapping[str, Any]] | None = None) -> None:
         self.directory = Path(directory)
         self.model_path = self.directory / MODEL_CSV
         self.server_path = self.directory / SERVER_CSV
         self.samples_path = self.directory / SAMPLES_CSV
-        check_export_target(self.directory, overwrite)
+        self.resumed = kept_rows is not None
+        if not self.resumed:
+            check_export_target(self.directory, overwrite)
         self.directory.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.model_path, csv_text([], MODEL_COLUMNS))
-        write_atomic(self.server_path, csv_text([], SERVER_COLUMNS))
+        write_atomic(self.model_path, csv_text(kept_rows or [], MODEL_COLUMNS))
+        if not (self.resumed and self.server_path.is_file()):
+            write_atomic(self.server_path, csv_text([], SERVER_COLUMNS))
 
     def _append(self, path: Path, row: Mapping[str, Any], columns: Sequence[Column]) -> None:
         with open(path, "a", newline="", encoding="utf-8") as f:
@@ -164,6 +173,14 @@ class ResultsWriter:
         self._append(self.server_path, row, SERVER_COLUMNS)
 
     def write_samples(self, samples: pd.DataFrame) -> None:
+        if self.resumed and self.samples_path.is_file():
+            # each sample is tagged with its phase and point; the times of two runs are
+            # each run's own monotonic clock and are not comparable across them
+            try:
+                samples = pd.concat([load_samples(self.directory), samples], ignore_index=True)
+            except (AnalyzerError, ValueError, pd.errors.ParserError) as e:
+                warnings.warn(f"{self.samples_path}: the earlier samples could not be read ({e}); "
+                              "only this run's are written", stacklevel=2)
         write_atomic(self.samples_path, samples_csv_text(samples))
 
 
@@ -243,8 +260,16 @@ class ResultCollector:
     """An event handler that builds the :class:`SweepResult` as the runner goes and, with a
     writer, appends every finished row to disk at once."""
 
-    def __init__(self, spec: SweepSpec, writer: ResultsWriter | None = None) -> None:
-        self.result = SweepResult(spec, export_path=writer.directory if writer else None)
+    def __init__(self, spec: SweepSpec, writer: ResultsWriter | None = None, export_path: Path | None = None) -> None:
+        self.result = SweepResult(spec, export_path=writer.directory if writer else export_path)
+        self.writer = writer
+
+    def keep(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Start from these rows (a resumed sweep's earlier ones)."""
+        self.result.rows[:] = [dict(r) for r in rows]
+
+    def attach(self, writer: ResultsWriter) -> None:
+        """Write every row from now on (the export files are created once the server is up)."""
         self.writer = writer
 
     def __call__(self, event: object) -> None:

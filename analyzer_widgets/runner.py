@@ -165,6 +165,11 @@ class SweepRunner:
         #: the samplers of the sweep in flight (the panel reads their buffers directly)
         self.monitors = MonitorSession(spec.monitor)
         self.rows: list[dict[str, Any]] = []
+        #: (model, batch size, concurrency) measured by an earlier run being resumed
+        self.skip: set[tuple[str, int, int]] = set()
+        #: called with the server's version and the GPUs' UUIDs once the server is up and
+        #: before the baseline; may raise to refuse the sweep or change ``skip`` (resume)
+        self.on_server_known: Callable[[str, list[str]], None] | None = None
 
     def subscribe(self, handler: EventHandler) -> None:
         """Call ``handler`` with every event from now on (in the runner's thread)."""
@@ -221,13 +226,19 @@ class SweepRunner:
                 stack.callback(control.close)
                 version = control.server_version()
                 self.emit(ServerReady(spec.server.launch_mode.value, version, endpoint, time.monotonic() - t0))
+                if self.on_server_known is not None:
+                    uuids = [u for u in monitors.gpu_descriptions()["gpu_uuids"].split("; ") if u]
+                    self.on_server_known(version, uuids)
                 pool = stack.enter_context(ClientPool())
                 pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
                 monitors.attach_server(server.pid, server.endpoints.metrics)
                 if "server process" in monitors.reasons:
                     self.emit(Notice(monitors.reasons["server process"], "info"))
                 self._baseline(version)
-                index = 0
+                # a resumed sweep counts on from the points already measured
+                index = sum(1 for m, b, c in self.skip if m in spec.models and b in spec.batch_sizes and c in spec.concurrency)
+                if index:
+                    self.emit(Notice(f"resuming: {index} of {total} points were measured before and are kept", "info"))
                 for model in spec.models:
                     index = self._run_model(model, server, control, pool, index, total, endpoint)
         except SweepCancelled:
@@ -282,7 +293,9 @@ class SweepRunner:
     def _run_model(self, model: str, server: TritonServer, control: TritonControl, pool: ClientPool,
                    index: int, total: int, endpoint: str) -> int:
         spec = self.spec
-        points = [(b, c) for b in spec.batch_sizes for c in spec.concurrency]
+        points = [(b, c) for b in spec.batch_sizes for c in spec.concurrency if (model, b, c) not in self.skip]
+        if not points:
+            return index  # every point of this model was measured by the run being resumed
         self.emit(ModelLoading(model))
         self.monitors.begin("load", model)
         t0 = time.monotonic()

@@ -20,9 +20,9 @@ from _machine import machine_line
 
 import analyzer_widgets as aw
 from analyzer_widgets.config import positive_int_list
+from analyzer_widgets.loadgen._worker import PointJob
 from analyzer_widgets.loadgen.generator import ClientPool
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
-from analyzer_widgets.loadgen._worker import PointJob
 from analyzer_widgets.server.control import TritonControl
 from analyzer_widgets.server.local import LocalServer
 
@@ -57,6 +57,11 @@ def main() -> None:
         print(f"{'protocol':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'client cpu us/req':>18s}")
         with ClientPool() as pool:
             for protocol in ("grpc", "http"):
+                try:
+                    __import__(f"tritonclient.{protocol}")
+                except Exception as e:  # noqa: BLE001 - e.g. tritonclient without [http]
+                    print(f"{protocol:8s} not measured: {e}")
+                    continue
                 url = server.endpoints.grpc if protocol == "grpc" else server.endpoints.http
                 for c in args.concurrency:
                     job = PointJob(url=url, protocol=protocol, model=args.model, version="", inputs=arrays,

@@ -4,17 +4,18 @@
                                   [--window-ms 500] [--rounds 2] [--out DIR]
 
 Starts the embedded Triton server once with the example repository (the models' Python:
---backend-python, else $ANALYZER_WIDGETS_BACKEND_PYTHON, else this interpreter), then for
-each round:
-  1. our sweep in remote mode against that server, the model not loaded: the wall time
-     covers the baseline, the model load, every point and the unload;
-  2. perf_analyzer (gRPC, concurrency mode) at every point, the model loaded, with the same
-     window length and stability rule (--measurement-interval, --stability-percentage,
-     --max-trials; perf_analyzer always wants 3 stable windows, as we do by default).
-Prints one table per round: per point, throughput and p99 of each and the ratios, and our
-client count against the server's; then the wall times. perf_analyzer must be on PATH
-(the perf_analyzer wheel; it needs glibc 2.38, so the GPU host, not the CPU machines).
-Rounds alternate the two tools so drift (clocks, heat) shows up as round-to-round change.
+--backend-python, else $ANALYZER_WIDGETS_BACKEND_PYTHON, else this interpreter), then runs
+  - our sweep in remote mode against that server, the model not loaded: its wall time
+    covers the baseline, the model load, every point and the unload;
+  - perf_analyzer (gRPC, concurrency mode) at every point, the model loaded, with the same
+    window length and stability rule (--measurement-interval, --stability-percentage,
+    --max-trials; perf_analyzer always wants 3 stable windows, as we do by default);
+alternately, ours first and last (O P O for one round). Each perf_analyzer pass is
+compared with the mean of the sweeps on either side, so a drift of the host cancels; the
+two sweeps' ratio (ours a/b) shows how much the host moved meanwhile. Prints each sweep
+(with our client count against the server's), then per pass the table of throughput, p99
+and average latency of both and the ratios. perf_analyzer must be on PATH (its wheel
+needs glibc 2.38: the GPU host, not the CPU machines).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -61,15 +63,21 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, args
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     elapsed = time.monotonic() - started
+    if "Failed to obtain stable measurement" in proc.stdout + proc.stderr:
+        # it reports nothing then; the point stays in the table as not stable
+        nan = float("nan")
+        return {"throughput": nan, "p99_ms": nan, "avg_ms": nan, "wall_s": elapsed, "unstable": True}
     if proc.returncode != 0 or not report.exists():
         raise SystemExit(f"perf_analyzer failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     row = next(csv.DictReader(io.StringIO(report.read_text())))
+    # the CSV (2.60) has percentiles but no average; the printed summary has it
+    avg = re.search(r"Avg latency: (\d+) usec", proc.stdout)
     return {
         "throughput": float(row["Inferences/Second"]),
         "p99_ms": float(row["p99 latency"]) / 1000.0,
-        "avg_ms": float(row["Avg latency"]) / 1000.0,
+        "avg_ms": int(avg.group(1)) / 1000.0 if avg else float("nan"),
         "wall_s": elapsed,
-        "unstable": "Failed to obtain stable measurement" in proc.stdout + proc.stderr,
+        "unstable": False,
     }
 
 
@@ -81,9 +89,22 @@ def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path) -> tuple
         batch_sizes=args.batch_sizes, concurrency=args.concurrency, window_ms=args.window_ms,
         stability_pct=args.stability_pct, max_trials=args.max_trials, baseline_s=args.baseline_s,
         export_path=out, overwrite=True,
+        nvml=args.monitors == "on", process_sampling=args.monitors == "on", triton_metrics=args.monitors == "on",
         on_event=lambda e: loads.append(e.load_s) if isinstance(e, ModelLoaded) else None,
     )
     return result, time.monotonic() - started, loads[0] if loads else float("nan")
+
+
+def report_sweep(index: int, result: object, wall: float, load_s: float, args: argparse.Namespace) -> None:
+    frame = result.to_frame()
+    print(f"\nour sweep {index}: {wall:.1f} s wall for {len(frame)} points (baseline {args.baseline_s:g} s, "
+          f"model load {load_s:.1f} s, unload included)")
+    print(f"{'batch':>5} {'conc':>4} {'inf/s':>9} {'p99 ms':>8} {'avg ms':>8} {'windows':>7} {'status':>8} "
+          f"{'client/server':>13}")
+    for row in frame.itertuples():
+        print(f"{row.batch_size:5d} {row.concurrency:4d} {row.throughput_infer_per_s:9.0f} {row.latency_p99_ms:8.3f} "
+              f"{row.latency_avg_ms:8.3f} {int(row.window_count):7d} {row.status:>8} "
+              f"{row.client_inference_count / row.server_inference_count:13.4f}", flush=True)
 
 
 def main() -> None:
@@ -96,8 +117,10 @@ def main() -> None:
     ap.add_argument("--stability-pct", type=float, default=10.0)
     ap.add_argument("--max-trials", type=int, default=10)
     ap.add_argument("--baseline-s", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="perf_analyzer passes; our sweep runs once more")
     ap.add_argument("--backend-python", default=None)
+    ap.add_argument("--monitors", choices=["on", "off"], default="on",
+                    help="off: our sweeps without the NVML, process and /metrics samplers")
     ap.add_argument("--out", default=None, help="where to keep our CSVs and perf_analyzer's (default: a temp dir)")
     args = ap.parse_args()
     if shutil.which("perf_analyzer") is None:
@@ -107,7 +130,7 @@ def main() -> None:
     print(machine_line())
     print(gpu_line())
     print(f"model {args.model}; windows {args.window_ms} ms, stable: 3 windows within {args.stability_pct:g}%, "
-          f"at most {args.max_trials} windows; gRPC; {args.rounds} round(s)", flush=True)
+          f"at most {args.max_trials} windows; gRPC; {args.rounds} round(s); monitors {args.monitors}", flush=True)
 
     started = time.monotonic()
     server = LocalServer(args.model_folder, aw.ServerSettings(backend_python=args.backend_python))
@@ -115,10 +138,13 @@ def main() -> None:
     print(f"server {server.endpoints.grpc} ready in {time.monotonic() - started:.1f} s", flush=True)
     control = TritonControl(server.endpoints.grpc)
     table: list[dict[str, object]] = []
+    sweeps: list[tuple[object, float, float]] = []
     try:
+        # O P O P ... O: each perf_analyzer pass sits between two of our sweeps and is
+        # compared with their mean, so drift of the host (clocks, heat) cancels out
+        sweeps.append(our_sweep(server, args, out / "ours-0"))
+        report_sweep(0, *sweeps[-1], args)
         for rnd in range(1, args.rounds + 1):
-            result, wall, load_s = our_sweep(server, args, out / f"ours-{rnd}")
-            frame = result.to_frame().set_index(["batch_size", "concurrency"])
             t = time.monotonic()
             control.load(args.model)
             pa_load = time.monotonic() - t
@@ -129,31 +155,31 @@ def main() -> None:
                     pa[(b, c)] = perf_analyzer_point(server.endpoints.grpc, args.model, b, c, args, out)
             pa_wall = time.monotonic() - t
             control.unload(args.model)
-
-            print(f"\nround {rnd}")
+            print(f"perf_analyzer pass {rnd}: {pa_wall:.1f} s for the points (model loaded beforehand in {pa_load:.1f} s)",
+                  flush=True)
+            sweeps.append(our_sweep(server, args, out / f"ours-{rnd}"))
+            report_sweep(rnd, *sweeps[-1], args)
+            before, after = (s[0].to_frame().set_index(["batch_size", "concurrency"]) for s in sweeps[-2:])
+            print(f"\nperf_analyzer pass {rnd} against the mean of our sweeps {rnd - 1} and {rnd}")
             print(f"{'batch':>5} {'conc':>4} | {'ours inf/s':>10} {'pa inf/s':>10} {'ratio':>6} | "
-                  f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'windows':>7} {'status':>8} | {'client/server':>13}")
+                  f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'pa avg':>8} | {'ours a/b':>8}")
             for b in args.batch_sizes:
                 for c in args.concurrency:
-                    row = frame.loc[(b, c)]
-                    p = pa[(b, c)]
-                    ratio_t = row.throughput_infer_per_s / p["throughput"]
-                    ratio_p = row.latency_p99_ms / p["p99_ms"]
-                    counts = row.client_inference_count / row.server_inference_count
-                    print(f"{b:5d} {c:4d} | {row.throughput_infer_per_s:10.0f} {p['throughput']:10.0f} {ratio_t:6.3f} | "
-                          f"{row.latency_p99_ms:8.3f} {p['p99_ms']:8.3f} {ratio_p:6.3f} | "
-                          f"{int(row.window_count):7d} {row.status:>8} | {counts:13.4f}"
+                    x, y, p = before.loc[(b, c)], after.loc[(b, c)], pa[(b, c)]
+                    thr = (x.throughput_infer_per_s + y.throughput_infer_per_s) / 2
+                    p99 = (x.latency_p99_ms + y.latency_p99_ms) / 2
+                    avg = (x.latency_avg_ms + y.latency_avg_ms) / 2
+                    print(f"{b:5d} {c:4d} | {thr:10.0f} {p['throughput']:10.0f} {thr / p['throughput']:6.3f} | "
+                          f"{p99:8.3f} {p['p99_ms']:8.3f} {p99 / p['p99_ms']:6.3f} | {avg:8.3f} {p['avg_ms']:8.3f} | "
+                          f"{x.throughput_infer_per_s / y.throughput_infer_per_s:8.3f}"
                           + ("  (perf_analyzer: not stable)" if p["unstable"] else ""))
-                    table.append(dict(round=rnd, batch_size=b, concurrency=c,
-                                      ours_throughput=row.throughput_infer_per_s, pa_throughput=p["throughput"],
-                                      throughput_ratio=ratio_t, ours_p99_ms=row.latency_p99_ms, pa_p99_ms=p["p99_ms"],
-                                      p99_ratio=ratio_p, ours_avg_ms=row.latency_avg_ms, pa_avg_ms=p["avg_ms"],
-                                      ours_windows=int(row.window_count), ours_status=row.status,
-                                      client_server_count_ratio=counts, pa_wall_s=p["wall_s"]))
-            print(f"our sweep: {wall:.1f} s wall for {len(frame)} points (baseline {args.baseline_s:g} s, "
-                  f"model load {load_s:.1f} s, unload included); "
-                  f"perf_analyzer: {pa_wall:.1f} s for the same points (model loaded beforehand in {pa_load:.1f} s)",
-                  flush=True)
+                    table.append(dict(pass_=rnd, batch_size=b, concurrency=c, ours_throughput=thr,
+                                      pa_throughput=p["throughput"], throughput_ratio=thr / p["throughput"],
+                                      ours_p99_ms=p99, pa_p99_ms=p["p99_ms"], p99_ratio=p99 / p["p99_ms"],
+                                      ours_avg_ms=avg, pa_avg_ms=p["avg_ms"],
+                                      ours_before_after=x.throughput_infer_per_s / y.throughput_infer_per_s,
+                                      pa_wall_s=p["wall_s"]))
+            print(flush=True)
     finally:
         control.close()
         server.stop()

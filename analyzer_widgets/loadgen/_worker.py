@@ -13,7 +13,7 @@ client CPU per request; at 4, 3417 vs 1649 in one process.
 Wire protocol (two one-way pipes, so neither side ever reads and writes one pipe from
 two threads):
   parent -> worker (commands): ("run", PointJob) | ("stop",) | ("exit",)
-  worker -> parent (data):     ("warm", wid, t) once every coroutine finished its warm-up
+  worker -> parent (data):     ("warm", wid, t) once every request slot finished its warm-up
                                ("records", wid, flushed_until, starts, ends, ok, errors)
                                ("done", wid, flushed_until) after a stop
                                ("fatal", wid, message) when the point cannot run at all
@@ -131,7 +131,9 @@ class _GrpcSender:
         self._payload = request.SerializeToString()
         self._channel = grpc.insecure_channel(
             job.url,
-            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+            # no transparent retries: every request counted must be exactly one attempt
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
+                     ("grpc.enable_retries", 0)],
         )
         self._infer = self._channel.unary_unary(
             GRPC_INFER, request_serializer=None, response_deserializer=service_pb2.ModelInferResponse.FromString

@@ -1,9 +1,9 @@
 """Parent side of load generation: a pool of client processes and the windows they feed.
 
 A point's concurrency is split across several client processes so that on fast models
-the client is not the bottleneck (one Python event loop reaches 0.66x to 0.98x of
-perf_analyzer on an H100, DESIGN.md). The processes are started once and reused for
-every point of a sweep, so a point costs no process start-up.
+the client is not the bottleneck (threads of one process contend for its GIL on every
+response; docs/design-notes.md has the figures). The processes are started once and
+reused for every point of a sweep, so a point costs no process start-up.
 """
 
 from __future__ import annotations
