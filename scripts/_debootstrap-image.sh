@@ -4,7 +4,8 @@
 # lines) and BUILD_NAME (its lock and work-directory prefix under the cache). It checks the
 # Docker engine, exits 0 when TAG exists (FORCE=1 rebuilds), takes the build lock, finds
 # this machine's Debian mirror, and leaves the root file system in $ROOTFS (debootstrap,
-# or the cached tarball) inside $WORK, which is removed on exit.
+# or the cached tarball) inside $WORK, which is removed on exit. Then `import_rootfs`
+# (below) turns the root file system into the image.
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/analyzer-widgets/triton-image"
 ARCH="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
 ROOTFS_TAR="$CACHE/rootfs-$SUITE-$VARIANT-$ARCH-$(echo "$INCLUDE" | sha256sum | cut -c1-10).tar"
@@ -142,3 +143,28 @@ else
         log "rootfs: cached as $ROOTFS_TAR ($(du -h "$ROOTFS_TAR" | cut -f1), $(since "$T2") s)"
     fi
 fi
+
+# import_rootfs MESSAGE [--change INSTRUCTION ...]: import $ROOTFS as $TAG with PATH, LANG
+# and WORKDIR set (more Dockerfile instructions as --change arguments), drop the image a
+# FORCE=1 rebuild replaced (left untagged) unless a container still uses it, and set
+# $SIZE to the new image's size.
+import_rootfs() {
+    local message="$1"
+    shift
+    local t old_id
+    t=$(now)
+    old_id="$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)"
+    log "import: tar -C ROOTFS -c . | docker import - $TAG"
+    tar -C "$ROOTFS" --numeric-owner -c . | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'WORKDIR /' \
+        "$@" \
+        --message "$message" \
+        - "$TAG" >/dev/null
+    log "import: took $(since "$t") s"
+    if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect -f '{{.Id}}' "$TAG")" ]; then
+        docker rmi "$old_id" >/dev/null 2>&1 && log "import: removed the image it replaces (${old_id:0:19})" || true
+    fi
+    SIZE="$(docker image inspect -f '{{.Size}}' "$TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+}

@@ -50,20 +50,6 @@ chroot "$ROOTFS" /usr/bin/python3 -m pip --version >/dev/null || die "pip does n
 log "rootfs: python3 $VER with pip and venv, libpython in /$(dirname "$LIBPYTHON")"
 
 # ---- 2. docker import -----------------------------------------------------------------------
-T=$(now)
-OLD_ID="$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)"
-log "import: tar -C ROOTFS -c . | docker import - $TAG"
-tar -C "$ROOTFS" --numeric-owner -c . | docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'WORKDIR /' \
-    --change 'CMD ["python3"]' \
-    --message "analyzer-widgets base image: debootstrap $SUITE $VARIANT + $INCLUDE" \
-    - "$TAG" >/dev/null
-log "import: took $(since "$T") s"
-if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$(docker image inspect -f '{{.Id}}' "$TAG")" ]; then
-    docker rmi "$OLD_ID" >/dev/null 2>&1 && log "import: removed the image it replaces (${OLD_ID:0:19})" || true
-fi
-
-SIZE="$(docker image inspect -f '{{.Size}}' "$TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+import_rootfs "analyzer-widgets base image: debootstrap $SUITE $VARIANT + $INCLUDE" \
+    --change 'CMD ["python3"]'
 log "built $TAG ($SIZE) in $(since "$T_ALL") s"

@@ -125,22 +125,6 @@ printf '%s\n' "$usage" | grep -q -e '--model-repository' \
     || die "'tritonserver --help' does not run in the rootfs: $(printf '%s\n' "$usage" | tail -n 5)"
 
 # ---- 5. docker import -----------------------------------------------------------------------
-T=$(now)
-OLD_ID="$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)"
-log "import: tar -C ROOTFS -c . | docker import - $TAG"
-tar -C "$ROOTFS" --numeric-owner -c . | docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'EXPOSE 8000 8001 8002' \
-    --change 'WORKDIR /' \
-    --change 'CMD ["tritonserver"]' \
-    --message "analyzer-widgets CPU Triton test image: debootstrap $SUITE $VARIANT + nvidia-pytriton $PYTRITON_VERSION" \
-    - "$TAG" >/dev/null
-log "import: took $(since "$T") s"
-# a FORCE=1 rebuild: drop the image it replaced (left untagged), unless a container still uses it
-if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$(docker image inspect -f '{{.Id}}' "$TAG")" ]; then
-    docker rmi "$OLD_ID" >/dev/null 2>&1 && log "import: removed the image it replaces (${OLD_ID:0:19})" || true
-fi
-
-SIZE="$(docker image inspect -f '{{.Size}}' "$TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+import_rootfs "analyzer-widgets CPU Triton test image: debootstrap $SUITE $VARIANT + nvidia-pytriton $PYTRITON_VERSION" \
+    --change 'EXPOSE 8000 8001 8002' --change 'CMD ["tritonserver"]'
 log "built $TAG ($SIZE) in $(since "$T_ALL") s; run it as: docker run --rm -p 127.0.0.1::8000 -v REPO:/models:ro $TAG tritonserver --model-repository=/models"
