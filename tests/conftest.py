@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -186,3 +187,28 @@ def skip_or_fail(problem: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI must run the docker tests: {problem}")
     pytest.skip(problem)
+
+
+def docker_client(image_problem: Callable[[Any], str | None] | None = None) -> Any:
+    """A Docker SDK client for the docker tests, once the engine answers and
+    ``image_problem(client)`` (what the tests need built) finds nothing wrong; skips with
+    the reason otherwise, or fails under CI=true."""
+    problem = docker_daemon_problem()
+    client = None
+    if problem is None:
+        import docker
+
+        client = docker.from_env()
+        problem = image_problem(client) if image_problem else None
+    if problem:
+        skip_or_fail(problem)
+    return client
+
+
+def triton_test_image_problem(client: Any) -> str | None:
+    """Why TRITON_TEST_IMAGE cannot be used, or None when it is built."""
+    try:
+        client.images.get(TRITON_TEST_IMAGE)
+    except Exception:  # noqa: BLE001 - not found, or the engine refused
+        return f"the test image {TRITON_TEST_IMAGE} is not built (scripts/build-triton-test-image.sh)"
+    return None

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TRITON_TEST_IMAGE, docker_daemon_problem, skip_or_fail
+from conftest import TRITON_TEST_IMAGE, docker_client, skip_or_fail, triton_test_image_problem
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = os.environ.get("ANALYZER_WIDGETS_BASE_IMAGE", "analyzer-widgets/base-py311:bookworm")
@@ -36,14 +36,9 @@ LABEL = "analyzer-widgets.image-test"
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
-def _docker_problem() -> str | None:
-    problem = docker_daemon_problem()
-    if problem:
-        return problem
-    import docker
-
+def _base_problem(client) -> str | None:
     try:
-        docker.from_env().images.get(BASE)
+        client.images.get(BASE)
     except Exception:  # noqa: BLE001
         if os.geteuid() != 0 or shutil.which("debootstrap") is None:
             return f"the base image {BASE} is not built and building it needs root and debootstrap"
@@ -52,12 +47,7 @@ def _docker_problem() -> str | None:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[object]:
-    problem = _docker_problem()
-    if problem:
-        skip_or_fail(problem)
-    import docker
-
-    yield docker.from_env()
+    yield docker_client(_base_problem)
 
 
 def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
@@ -169,10 +159,9 @@ def test_analyzer_in_a_container_launches_sibling_triton_through_the_socket(clie
     """
     from analyzer_widgets.server import docker as docker_mode
 
-    try:
-        client.images.get(TRITON_TEST_IMAGE)
-    except Exception:  # noqa: BLE001
-        skip_or_fail(f"the Triton test image {TRITON_TEST_IMAGE} is not built (scripts/build-triton-test-image.sh)")
+    problem = triton_test_image_problem(client)
+    if problem:
+        skip_or_fail(problem)
     sock = _docker_socket()
     # A container of a live run on the host (this pytest process owns it). The analyzer in
     # the container shares the hostname (--network host) but not the pids: it must leave it.

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FAST, TRITON_TEST_IMAGE, docker_daemon_problem, skip_or_fail
+from conftest import FAST, TRITON_TEST_IMAGE, docker_client, triton_test_image_problem
 
 import analyzer_widgets as aw
 from analyzer_widgets.server.docker import LABEL, DockerServer
@@ -26,27 +26,9 @@ IMAGE = TRITON_TEST_IMAGE
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 
-def _docker_problem() -> str | None:
-    problem = docker_daemon_problem()
-    if problem:
-        return problem
-    import docker
-
-    try:
-        docker.from_env().images.get(IMAGE)
-    except Exception:  # noqa: BLE001
-        return f"the test image {IMAGE} is not built (scripts/build-triton-test-image.sh)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[object]:
-    problem = _docker_problem()
-    if problem:
-        skip_or_fail(problem)
-    import docker
-
-    yield docker.from_env()
+    yield docker_client(triton_test_image_problem)
 
 
 def ours(client) -> list:
