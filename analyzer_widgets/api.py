@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from analyzer_widgets.checkpoint import Manifest, ResumePlan, plan_resume
+from analyzer_widgets.checkpoint import plan_export
 from analyzer_widgets.config import MeasurementSettings, MonitorSettings, ServerSettings, SweepSpec
 from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.results import ResultCollector, ResultsWriter, SweepResult, check_export_target
+from analyzer_widgets.results import SERVER_LOG, ResultCollector, ResultsWriter, SweepResult
 from analyzer_widgets.runner import Notice, SweepRunner
 
 _SERVER_FIELDS = {f.name for f in dataclasses.fields(ServerSettings)}
@@ -75,7 +75,7 @@ def profile(
     export = export_path if export_path is not None else spec.export_path
     if export is not None and spec.server.log_path is None:
         # keep the server's whole log beside the results it produced
-        log_path = Path(export) / "tritonserver.log"
+        log_path = Path(export) / SERVER_LOG
         spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=log_path))
     runner = SweepRunner(spec)
     if runner_hook is not None:
@@ -84,26 +84,18 @@ def profile(
     collector = ResultCollector(spec, export_path=Path(export) if export is not None else None)
     if export is not None:
         export = Path(export)
-        if resume and overwrite:
-            raise ConfigError("resume", resume, "and overwrite exclude each other: resume keeps the rows, overwrite drops them")
-        if resume:
-            plan = plan_resume(export, spec, keep_apart)  # refuses a changed spec before anything starts
-            collector.result.warnings.extend(plan.notes)
-        else:
-            check_export_target(export, overwrite)
-            plan = ResumePlan(Manifest.for_spec(spec), None, set(), [])
+        plan = plan_export(export, spec, overwrite=overwrite, resume=resume, keep_apart=keep_apart)
+        collector.result.warnings.extend(plan.notes)
         runner.skip = plan.done
-        collector.keep(plan.kept_rows or [])
 
         def on_server_known(version: str, gpus: list[str]) -> None:
             # Files are written only from here on: a resume refused for another server
             # version or other GPUs leaves the earlier results exactly as they were.
             for note in plan.check_server(export, version, gpus, keep_apart):
                 runner.emit(Notice(note))
-            kept = None if plan.moved_apart else plan.kept_rows
-            if plan.moved_apart:
-                collector.keep([])
-            collector.attach(ResultsWriter(export, overwrite=True, kept_rows=kept))
+            collector.keep(plan.kept_rows or [])
+            # the export target was checked by plan_export, before the launch
+            collector.attach(ResultsWriter(export, overwrite=True, kept_rows=plan.kept_rows))
 
         runner.on_server_known = on_server_known
     runner.subscribe(collector)

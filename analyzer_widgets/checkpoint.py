@@ -15,12 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from analyzer_widgets.config import SweepSpec
-from analyzer_widgets.errors import ResumeError
+from analyzer_widgets.errors import ConfigError, ResumeError
+from analyzer_widgets.results import (
+    MODEL_CSV,
+    SAMPLES_CSV,
+    SERVER_CSV,
+    SERVER_LOG,
+    check_export_target,
+    read_csv,
+    write_atomic,
+)
+from analyzer_widgets.schema import MODEL_COLUMNS, Status
 
 MANIFEST = "sweep.json"
 FORMAT = 1
@@ -83,8 +94,6 @@ class Manifest:
                    created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def save(self, directory: Path) -> None:
-        from analyzer_widgets.results import write_atomic
-
         write_atomic(Path(directory) / MANIFEST, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
     @classmethod
@@ -145,23 +154,22 @@ def move_apart(directory: Path, names: list[str]) -> Path:
 
 
 #: the files of one sweep's results in its export directory
-RESULT_FILES = (MANIFEST, "metrics-model.csv", "metrics-server-only.csv", "metrics-samples.csv", "tritonserver.log")
+RESULT_FILES = (MANIFEST, MODEL_CSV, SERVER_CSV, SAMPLES_CSV, SERVER_LOG)
 #: rows a resumed sweep keeps; a failed point is measured again
-KEPT_STATUSES = ("ok", "unstable", "skipped")
+KEPT_STATUSES = (Status.OK.value, Status.UNSTABLE.value, Status.SKIPPED.value)
 
 
 @dataclass
 class ResumePlan:
     manifest: Manifest  # to save for this run
-    kept_rows: list[dict[str, Any]] | None  # None: a fresh start
-    done: set[tuple[str, int, int]]
+    kept_rows: list[dict[str, Any]] | None  # the earlier rows to keep; None: a fresh start
+    done: set[tuple[str, int, int]]  # their points, which the runner skips
     notes: list[str]
     previous: Manifest | None = None  # the earlier run's, for the server and GPU check
-    moved_apart: bool = False  # set when check_server moved the earlier results away
 
     def check_server(self, directory: Path, server_version: str, gpus: list[str], keep_apart: bool) -> list[str]:
         """Refuse (or move apart) results measured on another server version or other GPUs;
-        record this run's. Returns notes for the user."""
+        record this run's. After a move the plan is a fresh start. Returns notes for the user."""
         notes = []
         if self.previous is not None:
             changes = self.previous.server_differences(server_version, gpus)
@@ -169,8 +177,8 @@ class ResumePlan:
                 if not keep_apart:
                     raise ResumeError(_refusal(directory, changes))
                 moved = move_apart(directory, list(RESULT_FILES))
+                self.kept_rows = None
                 self.done.clear()
-                self.moved_apart = True
                 notes.append(f"earlier results moved to {moved} ({'; '.join(changes)}); starting over")
         self.manifest.server_version = server_version
         self.manifest.gpus = list(gpus)
@@ -184,15 +192,24 @@ def _refusal(directory: Path, changes: list[str]) -> str:
             "into previous-<time>/), export to a new directory, or --overwrite")
 
 
-def plan_resume(directory: Path, spec: SweepSpec, keep_apart: bool) -> ResumePlan:
-    """Decide what a resumed sweep keeps, before anything is launched."""
-    from analyzer_widgets.results import MODEL_CSV, read_csv
-    from analyzer_widgets.schema import MODEL_COLUMNS
+def plan_export(directory: Path, spec: SweepSpec, *, overwrite: bool, resume: bool, keep_apart: bool) -> ResumePlan:
+    """Decide, before anything is launched, what a sweep exporting to ``directory`` keeps:
+    nothing for a new sweep (refused where results exist, unless ``overwrite``), the
+    points already measured for a resumed one."""
+    if resume and overwrite:
+        raise ConfigError("resume", resume, "and overwrite exclude each other: resume keeps the rows, overwrite drops them")
+    if not resume:
+        check_export_target(directory, overwrite)
+        return ResumePlan(Manifest.for_spec(spec), None, set(), [])
+    return plan_resume(directory, spec, keep_apart)
 
+
+def plan_resume(directory: Path, spec: SweepSpec, keep_apart: bool) -> ResumePlan:
+    """What a resumed sweep keeps; refuses a changed spec or damaged files."""
     directory = Path(directory)
     current = Manifest.for_spec(spec)
-    present = [n for n in RESULT_FILES[1:3] if (directory / n).exists()]
     if not (directory / MANIFEST).exists():
+        present = [n for n in (MODEL_CSV, SERVER_CSV) if (directory / n).exists()]
         if present:
             raise ResumeError(f"{directory} holds results ({', '.join(present)}) but no {MANIFEST}, so what they "
                               "were measured with is unknown; nothing was reused. Export to a new directory, "
@@ -208,8 +225,6 @@ def plan_resume(directory: Path, spec: SweepSpec, keep_apart: bool) -> ResumePla
     kept: list[dict[str, Any]] = []
     notes: list[str] = []
     if (directory / MODEL_CSV).exists():
-        import warnings
-
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             rows = read_csv(directory / MODEL_CSV, MODEL_COLUMNS)  # damaged rows: an error, not a guess

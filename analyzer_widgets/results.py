@@ -26,6 +26,7 @@ from analyzer_widgets.schema import _NAN, MODEL_COLUMNS, SERVER_COLUMNS, Column,
 MODEL_CSV = "metrics-model.csv"
 SERVER_CSV = "metrics-server-only.csv"
 SAMPLES_CSV = "metrics-samples.csv"
+SERVER_LOG = "tritonserver.log"  # the whole server log, kept beside the results it produced
 
 
 def frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> pd.DataFrame:

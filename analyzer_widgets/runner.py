@@ -227,8 +227,7 @@ class SweepRunner:
                 version = control.server_version()
                 self.emit(ServerReady(spec.server.launch_mode.value, version, endpoint, time.monotonic() - t0))
                 if self.on_server_known is not None:
-                    uuids = [u for u in monitors.gpu_descriptions()["gpu_uuids"].split("; ") if u]
-                    self.on_server_known(version, uuids)
+                    self.on_server_known(version, monitors.gpu_uuids())
                 pool = stack.enter_context(ClientPool())
                 pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
                 monitors.attach_server(server.pid, server.endpoints.metrics)

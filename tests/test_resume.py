@@ -14,7 +14,7 @@ from conftest import FAST
 
 import analyzer_widgets as aw
 from analyzer_widgets import runner as events
-from analyzer_widgets.checkpoint import MANIFEST
+from analyzer_widgets.checkpoint import MANIFEST, Manifest, ResumePlan, plan_resume
 
 pytestmark = [pytest.mark.faults]
 
@@ -92,8 +92,6 @@ def test_a_changed_grid_is_refused_naming_the_change_and_nothing_is_touched(repo
     out = tmp_path / "out"
     out.mkdir()
     spec = aw.make_spec(models=["mlp_numpy"], model_repository=repo, **GRID, **FAST)
-    from analyzer_widgets.checkpoint import Manifest
-
     Manifest.for_spec(spec).save(out)  # as a first run leaves it before its first point
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(aw.ResumeError) as raised:
@@ -106,8 +104,6 @@ def test_a_changed_grid_is_refused_naming_the_change_and_nothing_is_touched(repo
 def test_changed_model_files_are_refused(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     spec = aw.make_spec(models=["mlp_numpy"], model_repository=repo, **GRID, **FAST)
-    from analyzer_widgets.checkpoint import Manifest
-
     Manifest.for_spec(spec).save(out)
     with open(repo / "mlp_numpy" / "1" / "model.py", "a") as f:
         f.write("\n# edited\n")
@@ -141,12 +137,8 @@ def test_another_server_version_is_refused_after_start_and_kept_apart_when_asked
 
 
 def test_a_changed_spec_is_kept_apart_when_asked(repo: Path, tmp_path: Path) -> None:
-    from analyzer_widgets.checkpoint import ResumePlan, plan_resume
-
     out = tmp_path / "out"
     spec = aw.make_spec(models=["mlp_numpy"], model_repository=repo, **GRID, **FAST)
-    from analyzer_widgets.checkpoint import Manifest
-
     Manifest.for_spec(spec).save(out)
     (out / "metrics-model.csv").write_text("x")
     changed = aw.make_spec(models=["mlp_numpy"], model_repository=repo, batch_sizes=[4], concurrency=[1], **FAST)
@@ -187,8 +179,6 @@ def test_resume_and_overwrite_exclude_each_other(repo: Path, tmp_path: Path) -> 
 
 def test_the_checkpoint_is_replaced_whole(tmp_path: Path, repo: Path) -> None:
     """Written by temp file and os.replace: a new inode each time, no temp file left."""
-    from analyzer_widgets.checkpoint import Manifest
-
     spec = aw.make_spec(models=["mlp_numpy"], model_repository=repo, **GRID, **FAST)
     manifest = Manifest.for_spec(spec)
     manifest.save(tmp_path)

@@ -190,10 +190,14 @@ class MonitorSession:
             frame = frame.sort_values(["time_s", "source"], kind="stable").reset_index(drop=True)
         return frame
 
+    def gpu_uuids(self) -> list[str]:
+        """The monitored GPUs' UUIDs, in NVML's order (none without NVML)."""
+        return [g.uuid for g in (self.nvml.gpus if self.nvml is not None else [])]
+
     def gpu_descriptions(self) -> dict[str, str]:
         gpus = self.nvml.gpus if self.nvml is not None else []
         return {
             "gpu_names": "; ".join(g.name for g in gpus),
-            "gpu_uuids": "; ".join(g.uuid for g in gpus),
+            "gpu_uuids": "; ".join(self.gpu_uuids()),
         }
 
