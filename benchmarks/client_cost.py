@@ -23,6 +23,8 @@ from analyzer_widgets.config import positive_int_list
 from analyzer_widgets.loadgen._worker import PointJob
 from analyzer_widgets.loadgen.generator import ClientPool
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
+from analyzer_widgets.loadgen.stats import Window
+from analyzer_widgets.repository import ModelInfo
 from analyzer_widgets.server.control import TritonControl
 from analyzer_widgets.server.local import LocalServer
 
@@ -33,6 +35,28 @@ def cpu_s(pids: list[int]) -> float:
         t = psutil.Process(pid).cpu_times()
         total += t.user + t.system
     return total
+
+
+def point_job(url: str, protocol: str, model: str, info: ModelInfo, batch: int, concurrency: int) -> PointJob:
+    arrays, datatypes = build_inputs(info, batch, {}, "random")
+    return PointJob(url=url, protocol=protocol, model=model, version="", inputs=arrays, input_datatypes=datatypes,
+                    outputs=expected_outputs(info, batch), concurrency=concurrency, timeout_s=30.0)
+
+
+def measure_pool(pool: ClientPool, job: PointJob, processes: int, seconds: float) -> tuple[Window, float]:
+    """Run ``job`` on the pool for ``seconds`` after a 0.3 s start; the window and the
+    client processes' CPU seconds over it."""
+    load = pool.start_point(job, processes)
+    try:
+        pids = [w.process.pid for w in pool._workers[:processes]]
+        time.sleep(0.3)
+        load.window(time.monotonic())
+        cpu0 = cpu_s(pids)
+        time.sleep(seconds)
+        window = load.window(time.monotonic())
+        return window, cpu_s(pids) - cpu0
+    finally:
+        load.stop()
 
 
 def main() -> None:
@@ -51,7 +75,6 @@ def main() -> None:
         control = TritonControl(server.endpoints.grpc)
         control.load(args.model)
         info = control.model_info(args.model)
-        arrays, datatypes = build_inputs(info, args.batch_size, {}, "random")
         print(f"model {args.model}, batch {args.batch_size}, {args.processes} client process(es), "
               f"{args.seconds:g} s per figure")
         print(f"{'protocol':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'client cpu us/req':>18s}")
@@ -64,23 +87,11 @@ def main() -> None:
                     continue
                 url = server.endpoints.grpc if protocol == "grpc" else server.endpoints.http
                 for c in args.concurrency:
-                    job = PointJob(url=url, protocol=protocol, model=args.model, version="", inputs=arrays,
-                                   input_datatypes=datatypes, outputs=expected_outputs(info, args.batch_size),
-                                   concurrency=c, timeout_s=30.0)
-                    load = pool.start_point(job, args.processes)
-                    pids = [w.process.pid for w in pool._workers[:args.processes]]
-                    time.sleep(0.3)
-                    start = time.monotonic()
-                    load.window(start)
-                    cpu0 = cpu_s(pids)
-                    time.sleep(args.seconds)
-                    end = time.monotonic()
-                    window = load.window(end)
-                    cpu1 = cpu_s(pids)
-                    load.stop()
+                    job = point_job(url, protocol, args.model, info, args.batch_size, c)
+                    window, cpu = measure_pool(pool, job, args.processes, args.seconds)
                     n = window.ok
-                    print(f"{protocol:8s} {c:4d} {n / (end - start):8.0f} "
-                          f"{np.median(window.ok_latencies_s) * 1e3:8.3f} {(cpu1 - cpu0) / max(n, 1) * 1e6:18.1f}"
+                    print(f"{protocol:8s} {c:4d} {n / window.duration_s:8.0f} "
+                          f"{np.median(window.ok_latencies_s) * 1e3:8.3f} {cpu / max(n, 1) * 1e6:18.1f}"
                           + (f"  ({window.failed} failed: {dict(window.errors)})" if window.failed else ""),
                           flush=True)
     finally:

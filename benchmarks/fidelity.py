@@ -52,14 +52,16 @@ def gpu_line() -> str:
         return f"no GPU seen ({e})"
 
 
-def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, args: argparse.Namespace,
-                        workdir: Path) -> dict[str, float]:
-    """One perf_analyzer run at one point; its CSV row with latencies in ms."""
+def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, workdir: Path, *,
+                        window_ms: int, stability_pct: float = 10.0, max_trials: int = 10) -> dict[str, float]:
+    """One perf_analyzer run (gRPC) at one point: throughput, p99 and mean latency in ms,
+    its wall time, and whether it failed to reach its stability rule (figures NaN then)."""
     report = workdir / f"pa-b{batch}-c{concurrency}.csv"
+    report.unlink(missing_ok=True)  # never read an earlier run's figures
     cmd = ["perf_analyzer", "-m", model, "-u", url, "-i", "grpc", "-b", str(batch),
            "--concurrency-range", f"{concurrency}:{concurrency}",
-           "--measurement-interval", str(args.window_ms), "--stability-percentage", f"{args.stability_pct:g}",
-           "--max-trials", str(args.max_trials), "-f", str(report)]
+           "--measurement-interval", str(window_ms), "--stability-percentage", f"{stability_pct:g}",
+           "--max-trials", str(max_trials), "-f", str(report)]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     elapsed = time.monotonic() - started
@@ -152,7 +154,9 @@ def main() -> None:
             t = time.monotonic()
             for b in args.batch_sizes:
                 for c in args.concurrency:
-                    pa[(b, c)] = perf_analyzer_point(server.endpoints.grpc, args.model, b, c, args, out)
+                    pa[(b, c)] = perf_analyzer_point(server.endpoints.grpc, args.model, b, c, out,
+                                                     window_ms=args.window_ms, stability_pct=args.stability_pct,
+                                                     max_trials=args.max_trials)
             pa_wall = time.monotonic() - t
             control.unload(args.model)
             print(f"perf_analyzer pass {rnd}: {pa_wall:.1f} s for the points (model loaded beforehand in {pa_load:.1f} s)",

@@ -6,9 +6,9 @@ checks every response, and streams its request records to the parent in small ba
 
 Why threads and blocking calls, not asyncio: a blocking gRPC call spends its wait inside
 gRPC's C core with the GIL released, and costs far less Python per request than grpc.aio.
-Measured on the 2-core CPU machine against the embedded server (benchmarks/client_cost.py):
-at concurrency 1, 1578 requests/s for blocking calls vs 948 for grpc.aio, 145 vs 239 us of
-client CPU per request; at 4, 3417 vs 1649 in one process.
+Measured with benchmarks/client_cost.py on the 2-core CPU machine (mlp_numpy, one client
+process): this worker 1702 requests/s at concurrency 1 and 3751 at 4, the asyncio worker it
+replaced 835 and 1011; on the H100 host, benchmarks/client_variants.py (docs/benchmarks.md).
 
 Wire protocol (two one-way pipes, so neither side ever reads and writes one pipe from
 two threads):
@@ -110,6 +110,20 @@ def _serialize(array: np.ndarray, datatype: str) -> bytes:
     return np.ascontiguousarray(array).tobytes()
 
 
+def infer_request_bytes(job: PointJob) -> bytes:
+    """The job's ModelInferRequest, serialized."""
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=job.model, model_version=job.version)
+    for name, data in job.inputs.items():
+        tensor = request.inputs.add()
+        tensor.name = name
+        tensor.datatype = job.input_datatypes[name]
+        tensor.shape.extend(data.shape)
+        request.raw_input_contents.append(_serialize(data, job.input_datatypes[name]))
+    return request.SerializeToString()
+
+
 class _GrpcSender:
     """Blocking ModelInfer calls on one channel, shared by the worker's threads."""
 
@@ -121,14 +135,7 @@ class _GrpcSender:
         # The request is built and serialized once and its bytes sent again and again:
         # building or serializing it per request costs more client CPU than the whole
         # round trip of a small model.
-        request = service_pb2.ModelInferRequest(model_name=job.model, model_version=job.version)
-        for name, data in job.inputs.items():
-            tensor = request.inputs.add()
-            tensor.name = name
-            tensor.datatype = job.input_datatypes[name]
-            tensor.shape.extend(data.shape)
-            request.raw_input_contents.append(_serialize(data, job.input_datatypes[name]))
-        self._payload = request.SerializeToString()
+        self._payload = infer_request_bytes(job)
         self._channel = grpc.insecure_channel(
             job.url,
             # no transparent retries: every request counted must be exactly one attempt
