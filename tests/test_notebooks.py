@@ -55,14 +55,20 @@ def _kernel_name() -> str:
     return "python3"
 
 
-def execute(path: Path, workdir: Path, token: str) -> nbformat.NotebookNode:
+def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
     """Execute a notebook in a fresh kernel whose working directory is ``workdir``; the
-    kernel is shut down (gracefully) before this returns, also when a cell fails. The
-    kernel, and everything it starts, carries ``token`` in its environment."""
+    kernel is shut down (gracefully) before this returns, also when a cell fails. Fails
+    when any process the kernel started (each carries a token in its environment) is
+    left behind."""
+    token = uuid.uuid4().hex
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name=_kernel_name(),
                             resources={"metadata": {"path": str(workdir)}})
-    client.execute(env={**os.environ, TOKEN_VAR: token})
+    try:
+        client.execute(env={**os.environ, TOKEN_VAR: token})
+    finally:
+        left = leftovers(token)
+    assert not left, f"processes left behind by the notebook's kernel: {left}"
     return nb
 
 
@@ -118,13 +124,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[nbfor
     working directory). Processes it leaves behind fail it here, because a module fixture
     runs before the per-test check of conftest takes its snapshot."""
     workdir = tmp_path_factory.mktemp("quickstart")
-    token = uuid.uuid4().hex
-    try:
-        nb = execute(NOTEBOOKS / "quickstart.ipynb", workdir, token)
-    finally:
-        left = leftovers(token)
-    assert not left, f"processes left behind by the notebook's kernel: {left}"
-    yield nb, workdir
+    yield execute(NOTEBOOKS / "quickstart.ipynb", workdir), workdir
 
 
 @pytest.mark.server
@@ -187,12 +187,7 @@ def test_quickstart_html_export_shows_the_charts_offline(quickstart: tuple[nbfor
 
 
 def test_dashboard_notebook_shows_the_panel_and_starts_nothing(tmp_path: Path) -> None:
-    token = uuid.uuid4().hex
-    try:
-        nb = execute(NOTEBOOKS / "dashboard.ipynb", tmp_path, token)
-    finally:
-        left = leftovers(token)
-    assert not left, f"processes left behind by the notebook's kernel: {left}"
+    nb = execute(NOTEBOOKS / "dashboard.ipynb", tmp_path)
 
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert len(code) == 1
