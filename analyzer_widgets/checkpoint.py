@@ -198,6 +198,8 @@ def plan_export(directory: Path, spec: SweepSpec, *, overwrite: bool, resume: bo
     points already measured for a resumed one."""
     if resume and overwrite:
         raise ConfigError("resume", resume, "and overwrite exclude each other: resume keeps the rows, overwrite drops them")
+    if keep_apart and not resume:
+        raise ConfigError("keep_apart", keep_apart, "only applies when resuming (resume=True, --resume)")
     if not resume:
         check_export_target(directory, overwrite)
         return ResumePlan(Manifest.for_spec(spec), None, set(), [])

@@ -278,11 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(quiet=args.quiet)
     holder: dict[str, SweepResult] = {}
     try:
-        resume = getattr(args, "resume", False)
-        if getattr(args, "keep_apart", False) and not resume:
-            raise ConfigError("--keep-apart", True, "only applies with --resume")
         result = profile(spec, export_path=export, overwrite=args.overwrite, on_event=progress,
-                         resume=resume, keep_apart=getattr(args, "keep_apart", False))
+                         resume=getattr(args, "resume", False), keep_apart=getattr(args, "keep_apart", False))
         holder["result"] = result
     except KeyboardInterrupt:
         print("\ninterrupted: the server and client processes were stopped; finished rows are in "

@@ -166,7 +166,7 @@ class MeasurementSettings:
         # One request slot per process where the cores allow: threads of one process
         # wait for each other's GIL on every response. On the H100 host (16 cores) at
         # batch 1, concurrency 16, 16 processes gave 3655 infer/s, 4 processes 2939 and one
-        # 2672 (benchmarks/fidelity.py, docs/benchmarks.md). Two cores are left to the
+        # 2672 (benchmarks/client_variants.py, docs/benchmarks.md). Two cores are left to the
         # server; on a 2-core machine everything shares one process, since extra processes
         # would only take CPU from the server.
         spare = max(1, (os.cpu_count() or 1) - 2)

@@ -177,6 +177,12 @@ def test_resume_and_overwrite_exclude_each_other(repo: Path, tmp_path: Path) -> 
         _sweep(repo, tmp_path / "out", resume=True, overwrite=True)
 
 
+def test_keep_apart_without_resume_is_refused(repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(aw.ConfigError, match="keep_apart"):
+        _sweep(repo, tmp_path / "out", keep_apart=True)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_checkpoint_is_replaced_whole(tmp_path: Path, repo: Path) -> None:
     """Written by temp file and os.replace: a new inode each time, no temp file left."""
     spec = aw.make_spec(models=["mlp_numpy"], model_repository=repo, **GRID, **FAST)
