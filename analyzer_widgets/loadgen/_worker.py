@@ -230,6 +230,9 @@ class _HttpSender:
         if conn is not None:
             conn.close()
             self._local.conn = None
+            with self._lock:  # a dead server would otherwise pile up one per retry
+                if conn in self._connections:
+                    self._connections.remove(conn)
 
     def close(self) -> None:
         """Shut every connection down; a thread blocked in a read returns at once."""
