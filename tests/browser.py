@@ -22,7 +22,7 @@ Fixtures
 
 Plain helpers (for module-scoped servers and the like): :func:`start_jupyter_lab`,
 :func:`start_voila`, :func:`save_screenshot`, :func:`write_notebook`,
-:func:`require_browser_tools`.
+:func:`require_browser_tools`, :func:`run_all_cells`.
 
 Skipping: when Chromium (or Playwright, JupyterLab, Voila) is missing the test is skipped with
 the reason, unless the environment variable ``CI`` is ``true``: CI must run the browser tests,
@@ -219,6 +219,29 @@ def write_notebook(path: Path, cells: Sequence[str | tuple[str, str]]) -> Path:
 
 
 # -- servers -----------------------------------------------------------------------------
+def run_all_cells(page: Any, notebook: Any, *, attempts: int = 3) -> None:
+    """Run > Run All Cells through JupyterLab's menu bar, and wait until a cell of
+    ``notebook`` (a locator of the notebook panel) has started.
+
+    Why the retry: on a busy 2-core machine the toolbar can already show the kernel idle
+    while the notebook's session is not wired to it yet; a Run All in that gap runs nothing
+    and leaves every prompt at ``[ ]`` (seen in CI). It runs again only when no cell has
+    started within 15 s, so a cell runs twice only if a click took effect that late; tests
+    should not depend on exact execution counts."""
+    from playwright.sync_api import expect
+
+    started = notebook.locator(".jp-InputArea-prompt").filter(has_text=re.compile(r"\[(\*|\d+)\]"))
+    for attempt in range(attempts):
+        page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu").get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            expect(started.first).to_be_visible(timeout=15_000)
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import UI_TIMEOUT_MS, chromium_page, jupyter_lab, screenshot, write_notebook  # noqa: F401
+from browser import UI_TIMEOUT_MS, chromium_page, jupyter_lab, run_all_cells, screenshot, write_notebook  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -44,17 +44,7 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     page.goto(jupyter_lab.url("lab/tree/panel.ipynb"))
     notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(timeout=UI_TIMEOUT_MS)
-    # Run > Run All Cells. On a busy machine the first click can come before the notebook
-    # has its kernel session wired up and run nothing: try again until a cell has run.
-    ran = notebook.locator(".jp-InputArea-prompt").filter(has_text=re.compile(r"\[(\*|\d+)\]"))
-    for _ in range(3):
-        page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu").get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        try:
-            expect(ran.first).to_be_visible(timeout=15_000)
-            break
-        except AssertionError:
-            continue
+    run_all_cells(page, notebook)
 
     run = notebook.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
     expect(run).to_be_visible(timeout=UI_TIMEOUT_MS)
