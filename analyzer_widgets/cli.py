@@ -160,6 +160,8 @@ def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--grpc-port", type=int, help="local mode: gRPC port (default: a free one)")
     g.add_argument("--metrics-port", type=int, help="local mode: metrics port (default: a free one)")
     g.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the server (default: 120)")
+    g.add_argument("--model-load-timeout", type=float, default=600.0,
+                   help="seconds a model load may take before the server counts as hung (default: 600)")
     m = p.add_argument_group("measurement")
     m.add_argument("--protocol", choices=[x.value for x in Protocol], default="grpc", help="default: grpc")
     m.add_argument("--window-ms", "--measurement-interval", dest="window_ms", type=int,
@@ -210,7 +212,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         triton_image=args.triton_image, gpus=args.gpus,
         tritonserver_path=args.tritonserver, backend_python=args.backend_python, host=args.host,
         http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-        startup_timeout_s=args.startup_timeout, protocol=args.protocol, window_ms=args.window_ms,
+        startup_timeout_s=args.startup_timeout, model_load_timeout_s=args.model_load_timeout,
+        protocol=args.protocol, window_ms=args.window_ms,
         stability_pct=args.stability_pct, stable_windows=args.stable_windows, max_trials=args.max_trials,
         client_processes=args.client_processes, request_timeout_s=args.request_timeout,
         input_shapes=shapes, input_data=args.input_data, baseline_s=args.baseline_seconds,

@@ -190,6 +190,9 @@ class ServerSettings:
     grpc_port: int | None = None
     metrics_port: int | None = None
     startup_timeout_s: float = 120.0
+    # a model load (a TensorRT engine build can take minutes) may take this long before the
+    # server is taken to be hung; every other call has the measurement's request timeout
+    model_load_timeout_s: float = 600.0
     extra_args: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     log_path: Path | None = None
@@ -221,8 +224,10 @@ class ServerSettings:
         for name in ("tritonserver_path", "backend_python", "log_path"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
-        if not (isinstance(self.startup_timeout_s, int | float) and self.startup_timeout_s > 0):
-            raise ConfigError("startup_timeout_s", self.startup_timeout_s, "must be a positive number of seconds")
+        for name in ("startup_timeout_s", "model_load_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
+                raise ConfigError(name, value, "must be a positive number of seconds")
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         object.__setattr__(self, "headers", dict(self.headers))
 

@@ -222,9 +222,13 @@ class SweepRunner:
                 stack.callback(monitors.stop)
                 endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
                 control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
-                                        timeout_s=spec.measurement.request_timeout_s)
+                                        timeout_s=spec.measurement.request_timeout_s,
+                                        load_timeout_s=spec.server.model_load_timeout_s)
                 stack.callback(control.close)
                 version = control.server_version()
+                # A remote server may restrict its repository API to callers with a header:
+                # find out now, not after the baseline
+                control.repository_index()
                 self.emit(ServerReady(spec.server.launch_mode.value, version, endpoint, time.monotonic() - t0))
                 if self.on_server_known is not None:
                     self.on_server_known(version, monitors.gpu_uuids())
@@ -300,7 +304,9 @@ class SweepRunner:
         t0 = time.monotonic()
         we_loaded = False
         try:
-            already = server.owns_process is False and control.is_model_ready(model)
+            # on a server someone else runs, a model it has loaded is measured as it is
+            already = (server.owns_process is False
+                       and control.settled_state(model, spec.server.model_load_timeout_s) == "READY")
             if not already:
                 control.load(model)
                 we_loaded = True
@@ -311,6 +317,7 @@ class SweepRunner:
                 index = self._finish_point(self._point_row(model, b, c, Status.FAILED, str(e)), index, total)
             return index
         self.emit(ModelLoaded(model, info, time.monotonic() - t0))
+        server_lost = False
         try:
             for b, c in points:
                 if self.stopping:
@@ -321,14 +328,23 @@ class SweepRunner:
                 if problem:
                     row = self._point_row(model, b, c, Status.SKIPPED, problem)
                 else:
-                    row = self._measure_point(model, version, info, b, c, server, control, pool, endpoint)
+                    row = self._measure_point(model, version, info, b, c, control, pool, endpoint)
                 row["model_version"] = version
-                index = self._finish_point(row, index, total)
                 if row["status"] == Status.FAILED.value:
-                    server.check_alive()  # a dead server ends the sweep; the rows so far are kept
+                    # A point can fail on its own (the model raised) or because the server
+                    # died or hung; only the second ends the sweep. Either way the row is
+                    # kept, with the server's state in front of the point's own reason.
+                    try:
+                        server.check_alive()
+                    except ServerError as lost:
+                        server_lost = True
+                        row["reason"] = f"{lost} ({row['reason']})"
+                        self._finish_point(row, index, total)
+                        raise
+                index = self._finish_point(row, index, total)
         finally:
             self.monitors.begin("unload", model)
-            if we_loaded:
+            if we_loaded and not server_lost:  # a dead or hung server cannot unload anything
                 try:
                     control.unload(model)
                 except ServerError as e:
@@ -336,7 +352,7 @@ class SweepRunner:
         return index
 
     def _measure_point(self, model: str, version: str, info: ModelInfo, batch: int, concurrency: int,
-                       server: TritonServer, control: TritonControl, pool: ClientPool, endpoint: str) -> dict[str, Any]:
+                       control: TritonControl, pool: ClientPool, endpoint: str) -> dict[str, Any]:
         spec = self.spec
         settings = spec.measurement
         row = self._point_row(model, batch, concurrency, Status.FAILED)
@@ -393,11 +409,7 @@ class SweepRunner:
         except (LoadError, ServerError) as e:
             row["reason"] = str(e)
             row["window_count"] = len(windows)
-            try:
-                server.check_alive()
-            except ServerError as dead:
-                row["reason"] = f"{dead} ({e})"
-            return row
+            return row  # the caller asks whether the server is still alive
         finally:
             if load is not None:
                 load.stop()
@@ -435,10 +447,6 @@ class SweepRunner:
         if summary.request_count == 0:
             row["status"] = Status.FAILED.value
             row["reason"] = f"every request failed: {top_errors}" if top_errors else "no request completed"
-            try:
-                server.check_alive()
-            except ServerError as e:
-                row["reason"] = f"{e} ({row['reason']})"
         elif not stable:
             row["status"] = Status.UNSTABLE.value
             row["reason"] = (f"not stable within {settings.stability_pct:g}% after {len(windows)} windows"

@@ -82,6 +82,29 @@ def tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+#: how long a running server may take to answer a health check before it is called hung
+HEALTH_PROBE_TIMEOUT_S = 5.0
+
+
+def probe_ready(http: str, timeout_s: float = HEALTH_PROBE_TIMEOUT_S) -> str | None:
+    """Ask ``/v2/health/ready`` once; None when the server answered 200, else why not.
+
+    A process that is alive can still be hung (stopped, deadlocked, its threads stuck in a
+    backend): its port accepts connections, but nothing answers. Only a request with a
+    deadline tells the two apart."""
+    url = f"http://{http}/v2/health/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return None if r.status == 200 else f"its health check answered HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        return f"its health check answered HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            return f"it did not answer a health check within {timeout_s:g} s: it is hung"
+        return f"its health check failed ({reason})"
+
+
 def wait_until_ready(
     http: str,
     timeout_s: float,

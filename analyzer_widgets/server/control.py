@@ -50,39 +50,47 @@ class TritonControl:
     """
 
     def __init__(self, url: str, protocol: str = "grpc", headers: Mapping[str, str] | None = None,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, load_timeout_s: float = 600.0) -> None:
         self.url = url
         self.protocol = protocol
         self.headers = dict(headers or {})
         self.timeout_s = timeout_s
+        self.load_timeout_s = load_timeout_s
         if protocol == "grpc":
             import tritonclient.grpc as grpcclient
 
             self._client: Any = grpcclient.InferenceServerClient(url=url)
+            self._load_client: Any = self._client  # gRPC takes a deadline per call
         else:
             import tritonclient.http as httpclient
 
             self._client = httpclient.InferenceServerClient(
                 url=url, connection_timeout=timeout_s, network_timeout=timeout_s
             )
+            # HTTP has one timeout per client: loads get their own, longer one
+            self._load_client = httpclient.InferenceServerClient(
+                url=url, connection_timeout=timeout_s, network_timeout=load_timeout_s
+            )
 
     def close(self) -> None:
-        try:
-            self._client.close()
-        except Exception:  # noqa: BLE001 - closing a broken channel must not mask the real error
-            pass
+        for client in {id(c): c for c in (self._client, self._load_client)}.values():
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken channel must not mask the real error
+                pass
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from tritonclient.utils import InferenceServerException
 
         if self.headers:
             kwargs["headers"] = self.headers
-        if self.protocol == "grpc" and "client_timeout" not in kwargs and what not in ("load", "unload"):
+        if self.protocol == "grpc" and "client_timeout" not in kwargs:
             kwargs["client_timeout"] = self.timeout_s
         try:
             return fn(*args, **kwargs)
         except InferenceServerException as e:
-            raise ServerError(f"{what} failed on the Triton server at {self.url}: {e.message()}") from e
+            message = e.message() or str(e)
+            raise ServerError(f"{what} failed on the Triton server at {self.url}: {message}{_header_hint(message)}") from e
         except Exception as e:  # connection refused, reset, DNS: tritonclient raises plain errors
             raise ServerError(f"{what} failed: cannot reach the Triton server at {self.url} ({e})") from e
 
@@ -110,16 +118,44 @@ class TritonControl:
     def is_model_ready(self, name: str) -> bool:
         return any(m.name == name and m.state == "READY" for m in self.repository_index())
 
+    def settled_state(self, name: str, timeout_s: float) -> str:
+        """The state of ``name`` once it is neither loading nor unloading (waiting up to
+        ``timeout_s``): READY, UNAVAILABLE, or "" when the server does not know it. A
+        server in polling mode loads models itself, at start-up and after each change."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = {m.state for m in self.repository_index() if m.name == name}
+            busy = states & {"LOADING", "UNLOADING"}
+            if not busy or time.monotonic() > deadline:
+                return "READY" if "READY" in states else next(iter(busy or states), "")
+            time.sleep(0.1)
+
     def load(self, name: str) -> None:
         from tritonclient.utils import InferenceServerException
 
         kwargs: dict[str, Any] = {"headers": self.headers} if self.headers else {}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.load_timeout_s
         try:
-            self._client.load_model(name, **kwargs)
-        except InferenceServerException as e:
-            raise ModelLoadError(name, e.message() or str(e)) from e
+            self._load_client.load_model(name, **kwargs)
         except Exception as e:
+            if _timed_out(e):
+                raise ServerError(f"loading {name!r} on the Triton server at {self.url} took more than "
+                                  f"{self.load_timeout_s:g} s (model_load_timeout_s): the server may be hung") from e
+            if isinstance(e, InferenceServerException):
+                message = e.message() or str(e)
+                if "polling is enabled" in message:
+                    message = self._polling_refusal(name)
+                raise ModelLoadError(name, message + _header_hint(message)) from e
             raise ServerError(f"loading {name!r} failed: cannot reach the Triton server at {self.url} ({e})") from e
+
+    def _polling_refusal(self, name: str) -> str:
+        """Why a server in polling mode will not load ``name``, with its own state for it."""
+        states = [m for m in self.repository_index() if m.name == name]
+        state = (f"it reports the model as {states[0].state or 'not loaded'}"
+                 + (f": {states[0].reason}" if states[0].reason else "")) if states else "its repository has no such model"
+        return ("the server runs in polling mode (--model-control-mode=poll): it loads the models of its "
+                f"repository itself and refuses load requests; {state}")
 
     def unload(self, name: str, wait_s: float = 30.0) -> None:
         """Unload ``name`` and wait (up to ``wait_s``) until the server has let go of it.
@@ -166,3 +202,22 @@ class TritonControl:
                 totals.compute_output_ns + part("compute_output", "ns"),
             )
         return totals
+
+
+def _timed_out(e: Exception) -> bool:
+    """Whether a tritonclient call ended because its own deadline passed (gRPC
+    DEADLINE_EXCEEDED, an HTTP read timeout), not with the server's answer."""
+    status = getattr(e, "status", None)
+    if callable(status) and status() == "StatusCode.DEADLINE_EXCEEDED":
+        return True
+    return isinstance(e, TimeoutError) or type(e).__name__ == "Timeout"  # gevent's, from the HTTP client
+
+
+def _header_hint(message: str) -> str:
+    """How to pass the header a restricted API asks for (``--grpc-restricted-protocol``,
+    ``--http-restricted-api``); empty for other messages."""
+    if "is restricted, expecting header" not in message:
+        return ""
+    header = message.rsplit("expecting header", 1)[1].strip().strip("'\"")
+    return (f" (the server restricts this API: pass the header with --header {header}:VALUE on the command line, "
+            f"headers={{{header!r}: ...}} in the API, or the panel's headers field)")

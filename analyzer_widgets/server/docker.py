@@ -22,7 +22,7 @@ from typing import Any
 from analyzer_widgets.config import ServerSettings
 from analyzer_widgets.errors import ConfigError, ServerError, ServerStartError
 from analyzer_widgets.server._ports import port_is_free
-from analyzer_widgets.server.base import Endpoints, TritonServer, tail, wait_until_ready
+from analyzer_widgets.server.base import Endpoints, TritonServer, probe_ready, tail, wait_until_ready
 
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:{version}-py3"
 LABEL = "analyzer-widgets.managed"
@@ -270,6 +270,9 @@ class DockerServer(TritonServer):
             raise ServerError(f"the Triton container is gone: {e}") from e
         if self._container.status != "running":
             raise ServerError(f"the Triton container is {self._container.status}\n{self.logs(15)}")
+        problem = probe_ready(self.endpoints.http)
+        if problem is not None:
+            raise ServerError(f"the Triton container is running but {problem}\n{self.logs(15)}")
 
     def logs(self, lines: int = 40) -> str:
         if self._container is None:

@@ -15,7 +15,7 @@ from analyzer_widgets.config import ServerSettings
 from analyzer_widgets.errors import EnvironmentCheckError, ServerError, ServerStartError
 from analyzer_widgets.server import _embedded
 from analyzer_widgets.server._ports import choose_ports
-from analyzer_widgets.server.base import Endpoints, TritonServer, tail, wait_until_ready
+from analyzer_widgets.server.base import Endpoints, TritonServer, probe_ready, tail, wait_until_ready
 
 _STOP_GRACE_S = 10.0
 
@@ -169,6 +169,9 @@ class LocalServer(TritonServer):
         if code is not None:
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             raise ServerError(f"tritonserver (pid {self._proc.pid}) {how}\n{self._read_log_tail(15)}")
+        problem = probe_ready(self.endpoints.http)
+        if problem is not None:
+            raise ServerError(f"tritonserver (pid {self._proc.pid}) is running but {problem}\n{self._read_log_tail(15)}")
 
     def stop(self) -> None:
         _running.discard(self)
@@ -246,13 +249,18 @@ def _terminate_with_parent() -> None:
 
 
 def _stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
+    """SIGTERM the process group, wait, then SIGKILL whatever is left of it.
+
+    SIGCONT follows the SIGTERM: a stopped server (SIGSTOP, a debugger, Ctrl-Z) would hold
+    the SIGTERM pending and only die by the SIGKILL after the whole grace; continued, it
+    shuts down cleanly. A server that is hung for another reason gets the SIGKILL."""
     # start_new_session made the server its group's leader: the group id is its pid, and
     # stays usable after the server itself died and was reaped, while its stubs live on
     pgid: int | None = proc.pid
     if pgid is not None:
         try:
             os.killpg(pgid, signal.SIGTERM)
+            os.killpg(pgid, signal.SIGCONT)
         except ProcessLookupError:
             pass
     try:
