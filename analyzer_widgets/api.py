@@ -72,6 +72,26 @@ def profile(
         spec = make_spec(**settings)
     elif settings:
         raise ConfigError(next(iter(settings)), settings[next(iter(settings))], "give either a spec or settings, not both")
+    runner, collector = prepare_sweep(spec, export_path=export_path, overwrite=overwrite, resume=resume,
+                                      keep_apart=keep_apart, runner_hook=runner_hook)
+    for handler in [on_event] if callable(on_event) else list(on_event or ()):
+        runner.subscribe(handler)
+    runner.run()
+    return collector.result
+
+
+def prepare_sweep(
+    spec: SweepSpec,
+    *,
+    export_path: Path | str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    keep_apart: bool = False,
+    runner_hook: Callable[[SweepRunner], None] | None = None,
+) -> tuple[SweepRunner, ResultCollector]:
+    """The runner of a sweep, checked (bad input, a refused resume) and wired to its
+    collector and export files, not started: :func:`profile` runs it at once, the panel in
+    its own thread. Raises what :func:`profile` would before anything is launched."""
     export = export_path if export_path is not None else spec.export_path
     if export is not None and spec.server.log_path is None:
         # keep the server's whole log beside the results it produced
@@ -99,7 +119,4 @@ def profile(
 
         runner.on_server_known = on_server_known
     runner.subscribe(collector)
-    for handler in [on_event] if callable(on_event) else list(on_event or ()):
-        runner.subscribe(handler)
-    runner.run()
-    return collector.result
+    return runner, collector

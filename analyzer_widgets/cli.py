@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from analyzer_widgets import runner as events
 from analyzer_widgets.api import make_spec, profile
-from analyzer_widgets.config import LaunchMode, MeasurementSettings, Protocol, parse_shape
+from analyzer_widgets.config import LaunchMode, MeasurementSettings, Protocol, parse_header, parse_shape
 from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
@@ -200,12 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     shapes = dict(parse_shape("--shape", s) for s in args.shape)
-    headers = {}
-    for h in args.header:
-        name, sep, value = h.partition(":")
-        if not sep or not name.strip():
-            raise ConfigError("--header", h, "must look like NAME:VALUE")
-        headers[name.strip()] = value.strip()
+    headers = dict(parse_header("--header", h) for h in args.header)
     return dict(
         batch_sizes=args.batch, concurrency=args.concurrency,
         launch_mode=args.launch_mode, url=args.url, headers=headers, triton_version=args.triton_version,

@@ -115,6 +115,18 @@ def parse_shape(field_name: str, text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def parse_header(field_name: str, text: str) -> tuple[str, str]:
+    """Parse one ``NAME:VALUE`` access header (the value may hold colons).
+
+    >>> parse_header("--header", "admin-key: s3cret")
+    ('admin-key', 's3cret')
+    """
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise ConfigError(field_name, text, "must look like NAME:VALUE")
+    return name.strip(), value.strip()
+
+
 MAX_CLIENT_PROCESSES = 32
 
 

@@ -179,6 +179,63 @@ def test_stop_ends_the_sweep_within_seconds_and_keeps_finished_rows() -> None:
     assert not panel.run_button.disabled
 
 
+def test_headers_field_is_checked_and_reaches_the_spec() -> None:
+    panel = aw.Dashboard(models=["mlp_numpy"])
+    panel.headers_field.value = "admin-key"
+    assert panel.run_button.disabled
+    assert "headers" in panel.input_error.value and "admin-key" in panel.input_error.value
+    panel.headers_field.value = "admin-key: s3cret, x-team:ml"
+    assert not panel.run_button.disabled
+    assert aw.make_spec(**panel.spec_settings()).server.headers == {"admin-key": "s3cret", "x-team": "ml"}
+
+
+def test_an_unknown_save_mode_is_refused_when_the_panel_is_made() -> None:
+    with pytest.raises(aw.ConfigError, match="save"):
+        aw.Dashboard(save="disk")
+
+
+@pytest.mark.server
+@pytest.mark.faults
+def test_save_then_stop_then_resume_in_the_export_folder(tmp_path: Path) -> None:
+    """Save writes each row as it is measured; after a Stop, Resume keeps those rows and
+    measures the rest; a Resume with another grid is refused in the status line before
+    anything is launched, and the folder is left as it was."""
+    out = tmp_path / "sweep"
+    panel = aw.Dashboard(models=["mlp_numpy"], batch_sizes="1,2,4", concurrency="1,2", export_path=str(out),
+                         save="save", **PANEL)
+    panel.run()
+    deadline = time.monotonic() + 120
+    while len(panel.results) < 2 and time.monotonic() < deadline:
+        panel.poll()
+        time.sleep(0.1)
+    panel.stop()
+    assert panel.wait(60)
+    saved, _ = aw.load_results(out)
+    first = list(zip(saved["batch_size"], saved["concurrency"], strict=True))
+    assert 2 <= len(first) < 6 and list(panel.results["throughput_infer_per_s"]) == list(saved["throughput_infer_per_s"])
+
+    # Save again on the same folder: refused, not overwritten
+    panel.run()
+    assert not panel.running and "already" in panel.status.value
+    panel.save_mode.value = "resume"
+    panel.batch_field.value = "1,2,8"
+    panel.run()
+    assert not panel.running
+    assert "batch_sizes" in panel.status.value and "[1, 2, 4] then" in panel.status.value, panel.status.value
+    assert aw.load_results(out)[0].equals(saved)
+
+    panel.batch_field.value = "1,2,4"
+    panel.run()
+    assert panel.wait(180)
+    assert "Done: 6 points" in panel.status.value, panel.status.value
+    df, _ = aw.load_results(out)
+    assert len(df) == 6 and set(df["status"]) <= {"ok", "unstable"}
+    kept = df.set_index(["batch_size", "concurrency"]).loc[first]
+    # the rows measured before the stop are the very same rows, not measured again
+    assert list(kept["started_at"]) == list(saved["started_at"])
+    assert len(panel.results) == 6
+
+
 def test_panel_module_is_the_only_one_importing_widgets() -> None:
     import subprocess
     import sys

@@ -28,8 +28,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyzer_widgets import runner as ev
-from analyzer_widgets.api import make_spec
-from analyzer_widgets.config import MeasurementSettings, positive_int_list
+from analyzer_widgets.api import make_spec, prepare_sweep
+from analyzer_widgets.config import MeasurementSettings, parse_header, positive_int_list
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
 from analyzer_widgets.repository import list_models
@@ -42,6 +42,13 @@ TICK_S = 0.25  # how often the panel applies what the sweep produced
 MAX_CHART_POINTS = 1500  # per trace sent to the browser
 TABLE_COLUMNS = ["model", "batch_size", "concurrency", "status", "throughput_infer_per_s", "latency_p99_ms",
                  "gpu_memory_max_mb", "gpu_util_max_pct", "server_cpu_util_max_pct", "reason"]
+#: what Run does with the rows: keep them in the panel (Export CSV writes them), write each
+#: to the export folder as it is measured, or go on with a sweep saved there before
+SAVE_MODES = {
+    "panel": "Keep in the panel (Export CSV saves them)",
+    "save": "Save each row to the export folder",
+    "resume": "Resume the sweep saved in the export folder",
+}
 TRUST_NOTE = ("Loading a model runs its Python code in the server: profile repositories you trust. "
               "The local server listens on 127.0.0.1 only.")
 
@@ -110,8 +117,11 @@ class Dashboard:
         batch_sizes: str = "1,8",
         concurrency: str = "1,4",
         export_path: str = "results",
+        save: str = "panel",
         **settings: Any,
     ) -> None:
+        if save not in SAVE_MODES:
+            raise ConfigError("save", save, f"must be one of {', '.join(SAVE_MODES)}")
         self.model_repository = Path(model_repository) if model_repository else EXAMPLE_REPOSITORY
         self.settings = dict(settings)
         # a misspelt or bad setting is an error now, naming it, not when Run is pressed
@@ -159,6 +169,7 @@ class Dashboard:
             value="local", description="Launch",
         )
         self.url_field = w.Text(description="URL", placeholder="host:8001 (remote mode)")
+        self.headers_field = w.Text(description="Headers", placeholder="name:value, name2:value2 (sent with every call)")
         self.triton_version = w.Text(description="Triton", placeholder="docker: 24.08 or an image name")
         # 0 = let the tool pick a free port
         self.port_fields = {
@@ -173,7 +184,8 @@ class Dashboard:
         self.max_trials = w.BoundedIntText(value=int(settings.get("max_trials", defaults.max_trials)), min=1, max=1000,
                                            description="Max windows")
         self.settings_box = w.Accordion(children=[w.VBox([
-            self.launch_mode, self.url_field, self.triton_version, *self.port_fields.values(), self.protocol,
+            self.launch_mode, self.url_field, self.headers_field, self.triton_version, *self.port_fields.values(),
+            self.protocol,
             self.window_ms, self.stability_pct, self.max_trials,
             w.HTML("<small>Ports 0: free ports are chosen. The local server binds 127.0.0.1.</small>"),
         ])])
@@ -181,6 +193,8 @@ class Dashboard:
         self.settings_box.selected_index = None
         self.run_button = w.Button(description="Run", button_style="success", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.save_mode = w.Dropdown(options=[(label, key) for key, label in SAVE_MODES.items()], value=save,
+                                    description="Results", layout=w.Layout(width="420px"))
         self.status = w.HTML("Ready.")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="460px"))
         self.notice = w.HTML()
@@ -192,9 +206,10 @@ class Dashboard:
         # -- live charts ---------------------------------------------------------------
         gpu_names, no_gpu_reason = _gpu_names()
         self.has_gpu = gpu_names is not None
-        if not self.has_gpu:
-            self.notice.value = (f"<b>No GPU here</b> ({html.escape(no_gpu_reason or '')}): charting the server's "
-                                 "CPU and memory instead; GPU columns will be NaN.")
+        self._gpu_notice = "" if self.has_gpu else (
+            f"<b>No GPU here</b> ({html.escape(no_gpu_reason or '')}): charting the server's "
+            "CPU and memory instead; GPU columns will be NaN.")
+        self.notice.value = self._gpu_notice
         self._charts = _live_charts(gpu_names)
         self.figures: list[go.FigureWidget] = []
         for chart in self._charts:
@@ -207,7 +222,7 @@ class Dashboard:
 
         # -- wiring --------------------------------------------------------------------
         for field in (self.batch_field, self.concurrency_field, self.model_picker, self.launch_mode, self.url_field,
-                      self.triton_version):
+                      self.headers_field, self.triton_version):
             field.observe(lambda _change: self.validate(), names="value")
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
@@ -221,7 +236,7 @@ class Dashboard:
             w.HBox([self.concurrency_field, self.concurrency_error]),
             self.input_error,
             self.settings_box,
-            w.HBox([self.run_button, self.stop_button]),
+            w.HBox([self.run_button, self.stop_button, self.save_mode]),
             self.progress, self.status, self.notice,
             w.HTML(f"<small>{html.escape(TRUST_NOTE)}</small>"),
             *self.figures,
@@ -265,6 +280,10 @@ class Dashboard:
             problems.append("remote mode needs the server's URL")
         if self.launch_mode.value == "docker" and not self.triton_version.value.strip():
             problems.append("docker mode needs a Triton version (24.08) or image in the settings")
+        try:
+            self.headers()
+        except ConfigError as e:
+            problems.append(str(e))
         self.input_error.value = (f"<span style='color:#b00'>{html.escape('; '.join(problems))}</span>"
                                   if problems else "")
         ok = batches is not None and concurrency is not None and not problems
@@ -275,6 +294,11 @@ class Dashboard:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def headers(self) -> dict[str, str]:
+        """The settings' Headers field: ``name:value`` pairs separated by commas."""
+        items = [part for part in self.headers_field.value.split(",") if part.strip()]
+        return dict(parse_header("headers", item) for item in items)
+
     # -- the sweep -----------------------------------------------------------------------
     def spec_settings(self) -> dict[str, Any]:
         settings = dict(self.settings)
@@ -284,6 +308,9 @@ class Dashboard:
             protocol=self.protocol.value, window_ms=self.window_ms.value, stability_pct=self.stability_pct.value,
             max_trials=max(self.max_trials.value, int(settings.get("stable_windows", 3))),
         )
+        headers = self.headers()
+        if headers:
+            settings["headers"] = headers
         if self.launch_mode.value == "remote":
             settings["url"] = self.url_field.value.strip()
         else:
@@ -303,16 +330,23 @@ class Dashboard:
         if not self.validate():
             self.status.value = "<span style='color:#b00'>Fix the fields marked red first.</span>"
             return
+        mode = self.save_mode.value
         try:
             spec = make_spec(**self.spec_settings())
-            runner = ev.SweepRunner(spec)
-            runner.preflight()
+            # bad input, an export folder that would be overwritten, a resume refused for a
+            # changed spec or model: said here, before anything is launched
+            runner, collector = prepare_sweep(
+                spec, export_path=None if mode == "panel" else Path(self.export_field.value).expanduser(),
+                resume=mode == "resume",
+            )
         except AnalyzerError as e:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return
         self._reset()
-        self._collector = ResultCollector(spec)
-        runner.subscribe(self._collector)
+        self.notice.value = self._gpu_notice
+        for note in collector.result.warnings:
+            self.notice.value += f"<br><span style='color:#a60'>{html.escape(note)}</span>"
+        self._collector = collector
         runner.subscribe(self._events.put)  # the only thing the sweep thread does to the panel
         self._runner = runner
         self._started_wall = time.monotonic()
