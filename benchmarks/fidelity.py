@@ -1,7 +1,8 @@
 """Our figures side by side with perf_analyzer's, on one server, point by point (issue 6).
 
     python benchmarks/fidelity.py [--model torch_mlp] [--batch-sizes 1,8] [--concurrency 1,4,16]
-                                  [--window-ms 500] [--rounds 2] [--out DIR]
+                                  [--window-ms 500] [--rounds 2] [--interleave] [--protocol grpc|http]
+                                  [--out DIR]
 
 Starts the embedded Triton server once with the example repository (the models' Python:
 --backend-python, else $ANALYZER_WIDGETS_BACKEND_PYTHON, else this interpreter), then runs
@@ -14,8 +15,18 @@ alternately, ours first and last (O P O for one round). Each perf_analyzer pass 
 compared with the mean of the sweeps on either side, so a drift of the host cancels; the
 two sweeps' ratio (ours a/b) shows how much the host moved meanwhile. Prints each sweep
 (with our client count against the server's), then per pass the table of throughput, p99
-and average latency of both and the ratios. perf_analyzer must be on PATH (its wheel
-needs glibc 2.38: the GPU host, not the CPU machines).
+and average latency of both and the ratios.
+
+With --interleave the comparison is made point by point instead, the model loaded once:
+at each point, --rounds pairs of one measurement of ours (a one-point sweep in remote
+mode, which measures the loaded model as it is) and one of perf_analyzer, the order
+alternating (O P, P O, ...), so the two tools' figures of a pair are seconds apart rather
+than a whole grid apart. Prints each pair's ratios and, per point, the median ratio and
+how far each tool moved between its own rounds (max/min). Writes fidelity-interleaved.csv.
+
+--protocol http makes both tools send their inferences over HTTP instead of gRPC.
+perf_analyzer must be on PATH (its wheel needs glibc 2.38: the GPU host, not the CPU
+machines).
 """
 
 from __future__ import annotations
@@ -53,12 +64,13 @@ def gpu_line() -> str:
 
 
 def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, workdir: Path, *,
-                        window_ms: int, stability_pct: float = 10.0, max_trials: int = 10) -> dict[str, float]:
-    """One perf_analyzer run (gRPC) at one point: throughput, p99 and mean latency in ms,
+                        window_ms: int, stability_pct: float = 10.0, max_trials: int = 10,
+                        protocol: str = "grpc") -> dict[str, float]:
+    """One perf_analyzer run at one point: throughput, p99 and mean latency in ms,
     its wall time, and whether it failed to reach its stability rule (figures NaN then)."""
     report = workdir / f"pa-b{batch}-c{concurrency}.csv"
     report.unlink(missing_ok=True)  # never read an earlier run's figures
-    cmd = ["perf_analyzer", "-m", model, "-u", url, "-i", "grpc", "-b", str(batch),
+    cmd = ["perf_analyzer", "-m", model, "-u", url, "-i", protocol, "-b", str(batch),
            "--concurrency-range", f"{concurrency}:{concurrency}",
            "--measurement-interval", str(window_ms), "--stability-percentage", f"{stability_pct:g}",
            "--max-trials", str(max_trials), "-f", str(report)]
@@ -83,18 +95,83 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, work
     }
 
 
+def endpoint(server: LocalServer, args: argparse.Namespace) -> str:
+    """The address both tools send their inferences to, by --protocol."""
+    return server.endpoints.grpc if args.protocol == "grpc" else server.endpoints.http
+
+
 def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path) -> tuple[object, float, float]:
     loads: list[float] = []
     started = time.monotonic()
     result = aw.profile(
-        models=[args.model], launch_mode="remote", url=server.endpoints.grpc, http_url=server.endpoints.http,
-        batch_sizes=args.batch_sizes, concurrency=args.concurrency, window_ms=args.window_ms,
+        models=[args.model], launch_mode="remote", url=endpoint(server, args), http_url=server.endpoints.http,
+        protocol=args.protocol, batch_sizes=args.batch_sizes, concurrency=args.concurrency, window_ms=args.window_ms,
         stability_pct=args.stability_pct, max_trials=args.max_trials, baseline_s=args.baseline_s,
         export_path=out, overwrite=True,
         nvml=args.monitors == "on", process_sampling=args.monitors == "on", triton_metrics=args.monitors == "on",
         on_event=lambda e: loads.append(e.load_s) if isinstance(e, ModelLoaded) else None,
     )
     return result, time.monotonic() - started, loads[0] if loads else float("nan")
+
+
+def interleaved(server: LocalServer, control: TritonControl, args: argparse.Namespace, out: Path) -> None:
+    """Point by point: ours and perf_analyzer alternately, --rounds times each."""
+    import statistics
+
+    control.load(args.model)
+    rows: list[dict[str, object]] = []
+    print(f"\n{'batch':>5} {'conc':>4} {'round':>5} {'order':>5} | {'ours inf/s':>10} {'pa inf/s':>10} {'ratio':>6} | "
+          f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'pa avg':>8} | {'client/server':>13}",
+          flush=True)
+    for b in args.batch_sizes:
+        for c in args.concurrency:
+            pairs = []
+            for rnd in range(args.rounds):
+                order = "OP" if rnd % 2 == 0 else "PO"
+                got: dict[str, object] = {}
+                for who in order:
+                    if who == "O":
+                        result = aw.profile(
+                            models=[args.model], launch_mode="remote", url=endpoint(server, args),
+                            http_url=server.endpoints.http, protocol=args.protocol, batch_sizes=[b],
+                            concurrency=[c], window_ms=args.window_ms, stability_pct=args.stability_pct,
+                            max_trials=args.max_trials, baseline_s=0,
+                            nvml=args.monitors == "on", process_sampling=args.monitors == "on",
+                            triton_metrics=args.monitors == "on",
+                        )
+                        got["O"] = result.to_frame().iloc[0]
+                    else:
+                        got["P"] = perf_analyzer_point(endpoint(server, args), args.model, b, c, out,
+                                                       window_ms=args.window_ms, stability_pct=args.stability_pct,
+                                                       max_trials=args.max_trials, protocol=args.protocol)
+                o, p = got["O"], got["P"]
+                row = dict(batch_size=b, concurrency=c, round=rnd + 1, order=order,
+                           ours_throughput=o.throughput_infer_per_s, pa_throughput=p["throughput"],
+                           throughput_ratio=o.throughput_infer_per_s / p["throughput"],
+                           ours_p99_ms=o.latency_p99_ms, pa_p99_ms=p["p99_ms"], p99_ratio=o.latency_p99_ms / p["p99_ms"],
+                           ours_avg_ms=o.latency_avg_ms, pa_avg_ms=p["avg_ms"], ours_status=o.status,
+                           pa_stable=not p["unstable"],
+                           client_server=o.client_inference_count / o.server_inference_count)
+                rows.append(row)
+                pairs.append(row)
+                print(f"{b:5d} {c:4d} {rnd + 1:5d} {order:>5} | {row['ours_throughput']:10.0f} {p['throughput']:10.0f} "
+                      f"{row['throughput_ratio']:6.3f} | {o.latency_p99_ms:8.3f} {p['p99_ms']:8.3f} {row['p99_ratio']:6.3f} | "
+                      f"{o.latency_avg_ms:8.3f} {p['avg_ms']:8.3f} | {row['client_server']:13.4f}"
+                      + ("" if o.status == "ok" else f"  (ours: {o.status})")
+                      + ("  (perf_analyzer: not stable)" if p["unstable"] else ""), flush=True)
+            good = [r for r in pairs if r["pa_stable"]]
+            if good:
+                ours = [r["ours_throughput"] for r in pairs]
+                theirs = [r["pa_throughput"] for r in good]
+                print(f"{b:5d} {c:4d} median | throughput ratio {statistics.median(r['throughput_ratio'] for r in good):.3f}, "
+                      f"p99 ratio {statistics.median(r['p99_ratio'] for r in good):.3f}; rounds moved: ours "
+                      f"{max(ours) / min(ours):.3f}x, perf_analyzer {max(theirs) / min(theirs):.3f}x", flush=True)
+    control.unload(args.model)
+    with open(out / "fidelity-interleaved.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\ntable: {out / 'fidelity-interleaved.csv'}")
 
 
 def report_sweep(index: int, result: object, wall: float, load_s: float, args: argparse.Namespace) -> None:
@@ -116,6 +193,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=lambda v: positive_int_list("--batch-sizes", v), default=(1, 8))
     ap.add_argument("--concurrency", type=lambda v: positive_int_list("--concurrency", v), default=(1, 4, 16))
     ap.add_argument("--window-ms", type=int, default=500)
+    ap.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="both tools' protocol")
     ap.add_argument("--stability-pct", type=float, default=10.0)
     ap.add_argument("--max-trials", type=int, default=10)
     ap.add_argument("--baseline-s", type=float, default=2.0)
@@ -123,6 +201,8 @@ def main() -> None:
     ap.add_argument("--backend-python", default=None)
     ap.add_argument("--monitors", choices=["on", "off"], default="on",
                     help="off: our sweeps without the NVML, process and /metrics samplers")
+    ap.add_argument("--interleave", action="store_true",
+                    help="compare point by point, ours and perf_analyzer alternately (--rounds pairs per point)")
     ap.add_argument("--out", default=None, help="where to keep our CSVs and perf_analyzer's (default: a temp dir)")
     args = ap.parse_args()
     if shutil.which("perf_analyzer") is None:
@@ -132,7 +212,7 @@ def main() -> None:
     print(machine_line())
     print(gpu_line())
     print(f"model {args.model}; windows {args.window_ms} ms, stable: 3 windows within {args.stability_pct:g}%, "
-          f"at most {args.max_trials} windows; gRPC; {args.rounds} round(s); monitors {args.monitors}", flush=True)
+          f"at most {args.max_trials} windows; {args.protocol}; {args.rounds} round(s); monitors {args.monitors}", flush=True)
 
     started = time.monotonic()
     server = LocalServer(args.model_folder, aw.ServerSettings(backend_python=args.backend_python))
@@ -141,6 +221,13 @@ def main() -> None:
     control = TritonControl(server.endpoints.grpc)
     table: list[dict[str, object]] = []
     sweeps: list[tuple[object, float, float]] = []
+    if args.interleave:
+        try:
+            interleaved(server, control, args, out)
+        finally:
+            control.close()
+            server.stop()
+        return
     try:
         # O P O P ... O: each perf_analyzer pass sits between two of our sweeps and is
         # compared with their mean, so drift of the host (clocks, heat) cancels out
@@ -154,9 +241,9 @@ def main() -> None:
             t = time.monotonic()
             for b in args.batch_sizes:
                 for c in args.concurrency:
-                    pa[(b, c)] = perf_analyzer_point(server.endpoints.grpc, args.model, b, c, out,
+                    pa[(b, c)] = perf_analyzer_point(endpoint(server, args), args.model, b, c, out,
                                                      window_ms=args.window_ms, stability_pct=args.stability_pct,
-                                                     max_trials=args.max_trials)
+                                                     max_trials=args.max_trials, protocol=args.protocol)
             pa_wall = time.monotonic() - t
             control.unload(args.model)
             print(f"perf_analyzer pass {rnd}: {pa_wall:.1f} s for the points (model loaded beforehand in {pa_load:.1f} s)",
