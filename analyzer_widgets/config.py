@@ -185,6 +185,27 @@ class MeasurementSettings:
         return max(1, min(concurrency, spare, MAX_CLIENT_PROCESSES))
 
 
+GPU_KEYWORDS = ("auto", "all", "none")
+
+
+def _gpu_selection(value: object) -> str:
+    """``gpus`` as Docker's device request takes it: auto, all, none, or a comma-separated
+    list of GPU indexes or UUIDs (``GPU-...``, ``MIG-...``), each once."""
+    reason = "must be auto, all, none, or GPU indexes or UUIDs separated by commas, like 0,1 or GPU-5b7c..."
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("gpus", value, reason)
+    text = value.strip()
+    if text.lower() in GPU_KEYWORDS:
+        return text.lower()
+    ids = [part.strip() for part in text.split(",")]
+    for gpu in ids:
+        if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-")) and len(gpu) > 4):
+            raise ConfigError("gpus", value, f"{gpu!r} is not a GPU index or UUID: {reason}")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("gpus", value, "names a GPU twice")
+    return ",".join(ids)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Where the Triton server comes from and how to reach it."""
@@ -229,8 +250,7 @@ class ServerSettings:
         if self.launch_mode is LaunchMode.DOCKER and not (self.triton_image or self.triton_version):
             raise ConfigError("triton_image", self.triton_image,
                               "docker launch mode needs --triton-image or --triton-version (for example 24.08)")
-        if not isinstance(self.gpus, str) or not self.gpus.strip():
-            raise ConfigError("gpus", self.gpus, "must be auto, all, none or GPU ids like 0,1")
+        object.__setattr__(self, "gpus", _gpu_selection(self.gpus))
         if self.launch_mode is LaunchMode.REMOTE and not self.url:
             raise ConfigError("url", self.url, "remote launch mode needs the server's URL (for example localhost:8001)")
         for name in ("tritonserver_path", "backend_python", "log_path"):

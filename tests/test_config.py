@@ -325,3 +325,32 @@ def test_docker_mode_needs_an_image_or_a_version() -> None:
         ServerSettings(launch_mode="docker")
     assert info.value.field == "triton_image" and "--triton-version" in str(info.value)
     assert ServerSettings(launch_mode="docker", triton_image="local/triton:1").triton_image == "local/triton:1"
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ("auto", "auto"), (" ALL ", "all"), ("none", "none"), ("0", "0"), ("0, 1", "0,1"),
+    ("GPU-5b7c3a1e-0000-1111-2222-333344445555", "GPU-5b7c3a1e-0000-1111-2222-333344445555"),
+])
+def test_gpus_are_keywords_or_gpu_indexes_and_uuids(given: str, kept: str) -> None:
+    assert ServerSettings(gpus=given).gpus == kept
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    ("", "''"), ("0,,1", "'0,,1'"), ("first", "'first'"), ("0,0", "'0,0'"), ("GPU-", "'GPU-'"), ("-1", "'-1'"),
+])
+def test_bad_gpus_name_the_field_and_the_value(given: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ServerSettings(gpus=given)
+    assert raised.value.field == "gpus" and shown in str(raised.value)
+
+
+def test_docker_device_requests_follow_the_gpu_selection() -> None:
+    from analyzer_widgets.server.docker import device_requests
+
+    assert device_requests("none", host_has_gpus=True) == []
+    assert device_requests("auto", host_has_gpus=False) == []
+    every = device_requests("auto", host_has_gpus=True)
+    assert every == device_requests("all", host_has_gpus=False)
+    assert [(r["Count"], r["DeviceIDs"], r["Capabilities"]) for r in every] == [(-1, [], [["gpu"]])]
+    listed = device_requests(ServerSettings(gpus="1, GPU-abc").gpus, host_has_gpus=True)
+    assert [(r["Count"], r["DeviceIDs"]) for r in listed] == [(0, ["1", "GPU-abc"])]

@@ -105,6 +105,19 @@ def remove_leftovers(client: Any) -> list[str]:
     return removed
 
 
+def device_requests(gpus: str, *, host_has_gpus: bool) -> list[Any]:
+    """Docker device requests for ``ServerSettings.gpus`` (already validated there): none
+    for ``none``, or for ``auto`` on a host where NVML sees no GPU; every GPU for ``all``
+    (``docker run --gpus all``); else the listed indexes or UUIDs."""
+    import docker
+
+    if gpus == "none" or (gpus == "auto" and not host_has_gpus):
+        return []
+    if gpus in ("auto", "all"):
+        return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return [docker.types.DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
+
+
 class DockerServer(TritonServer):
     """tritonserver in a container, with ``--model-control-mode=explicit``."""
 
@@ -179,20 +192,10 @@ class DockerServer(TritonServer):
             ) from e
 
     def _device_requests(self) -> list[Any]:
-        import docker
+        from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
 
-        gpus = (self.settings.gpus or "auto").strip()
-        if gpus == "none":
-            return []
-        if gpus == "auto":
-            from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
-
-            if nvml_unavailable_reason() is not None:
-                return []
-            gpus = "all"
-        if gpus == "all":
-            return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        return [docker.types.DeviceRequest(device_ids=[g.strip() for g in gpus.split(",")], capabilities=[["gpu"]])]
+        gpus = self.settings.gpus
+        return device_requests(gpus, host_has_gpus=gpus != "auto" or nvml_unavailable_reason() is None)
 
     def _run_container(self) -> None:
         import docker
@@ -203,7 +206,7 @@ class DockerServer(TritonServer):
             "tritonserver", "--model-repository=/models", "--model-control-mode=explicit",
             "--log-verbose=0", "--exit-timeout-secs=5", *self.settings.extra_args,
         ]
-        device_requests = self._device_requests()
+        gpu_requests = self._device_requests()
         try:
             # create, then start: a container that cannot start (no GPU runtime, a port taken
             # since) is still created, and must be removed here, not left for the next run
@@ -211,7 +214,7 @@ class DockerServer(TritonServer):
                 self.image, command=command, ports=ports,
                 volumes={str(self.model_repository): {"bind": "/models", "mode": "ro"}},
                 labels={LABEL: "true", OWNER_LABEL: _owner()},
-                device_requests=device_requests,
+                device_requests=gpu_requests,
                 shm_size="1g",  # the Python backend passes tensors through shared memory
                 name=f"analyzer-widgets-{os.getpid()}-{int(time.time() * 1000) % 1_000_000}",
             )
@@ -225,7 +228,7 @@ class DockerServer(TritonServer):
             except docker.errors.APIError:
                 pass  # remove_leftovers takes it at the next start
             reason = str(e.explanation or e)
-            if device_requests and ("device driver" in reason or "nvidia" in reason.lower()):
+            if gpu_requests and ("device driver" in reason or "nvidia" in reason.lower()):
                 raise ServerStartError(
                     f"--gpus {self.settings.gpus}: Docker cannot pass GPUs to containers on this machine "
                     f"({reason}). Install the NVIDIA Container Toolkit and restart dockerd, or use --gpus none"
