@@ -80,16 +80,20 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, work
     if "Failed to obtain stable measurement" in proc.stdout + proc.stderr:
         # it reports nothing then; the point stays in the table as not stable
         nan = float("nan")
-        return {"throughput": nan, "p99_ms": nan, "avg_ms": nan, "wall_s": elapsed, "unstable": True}
+        return {"throughput": nan, "p99_ms": nan, "avg_ms": nan, "server_ms": nan, "wall_s": elapsed, "unstable": True}
     if proc.returncode != 0 or not report.exists():
         raise SystemExit(f"perf_analyzer failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     row = next(csv.DictReader(io.StringIO(report.read_text())))
-    # the CSV (2.60) has percentiles but no average; the printed summary has it
+    # the CSV (2.60) has percentiles but no average; the printed summary has it, and the
+    # server's own mean time per request over the same windows (queue and compute)
     avg = re.search(r"Avg latency: (\d+) usec", proc.stdout)
+    server = re.search(r"Avg request latency: \d+ usec \(overhead \d+ usec \+ queue (\d+) usec \+ "
+                       r"compute input (\d+) usec \+ compute infer (\d+) usec \+ compute output (\d+) usec", proc.stdout)
     return {
         "throughput": float(row["Inferences/Second"]),
         "p99_ms": float(row["p99 latency"]) / 1000.0,
         "avg_ms": int(avg.group(1)) / 1000.0 if avg else float("nan"),
+        "server_ms": sum(int(g) for g in server.groups()) / 1000.0 if server else float("nan"),
         "wall_s": elapsed,
         "unstable": False,
     }
@@ -114,6 +118,12 @@ def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path) -> tuple
     return result, time.monotonic() - started, loads[0] if loads else float("nan")
 
 
+def server_ms(row: object) -> float:
+    """The server's own mean time per request in one of our rows: queue and compute."""
+    return float(row.server_queue_ms + row.server_compute_input_ms + row.server_compute_infer_ms
+                 + row.server_compute_output_ms)
+
+
 def interleaved(server: LocalServer, control: TritonControl, args: argparse.Namespace, out: Path) -> None:
     """Point by point: ours and perf_analyzer alternately, --rounds times each."""
     import statistics
@@ -121,8 +131,10 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
     control.load(args.model)
     rows: list[dict[str, object]] = []
     print(f"\n{'batch':>5} {'conc':>4} {'round':>5} {'order':>5} | {'ours inf/s':>10} {'pa inf/s':>10} {'ratio':>6} | "
-          f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'pa avg':>8} | {'client/server':>13}",
-          flush=True)
+          f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'srv':>6} {'pa avg':>8} {'srv':>6} | "
+          f"{'client/server':>13}", flush=True)
+    print("(avg: each tool's mean latency in ms; srv: the server's own queue + compute time per request over the "
+          "same windows, so avg - srv is what the client and the connection added)")
     for b in args.batch_sizes:
         for c in args.concurrency:
             pairs = []
@@ -149,14 +161,16 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                            ours_throughput=o.throughput_infer_per_s, pa_throughput=p["throughput"],
                            throughput_ratio=o.throughput_infer_per_s / p["throughput"],
                            ours_p99_ms=o.latency_p99_ms, pa_p99_ms=p["p99_ms"], p99_ratio=o.latency_p99_ms / p["p99_ms"],
-                           ours_avg_ms=o.latency_avg_ms, pa_avg_ms=p["avg_ms"], ours_status=o.status,
+                           ours_avg_ms=o.latency_avg_ms, pa_avg_ms=p["avg_ms"],
+                           ours_server_ms=server_ms(o), pa_server_ms=p["server_ms"], ours_status=o.status,
                            pa_stable=not p["unstable"],
                            client_server=o.client_inference_count / o.server_inference_count)
                 rows.append(row)
                 pairs.append(row)
                 print(f"{b:5d} {c:4d} {rnd + 1:5d} {order:>5} | {row['ours_throughput']:10.0f} {p['throughput']:10.0f} "
                       f"{row['throughput_ratio']:6.3f} | {o.latency_p99_ms:8.3f} {p['p99_ms']:8.3f} {row['p99_ratio']:6.3f} | "
-                      f"{o.latency_avg_ms:8.3f} {p['avg_ms']:8.3f} | {row['client_server']:13.4f}"
+                      f"{o.latency_avg_ms:8.3f} {row['ours_server_ms']:6.3f} {p['avg_ms']:8.3f} {p['server_ms']:6.3f} | "
+                      f"{row['client_server']:13.4f}"
                       + ("" if o.status == "ok" else f"  (ours: {o.status})")
                       + ("  (perf_analyzer: not stable)" if p["unstable"] else ""), flush=True)
             good = [r for r in pairs if r["pa_stable"]]

@@ -23,9 +23,10 @@ so the parent can cut windows across workers by these stamps.
 
 from __future__ import annotations
 
-import http.client
+import json
 import math
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -167,88 +168,162 @@ class _GrpcSender:
 
 
 class _HttpSender:
-    """Blocking POSTs on keep-alive connections, one per thread."""
+    """Blocking POSTs on keep-alive sockets, one per thread, speaking just the HTTP/1.1
+    that an inference needs.
+
+    Why not http.client: it parses every response's headers through the email package and
+    costs about 330 us of client CPU per request, against about 95 us for this sender, and
+    it adds its latency to every request at low concurrency (benchmarks/client_cost.py;
+    docs/design-notes.md). The request (request line, headers, body) is built once and sent
+    with one sendall; a response is read into a per-thread buffer, its headers split by
+    hand, and only its JSON header (tritonclient's binary tensor extension puts it first)
+    decoded, to check the outputs.
+    """
 
     def __init__(self, job: PointJob) -> None:
         import tritonclient.http as httpclient
 
-        self._client_cls = httpclient.InferenceServerClient
         inputs = []
         for name, data in job.inputs.items():
             tensor = httpclient.InferInput(name, list(data.shape), job.input_datatypes[name])
             tensor.set_data_from_numpy(data, binary_data=True)
             inputs.append(tensor)
         outputs = [httpclient.InferRequestedOutput(o.name, binary_data=True) for o in job.outputs]
-        body, json_size = self._client_cls.generate_request_body(inputs, outputs=outputs)
-        self._body = body
-        self._headers = {**job.headers, "Content-Type": "application/octet-stream"}
-        if json_size is not None:
-            self._headers["Inference-Header-Content-Length"] = str(json_size)
+        body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
         host, _, port = job.url.rpartition(":")
-        self._address = (host, int(port))
-        self._path = f"/v2/models/{job.model}" + (f"/versions/{job.version}" if job.version else "") + "/infer"
+        self._address = (host.strip("[]"), int(port))
+        path = f"/v2/models/{job.model}" + (f"/versions/{job.version}" if job.version else "") + "/infer"
+        headers = {"Host": job.url, **job.headers, "Content-Type": "application/octet-stream",
+                   "Content-Length": str(len(body))}
+        if json_size is not None:
+            headers["Inference-Header-Content-Length"] = str(json_size)
+        head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        self._request = head.encode("latin-1") + body
         self._timeout = job.timeout_s
         self._outputs = job.outputs
         self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
+        self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection(*self._address, timeout=self._timeout)
+    def _socket(self) -> socket.socket:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = socket.create_connection(self._address, timeout=self._timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 if self._closed:
+                    sock.close()
                     raise ConnectionError("the point was stopped")
-                self._connections.append(conn)
-            self._local.conn = conn
-        return conn
+                self._sockets.append(sock)
+            self._local.sock = sock
+            self._local.buffer = bytearray(1 << 16)
+        return sock
 
     def send(self) -> str | None:
         try:
-            conn = self._connection()
-            conn.request("POST", self._path, body=self._body, headers=self._headers)
-            r = conn.getresponse()
-            body = r.read()
-            if r.status != 200:
-                return f"HTTP {r.status}: {body[:200].decode(errors='replace')}"
-            header_length = r.getheader("Inference-Header-Content-Length")
-        except (OSError, http.client.HTTPException) as e:
+            sock = self._socket()
+            sock.sendall(self._request)
+            status, headers, body = self._read_response(sock)
+        except (OSError, ValueError) as e:  # ValueError: a response we could not parse
             self._drop()
-            return f"{type(e).__name__}: {e}"
-        result = self._client_cls.parse_response_body(body, header_length=int(header_length) if header_length else None)
+            return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if headers.get("connection", "").lower() == "close":
+            self._drop()
+        if status != 200:
+            return f"HTTP {status}: {bytes(body[:200]).decode(errors='replace')}"
+        header_length = headers.get("inference-header-content-length")
+        meta = json.loads(bytes(body[: int(header_length)] if header_length else body))
         got: dict[str, tuple[tuple[int, ...], int | None]] = {}
-        for out in result.get_response().get("outputs", []):
+        for out in meta.get("outputs", []):
             nbytes = out.get("parameters", {}).get("binary_data_size")
             got[out["name"]] = (tuple(out.get("shape", ())), nbytes if nbytes is not None else len(out.get("data", [])) or None)
         return check_outputs(self._outputs, got)
 
+    def _read_response(self, sock: socket.socket) -> tuple[int, dict[str, str], memoryview]:
+        """One response: status, headers (lower-case names) and a view of the body, which
+        stays valid until this thread's next request."""
+        buffer: bytearray = self._local.buffer
+        filled = 0
+        while True:
+            if filled == len(buffer):
+                buffer.extend(bytes(len(buffer)))
+            got = sock.recv_into(memoryview(buffer)[filled:])
+            if not got:
+                raise ConnectionError("the server closed the connection")
+            filled += got
+            head_end = buffer.find(b"\r\n\r\n", 0, filled)
+            if head_end >= 0:
+                break
+        lines = bytes(buffer[:head_end]).decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        start = head_end + 4
+        if "content-length" in headers:
+            end = start + int(headers["content-length"])
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            return int(parts[1]), headers, self._read_chunked(sock, buffer, start, filled)
+        else:
+            raise ValueError("the response has neither Content-Length nor chunked encoding")
+        if end > len(buffer):
+            buffer.extend(bytes(end - len(buffer)))
+        view = memoryview(buffer)
+        while filled < end:
+            got = sock.recv_into(view[filled:end])
+            if not got:
+                raise ConnectionError("the server closed the connection in the middle of a response")
+            filled += got
+        return int(parts[1]), headers, view[start:end]
+
+    def _read_chunked(self, sock: socket.socket, buffer: bytearray, start: int, filled: int) -> memoryview:
+        """The body of a chunked response, whose first bytes are buffer[start:filled]."""
+        pending = bytearray(buffer[start:filled])
+        body = bytearray()
+        while True:
+            while b"\r\n" not in pending:
+                pending += self._recv(sock)
+            size_line, _, pending = pending.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            while len(pending) < size + 2:
+                pending += self._recv(sock)
+            if size == 0:
+                return memoryview(body)  # trailers, if any, are not used by Triton
+            body += pending[:size]
+            pending = pending[size + 2:]
+
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        data = sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("the server closed the connection in the middle of a response")
+        return data
+
     def _drop(self) -> None:
-        """Forget this thread's connection after an error; the next send opens a new one."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Forget this thread's socket after an error; the next send opens a new one."""
+        sock = getattr(self._local, "sock", None)
+        if sock is not None:
+            sock.close()
+            self._local.sock = None
             with self._lock:  # a dead server would otherwise pile up one per retry
-                if conn in self._connections:
-                    self._connections.remove(conn)
+                if sock in self._sockets:
+                    self._sockets.remove(sock)
 
     def close(self) -> None:
-        """Shut every connection down; a thread blocked in a read returns at once."""
-        import socket
-
+        """Shut every socket down; a thread blocked in a read returns at once."""
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            conn.close()
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
 
 
 class _Recorder:
