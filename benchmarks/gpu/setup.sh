@@ -11,9 +11,10 @@ wheels=${1:-.gpuwheels}
 here=$(pwd)
 mkdir -p /tmp/tr /tmp/site
 tar -xJf "$wheels"/tritonserver-min.tar.xz -C /tmp/tr
-shopt -s nullglob  # perf_analyzer and the panel's wheels (ui/) are optional
+shopt -s nullglob  # perf_analyzer, the panel's wheels (ui/) and tritonclient.http's (http/) are optional
 python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site \
-    "$wheels"/tritonclient-*.whl "$wheels"/python_rapidjson-*.whl "$wheels"/perf_analyzer-*.whl "$wheels"/ui/*.whl
+    "$wheels"/tritonclient-*.whl "$wheels"/python_rapidjson-*.whl "$wheels"/perf_analyzer-*.whl "$wheels"/ui/*.whl \
+    "$wheels"/http/*.whl
 shopt -u nullglob
 # The models' environment: this interpreter, numpy 1.26 first on its path, the host's
 # site-packages (torch) after it.
