@@ -21,6 +21,7 @@ import pytest
 
 import analyzer_widgets as aw
 from analyzer_widgets.monitor.nvml import NvmlSampler, nvml_unavailable_reason
+from analyzer_widgets.runner import PointStarted
 from analyzer_widgets.server import LocalServer, TritonControl
 
 REASON = nvml_unavailable_reason()
@@ -121,3 +122,39 @@ def test_sweep_gpu_columns_agree_with_triton_metrics_and_nvidia_smi(tmp_path: Pa
     assert {"time_s", "source", "model", "batch_size", "concurrency"} <= set(samples.columns)
     assert (samples["source"] == "nvml").sum() > 20 * 4 * 3 * 0.5  # 20 Hz over at least 4 points
     assert (tmp_path / "out" / "metrics-samples.csv").is_file()
+
+
+@pytest.mark.faults
+def test_nvml_failing_mid_sweep_gives_nan_columns_with_the_reason_and_the_sweep_goes_on() -> None:
+    """RELIABILITY row 17, as near to a GPU lost mid-run as the shared GPU host allows (a
+    reset or unbind is not ours to do there): NVML itself is shut down under the running
+    sampler at the start of the second point, so every later query fails for real in the
+    library (NVML_ERROR_UNINITIALIZED), as queries do once a GPU is lost."""
+    import pynvml
+
+    shut_down: list[str] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, PointStarted) and event.index == 1:
+            # NVML counts its inits: shut down until none is left, the sampler's included
+            while True:
+                try:
+                    pynvml.nvmlShutdown()
+                except pynvml.NVMLError as e:
+                    shut_down.append(str(e))
+                    break
+
+    result = aw.profile(
+        models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, batch_sizes=[1], concurrency=[1, 2, 4],
+        window_ms=500, baseline_s=1.0, backend_python=BACKEND_PYTHON, on_event=on_event,
+    )
+    df = result.to_frame()
+    assert shut_down, "NVML was not shut down"
+    assert list(df["status"]) == ["ok", "ok", "ok"], df[["status", "reason"]]
+    assert df["throughput_infer_per_s"].gt(0).all()
+    first, *later = df.to_dict("records")
+    assert math.isfinite(first["gpu_memory_max_mb"]) and math.isfinite(first["gpu_util_max_pct"])
+    for row in later:  # measured wholly after NVML went away: NaN, never 0
+        assert math.isnan(row["gpu_memory_max_mb"]) and math.isnan(row["gpu_util_max_pct"]), row
+    reasons = " ".join(result.unavailable.values())
+    assert "Uninitialized" in reasons or "uninitialized" in reasons.lower(), result.unavailable
