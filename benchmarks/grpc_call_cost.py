@@ -1,0 +1,78 @@
+"""One blocking gRPC ModelInfer call, the way our worker makes it, against variants of its
+options: wall time and this process's CPU per call (issue 6).
+
+    python benchmarks/grpc_call_cost.py [--model mlp_numpy] [--seconds 2.5] [--rounds 2]
+    GRPC_EXPERIMENTS=-event_engine_client python benchmarks/grpc_call_cost.py
+
+Starts the embedded server, loads the model, and calls it at concurrency 1 from this
+process with the serialized request our worker sends. Results: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import grpc
+from _machine import machine_line
+from client_cost import point_job
+from tritonclient.grpc import service_pb2
+
+import analyzer_widgets as aw
+from analyzer_widgets.loadgen._worker import GRPC_INFER, infer_request_bytes
+from analyzer_widgets.server.control import TritonControl
+from analyzer_widgets.server.local import LocalServer
+
+OURS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1), ("grpc.enable_retries", 0)]
+
+
+def measure(url: str, payload: bytes, options: list[tuple[str, Any]], call_kwargs: dict[str, Any],
+            deserializer: Any, seconds: float) -> tuple[float, float]:
+    channel = grpc.insecure_channel(url, options=options)
+    call = channel.unary_unary(GRPC_INFER, request_serializer=None, response_deserializer=deserializer)
+    try:
+        for _ in range(50):
+            call(payload, **call_kwargs)
+        started, cpu = time.monotonic(), time.process_time()
+        calls = 0
+        while time.monotonic() - started < seconds:
+            call(payload, **call_kwargs)
+            calls += 1
+        return (time.monotonic() - started) / calls, (time.process_time() - cpu) / calls
+    finally:
+        channel.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="mlp_numpy")
+    ap.add_argument("--seconds", type=float, default=2.5)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    print(machine_line())
+    server = LocalServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings())
+    server.start()
+    try:
+        control = TritonControl(server.endpoints.grpc)
+        control.load(args.model)
+        job = point_job(server.endpoints.grpc, "grpc", args.model, control.model_info(args.model), 1, 1)
+        payload = infer_request_bytes(job)
+        parse = service_pb2.ModelInferResponse.FromString
+        variants = [
+            ("as our worker calls it (deadline 30 s)", OURS, {"timeout": 30}, parse),
+            ("no deadline", OURS, {}, parse),
+            ("no deserializer", OURS, {"timeout": 30}, None),
+            ("grpc.minimal_stack", OURS + [("grpc.minimal_stack", 1)], {"timeout": 30}, parse),
+            ("BDP probing off", OURS + [("grpc.http2.bdp_probe", 0)], {"timeout": 30}, parse),
+        ]
+        for _ in range(args.rounds):
+            for name, options, kwargs, deserializer in variants:
+                wall, cpu = measure(server.endpoints.grpc, payload, options, kwargs, deserializer, args.seconds)
+                print(f"{name:40s} {wall * 1e6:7.1f} us a call, {cpu * 1e6:6.1f} us of CPU", flush=True)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
