@@ -20,13 +20,11 @@ import time
 
 import numpy as np
 from _machine import machine_line
-from client_cost import point_job
+from client_cost import loaded_model, point_job
 
 import analyzer_widgets as aw
 from analyzer_widgets.config import MeasurementSettings
 from analyzer_widgets.loadgen.generator import ClientPool
-from analyzer_widgets.server.control import TritonControl
-from analyzer_widgets.server.local import LocalServer
 
 
 def parse_points(text: str) -> list[tuple[int, int]]:
@@ -52,46 +50,41 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     print(machine_line())
-    server = LocalServer(args.model_folder, aw.ServerSettings())
-    server.start()
     pools: dict[tuple[str, int], ClientPool] = {}
-    try:
-        control = TritonControl(server.endpoints.grpc)
-        control.load(args.model)
-        info = control.model_info(args.model)
-        most = max(c for _, c in args.points)
-        for protocol, processes in args.variants:
-            pools[(protocol, processes)] = pool = ClientPool()
-            pool.prestart(MeasurementSettings(client_processes=processes).processes_for(most))
-        print(f"model {args.model}, {args.seconds:g} s per figure after 0.5 s of load")
-        print(f"{'protocol':8s} {'procs':>5s} {'batch':>5s} {'conc':>4s} {'infer/s':>8s} {'avg ms':>7s} "
-              f"{'server ms':>9s} {'added ms':>8s}", flush=True)
-        for rnd in range(args.rounds):
-            for batch, concurrency in args.points:
-                for protocol, processes in args.variants if rnd % 2 == 0 else args.variants[::-1]:
-                    url = server.endpoints.grpc if protocol == "grpc" else server.endpoints.http
-                    job = point_job(url, protocol, args.model, info, batch, concurrency)
-                    count = MeasurementSettings(client_processes=processes).processes_for(concurrency)
-                    load = pools[(protocol, processes)].start_point(job, count)
-                    try:
-                        time.sleep(0.5)
-                        load.window(time.monotonic())
-                        before = control.statistics(args.model)
-                        time.sleep(args.seconds)
-                        window = load.window(time.monotonic())
-                        spent = control.statistics(args.model) - before
-                    finally:
-                        load.stop()
-                    server_ms = (spent.queue_ns + spent.compute_input_ns + spent.compute_infer_ns
-                                 + spent.compute_output_ns) / max(spent.success_count, 1) / 1e6
-                    avg_ms = float(np.mean(window.ok_latencies_s)) * 1e3 if window.ok else float("nan")
-                    print(f"{protocol:8s} {count:5d} {batch:5d} {concurrency:4d} {window.ok * batch / window.duration_s:8.0f} "
-                          f"{avg_ms:7.3f} {server_ms:9.3f} {avg_ms - server_ms:8.3f}"
-                          + (f"  ({window.failed} failed)" if window.failed else ""), flush=True)
-    finally:
-        for pool in pools.values():
-            pool.close()
-        server.stop()
+    with loaded_model(args.model, args.model_folder) as (server, control, info):
+        try:
+            most = max(c for _, c in args.points)
+            for protocol, processes in args.variants:
+                pools[(protocol, processes)] = pool = ClientPool()
+                pool.prestart(MeasurementSettings(client_processes=processes).processes_for(most))
+            print(f"model {args.model}, {args.seconds:g} s per figure after 0.5 s of load")
+            print(f"{'protocol':8s} {'procs':>5s} {'batch':>5s} {'conc':>4s} {'infer/s':>8s} {'avg ms':>7s} "
+                  f"{'server ms':>9s} {'added ms':>8s}", flush=True)
+            for rnd in range(args.rounds):
+                for batch, concurrency in args.points:
+                    for protocol, processes in args.variants if rnd % 2 == 0 else args.variants[::-1]:
+                        url = server.endpoints.grpc if protocol == "grpc" else server.endpoints.http
+                        job = point_job(url, protocol, args.model, info, batch, concurrency)
+                        count = MeasurementSettings(client_processes=processes).processes_for(concurrency)
+                        load = pools[(protocol, processes)].start_point(job, count)
+                        try:
+                            time.sleep(0.5)
+                            load.window(time.monotonic())
+                            before = control.statistics(args.model)
+                            time.sleep(args.seconds)
+                            window = load.window(time.monotonic())
+                            spent = control.statistics(args.model) - before
+                        finally:
+                            load.stop()
+                        server_ms = (spent.queue_ns + spent.compute_input_ns + spent.compute_infer_ns
+                                     + spent.compute_output_ns) / max(spent.success_count, 1) / 1e6
+                        avg_ms = float(np.mean(window.ok_latencies_s)) * 1e3 if window.ok else float("nan")
+                        print(f"{protocol:8s} {count:5d} {batch:5d} {concurrency:4d} {window.ok * batch / window.duration_s:8.0f} "
+                              f"{avg_ms:7.3f} {server_ms:9.3f} {avg_ms - server_ms:8.3f}"
+                              + (f"  ({window.failed} failed)" if window.failed else ""), flush=True)
+        finally:
+            for pool in pools.values():
+                pool.close()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import psutil
@@ -59,6 +61,19 @@ def measure_pool(pool: ClientPool, job: PointJob, processes: int, seconds: float
         load.stop()
 
 
+@contextmanager
+def loaded_model(model: str, folder: object = aw.EXAMPLE_REPOSITORY) -> Iterator[tuple[LocalServer, TritonControl, ModelInfo]]:
+    """The embedded server on ``folder`` with ``model`` loaded: (server, control, model info)."""
+    server = LocalServer(folder, aw.ServerSettings())
+    server.start()
+    try:
+        control = TritonControl(server.endpoints.grpc)
+        control.load(model)
+        yield server, control, control.model_info(model)
+    finally:
+        server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="mlp_numpy")
@@ -69,12 +84,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     print(machine_line())
-    server = LocalServer(args.model_folder, aw.ServerSettings())
-    server.start()
-    try:
-        control = TritonControl(server.endpoints.grpc)
-        control.load(args.model)
-        info = control.model_info(args.model)
+    with loaded_model(args.model, args.model_folder) as (server, _, info):
         print(f"model {args.model}, batch {args.batch_size}, {args.processes} client process(es), "
               f"{args.seconds:g} s per figure")
         print(f"{'protocol':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'client cpu us/req':>18s}")
@@ -94,8 +104,6 @@ def main() -> None:
                           f"{np.median(window.ok_latencies_s) * 1e3:8.3f} {cpu / max(n, 1) * 1e6:18.1f}"
                           + (f"  ({window.failed} failed: {dict(window.errors)})" if window.failed else ""),
                           flush=True)
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -16,13 +16,10 @@ from typing import Any
 
 import grpc
 from _machine import machine_line
-from client_cost import point_job
+from client_cost import loaded_model, point_job
 from tritonclient.grpc import service_pb2
 
-import analyzer_widgets as aw
 from analyzer_widgets.loadgen._worker import GRPC_INFER, infer_request_bytes
-from analyzer_widgets.server.control import TritonControl
-from analyzer_widgets.server.local import LocalServer
 
 OURS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1), ("grpc.enable_retries", 0)]
 
@@ -51,12 +48,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     print(machine_line())
-    server = LocalServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings())
-    server.start()
-    try:
-        control = TritonControl(server.endpoints.grpc)
-        control.load(args.model)
-        job = point_job(server.endpoints.grpc, "grpc", args.model, control.model_info(args.model), 1, 1)
+    with loaded_model(args.model) as (server, _, info):
+        job = point_job(server.endpoints.grpc, "grpc", args.model, info, 1, 1)
         payload = infer_request_bytes(job)
         parse = service_pb2.ModelInferResponse.FromString
         variants = [
@@ -70,8 +63,6 @@ def main() -> None:
             for name, options, kwargs, deserializer in variants:
                 wall, cpu = measure(server.endpoints.grpc, payload, options, kwargs, deserializer, args.seconds)
                 print(f"{name:40s} {wall * 1e6:7.1f} us a call, {cpu * 1e6:6.1f} us of CPU", flush=True)
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":
