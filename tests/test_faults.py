@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BROKEN_MESSAGE, FAST, add_broken_model
+from conftest import BROKEN_MESSAGE, FAST, add_broken_model, wait_gone
 
 import analyzer_widgets as aw
 from analyzer_widgets import runner as events
@@ -273,3 +273,33 @@ def test_remote_server_with_a_restricted_repository_api(protocol: str, repo: Pat
         assert not control.is_model_ready("mlp_numpy")  # loaded by the sweep, so unloaded again
     finally:
         control.close()
+
+
+def test_a_model_process_left_when_server_and_analyzer_both_died_is_removed_by_the_next_start() -> None:
+    """RELIABILITY row 10: the server SIGKILLed alone (as the OOM killer does), then the
+    process that started it gone without its cleanup: the model's stub is orphaned and
+    waits on the dead server for good, holding its memory. The next LocalServer start
+    removes it, and leaves the stubs of live servers alone."""
+    code = (
+        "import os, signal, psutil\n"
+        "from analyzer_widgets.server import LocalServer, TritonControl\n"
+        f"s = LocalServer({str(aw.EXAMPLE_REPOSITORY)!r}); s.start()\n"
+        "TritonControl(s.endpoints.grpc).load('mlp_numpy')\n"
+        "print(' '.join(str(p.pid) for p in psutil.Process(s.pid).children(recursive=True)), flush=True)\n"
+        "os.kill(s.pid, signal.SIGKILL)\n"
+        "os._exit(0)  # no atexit, no stop(): as a killed kernel\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    stubs = [int(p) for p in out.stdout.split()]
+    assert stubs, out.stderr[-2000:]
+    time.sleep(1.0)
+    orphans = [p for p in stubs if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert orphans == stubs, "the stub did not outlive its server: nothing to clean up in this test"
+
+    with LocalServer(aw.EXAMPLE_REPOSITORY) as server:
+        assert set(orphans) <= set(server.removed_stubs)
+        assert not wait_gone({(p, psutil.Process(p).create_time()) for p in orphans if psutil.pid_exists(p)})
+        # the new server's own stub is left alone
+        TritonControl(server.endpoints.grpc).load("mlp_numpy")
+        own = [p.pid for p in psutil.Process(server.pid).children(recursive=True)]
+        assert own and not (set(own) & set(server.removed_stubs))

@@ -44,6 +44,8 @@ class LocalServer(TritonServer):
         self._log_path: Path | None = None
         self._log_file = None
         self._log_is_temporary = False
+        #: stubs of earlier runs whose server had died, killed by start() (remove_orphaned_stubs)
+        self.removed_stubs: list[int] = []
 
     # -- interface ---------------------------------------------------------------------
     @property
@@ -84,6 +86,8 @@ class LocalServer(TritonServer):
             raise EnvironmentCheckError(f"tritonserver binary {str(binary)!r} does not exist or is not executable")
         backend_dir = _embedded.prepare_backend_dir(embedded, self.backend_python) if embedded else None
         env = _embedded.server_environment(embedded, self.backend_python)
+        if backend_dir is not None:
+            self.removed_stubs = remove_orphaned_stubs(backend_dir.parent)
 
         # Ports we chose ourselves can be taken by someone else between our check and
         # the server's bind; then try once more with fresh ones.
@@ -229,6 +233,47 @@ def _without_usage(log: str, lines: int) -> str:
 #: servers started here and not stopped yet: stopped at exit (a notebook kernel shut down
 #: mid-sweep, a script that ends without stopping), so none outlives this process
 _running: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+
+
+def remove_orphaned_stubs(backends_root: Path) -> list[int]:
+    """Kill Python-backend stubs of our own backend directories whose server is gone.
+
+    A stub outlives its server when the server dies alone (SIGKILL, the OOM killer) and the
+    process that started it dies too before stop() could kill the group: the stub then
+    waits on the server's shared memory forever, ignores SIGTERM, and keeps its memory (on
+    a GPU, the model's). Such a stub runs a binary under ``backends_root`` (our cache), its
+    parent is no tritonserver and its process group's leader (the server) no longer
+    exists, so no live server can be using it. Returns the pids killed."""
+    import psutil
+
+    root = str(backends_root.resolve()) + os.sep
+    killed: list[int] = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+            if not cmdline or not cmdline[0].startswith(root) or not cmdline[0].endswith("triton_python_backend_stub"):
+                continue
+            if _live_tritonserver(proc.ppid()):
+                continue
+            pgid = os.getpgid(proc.pid)
+            if pgid != proc.pid and _live_tritonserver(pgid):
+                continue
+            proc.kill()
+            killed.append(proc.pid)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue  # gone meanwhile, or another user's
+    return killed
+
+
+def _live_tritonserver(pid: int) -> bool:
+    """Whether ``pid`` is a running tritonserver (a zombie, dead but not reaped yet, is not)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "tritonserver"
+    except psutil.Error:
+        return False
 
 
 @atexit.register
