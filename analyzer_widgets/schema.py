@@ -41,6 +41,7 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("latency_p90_ms", "float", "90th percentile latency"),
     Column("latency_p95_ms", "float", "95th percentile latency"),
     Column("latency_p99_ms", "float", "99th percentile latency"),
+    Column("server_request_ms", "float", "mean server time per successful request, from its arrival to its response (queue, compute and the server's own overhead: perf_analyzer's server \"Avg request latency\")"),
     Column("server_queue_ms", "float", "mean time a request waited in the server's queue"),
     Column("server_compute_input_ms", "float", "mean server time to prepare inputs, per request"),
     Column("server_compute_infer_ms", "float", "mean server time in the model, per request"),

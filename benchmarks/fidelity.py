@@ -80,20 +80,22 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, work
     if "Failed to obtain stable measurement" in proc.stdout + proc.stderr:
         # it reports nothing then; the point stays in the table as not stable
         nan = float("nan")
-        return {"throughput": nan, "p99_ms": nan, "avg_ms": nan, "server_ms": nan, "wall_s": elapsed, "unstable": True}
+        return {"throughput": nan, "p99_ms": nan, "avg_ms": nan, "server_ms": nan, "server_total_ms": nan,
+                "wall_s": elapsed, "unstable": True}
     if proc.returncode != 0 or not report.exists():
         raise SystemExit(f"perf_analyzer failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     row = next(csv.DictReader(io.StringIO(report.read_text())))
     # the CSV (2.60) has percentiles but no average; the printed summary has it, and the
     # server's own mean time per request over the same windows (queue and compute)
     avg = re.search(r"Avg latency: (\d+) usec", proc.stdout)
-    server = re.search(r"Avg request latency: \d+ usec \(overhead \d+ usec \+ queue (\d+) usec \+ "
+    server = re.search(r"Avg request latency: (\d+) usec \(overhead \d+ usec \+ queue (\d+) usec \+ "
                        r"compute input (\d+) usec \+ compute infer (\d+) usec \+ compute output (\d+) usec", proc.stdout)
     return {
         "throughput": float(row["Inferences/Second"]),
         "p99_ms": float(row["p99 latency"]) / 1000.0,
         "avg_ms": int(avg.group(1)) / 1000.0 if avg else float("nan"),
-        "server_ms": sum(int(g) for g in server.groups()) / 1000.0 if server else float("nan"),
+        "server_ms": sum(int(g) for g in server.groups()[1:]) / 1000.0 if server else float("nan"),
+        "server_total_ms": int(server.group(1)) / 1000.0 if server else float("nan"),
         "wall_s": elapsed,
         "unstable": False,
     }
@@ -131,10 +133,11 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
     control.load(args.model)
     rows: list[dict[str, object]] = []
     print(f"\n{'batch':>5} {'conc':>4} {'round':>5} {'order':>5} | {'ours inf/s':>10} {'pa inf/s':>10} {'ratio':>6} | "
-          f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'srv':>6} {'pa avg':>8} {'srv':>6} | "
-          f"{'client/server':>13}", flush=True)
+          f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'srv':>6} {'total':>6} {'pa avg':>8} {'srv':>6} "
+          f"{'total':>6} | {'client/server':>13}", flush=True)
     print("(avg: each tool's mean latency in ms; srv: the server's own queue + compute time per request over the "
-          "same windows, so avg - srv is what the client and the connection added)")
+          "same windows, so avg - srv is what the client and the connection added; total: the server's whole time "
+          "per request, arrival to response, so avg - total is what happened outside the server)")
     for b in args.batch_sizes:
         for c in args.concurrency:
             pairs = []
@@ -162,14 +165,17 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                            throughput_ratio=o.throughput_infer_per_s / p["throughput"],
                            ours_p99_ms=o.latency_p99_ms, pa_p99_ms=p["p99_ms"], p99_ratio=o.latency_p99_ms / p["p99_ms"],
                            ours_avg_ms=o.latency_avg_ms, pa_avg_ms=p["avg_ms"],
-                           ours_server_ms=server_ms(o), pa_server_ms=p["server_ms"], ours_status=o.status,
+                           ours_server_ms=server_ms(o), pa_server_ms=p["server_ms"],
+                           ours_server_total_ms=o.server_request_ms, pa_server_total_ms=p["server_total_ms"],
+                           ours_status=o.status,
                            pa_stable=not p["unstable"],
                            client_server=o.client_inference_count / o.server_inference_count)
                 rows.append(row)
                 pairs.append(row)
                 print(f"{b:5d} {c:4d} {rnd + 1:5d} {order:>5} | {row['ours_throughput']:10.0f} {p['throughput']:10.0f} "
                       f"{row['throughput_ratio']:6.3f} | {o.latency_p99_ms:8.3f} {p['p99_ms']:8.3f} {row['p99_ratio']:6.3f} | "
-                      f"{o.latency_avg_ms:8.3f} {row['ours_server_ms']:6.3f} {p['avg_ms']:8.3f} {p['server_ms']:6.3f} | "
+                      f"{o.latency_avg_ms:8.3f} {row['ours_server_ms']:6.3f} {o.server_request_ms:6.3f} "
+                      f"{p['avg_ms']:8.3f} {p['server_ms']:6.3f} {p['server_total_ms']:6.3f} | "
                       f"{row['client_server']:13.4f}"
                       + ("" if o.status == "ok" else f"  (ours: {o.status})")
                       + ("  (perf_analyzer: not stable)" if p["unstable"] else ""), flush=True)

@@ -28,6 +28,7 @@ class ModelStats:
     compute_input_ns: int = 0
     compute_infer_ns: int = 0
     compute_output_ns: int = 0
+    success_ns: int = 0  # arrival to response of the successful requests
 
     def __sub__(self, other: ModelStats) -> ModelStats:
         return ModelStats(*(getattr(self, f) - getattr(other, f) for f in self.__dataclass_fields__))
@@ -200,6 +201,7 @@ class TritonControl:
                 totals.compute_input_ns + part("compute_input", "ns"),
                 totals.compute_infer_ns + part("compute_infer", "ns"),
                 totals.compute_output_ns + part("compute_output", "ns"),
+                totals.success_ns + part("success", "ns"),
             )
         return totals
 
