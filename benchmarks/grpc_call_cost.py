@@ -58,6 +58,7 @@ def main() -> None:
             ("no deserializer", OURS, {"timeout": 30}, None),
             ("grpc.minimal_stack", OURS + [("grpc.minimal_stack", 1)], {"timeout": 30}, parse),
             ("BDP probing off", OURS + [("grpc.http2.bdp_probe", 0)], {"timeout": 30}, parse),
+            ("optimization target latency", OURS + [("grpc.optimization_target", "latency")], {"timeout": 30}, parse),
         ]
         for _ in range(args.rounds):
             for name, options, kwargs, deserializer in variants:
