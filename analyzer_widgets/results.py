@@ -287,7 +287,7 @@ class ResultCollector:
             result.rows.append(dict(event.row))
             if self.writer:
                 self.writer.add_point(event.row)
-        elif isinstance(event, runner.Notice):
+        elif isinstance(event, runner.Notice) and event.level != "progress":
             result.warnings.append(event.message)
         elif isinstance(event, runner.SweepFinished):
             result.cancelled = event.cancelled

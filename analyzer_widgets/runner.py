@@ -103,7 +103,7 @@ class Notice:
     """Something the user should read (a skipped model, a metric that is not available)."""
 
     message: str
-    level: str = "warning"
+    level: str = "warning"  # "warning", "info", or "progress" (what a long step is doing now)
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,10 @@ class SweepRunner:
                 monitors.start_gpu()  # before the server, to know the GPU memory without it
                 for what, why in monitors.reasons.items():
                     self.emit(Notice(f"{what} columns are NaN: {why}", "info"))
-                server = self._given_server or make_server(spec.server, spec.model_repository, spec.measurement.protocol)
+                server = self._given_server or make_server(
+                    spec.server, spec.model_repository, spec.measurement.protocol,
+                    on_progress=lambda message: self.emit(Notice(message, "progress")),
+                )
                 t0 = time.monotonic()
                 if self._given_server is None:
                     server.start()

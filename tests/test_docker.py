@@ -20,6 +20,7 @@ import pytest
 from conftest import FAST, TRITON_TEST_IMAGE, docker_client, triton_test_image_problem
 
 import analyzer_widgets as aw
+from analyzer_widgets import runner as events
 from analyzer_widgets.server.docker import LABEL, DockerServer
 
 IMAGE = TRITON_TEST_IMAGE
@@ -92,11 +93,15 @@ def test_no_daemon_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_an_image_that_is_missing_and_cannot_be_pulled_is_a_clear_error(client) -> None:
     before = {c.id for c in ours(client)}
     started = time.monotonic()
+    said: list[str] = []
     with pytest.raises(aw.ServerStartError) as raised:
         aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, launch_mode="docker",
-                   triton_image="analyzer-widgets/no-such-image:0", **FAST)
+                   triton_image="analyzer-widgets/no-such-image:0", **FAST,
+                   on_event=lambda e: said.append(e.message) if isinstance(e, events.Notice) and e.level == "progress" else None)
     message = str(raised.value)
     assert "analyzer-widgets/no-such-image:0" in message and "pull" in message
+    # the pull was announced while it ran (the CLI prints it, the panel's status line shows it)
+    assert any(m.startswith("pulling analyzer-widgets/no-such-image:0") for m in said), said
     assert time.monotonic() - started < 120
     assert {c.id for c in ours(client)} == before
 

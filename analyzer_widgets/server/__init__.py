@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from analyzer_widgets.config import LaunchMode, Protocol, ServerSettings
@@ -26,8 +27,10 @@ def make_server(
     settings: ServerSettings,
     model_repository: Path | None,
     protocol: Protocol = Protocol.GRPC,
+    on_progress: Callable[[str], None] | None = None,
 ) -> TritonServer:
-    """The server object for ``settings.launch_mode`` (not started yet)."""
+    """The server object for ``settings.launch_mode`` (not started yet). ``on_progress``
+    receives what a long start is doing (docker mode: removing leftovers, pulling)."""
     if settings.launch_mode is LaunchMode.LOCAL:
         if model_repository is None:
             raise ConfigError("model_repository", None, "local launch mode needs a model repository")
@@ -38,4 +41,4 @@ def make_server(
         raise ConfigError("model_repository", None, "docker launch mode needs a model repository")
     from analyzer_widgets.server.docker import DockerServer
 
-    return DockerServer(model_repository, settings)
+    return DockerServer(model_repository, settings, on_progress=on_progress)

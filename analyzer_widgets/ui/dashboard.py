@@ -470,6 +470,8 @@ class Dashboard:
             if event.row["status"] != "skipped":
                 self._point_durations.append(time.monotonic() - self._point_started)
             self._update_table()
+        elif isinstance(event, ev.Notice) and event.level == "progress":
+            self._current = event.message  # a long start (an image pull) says what it is doing
         elif isinstance(event, ev.Notice) and event.level == "warning":
             self.notice.value += f"<br><span style='color:#a60'>{html.escape(event.message)}</span>"
 
