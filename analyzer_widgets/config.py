@@ -185,13 +185,28 @@ class MeasurementSettings:
         return max(1, min(concurrency, spare, MAX_CLIENT_PROCESSES))
 
 
+def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Access headers as every request and control call sends them: a name is a token (no
+    spaces, colons or line breaks), a value holds no line break (it would end the header)."""
+    checked = {}
+    for name, value in dict(headers).items():
+        name, value = str(name).strip(), str(value).strip()
+        if not name or any(c in name for c in " \t:\r\n") or not name.isascii():
+            raise ConfigError("headers", {name: value}, f"{name!r} is not a header name")
+        if "\r" in value or "\n" in value:
+            raise ConfigError("headers", {name: value}, f"the value of {name} holds a line break")
+        checked[name] = value
+    return checked
+
+
 GPU_KEYWORDS = ("auto", "all", "none")
 
 
 def _gpu_selection(value: object) -> str:
     """``gpus`` as Docker's device request takes it: auto, all, none, or a comma-separated
     list of GPU indexes or UUIDs (``GPU-...``, ``MIG-...``), each once."""
-    reason = "must be auto, all, none, or GPU indexes or UUIDs separated by commas, like 0,1 or GPU-5b7c..."
+    reason = ("must be auto, all, none, or GPU indexes or UUIDs separated by commas, like 0,1 or GPU-5b7c... "
+              "(a MIG instance by its MIG- UUID)")
     if not isinstance(value, str) or not value.strip():
         raise ConfigError("gpus", value, reason)
     text = value.strip()
@@ -199,7 +214,7 @@ def _gpu_selection(value: object) -> str:
         return text.lower()
     ids = [part.strip() for part in text.split(",")]
     for gpu in ids:
-        if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-")) and len(gpu) > 4):
+        if not (gpu.isascii() and gpu.isdigit() or gpu.startswith(("GPU-", "MIG-")) and len(gpu) > 4):
             raise ConfigError("gpus", value, f"{gpu!r} is not a GPU index or UUID: {reason}")
     if len(set(ids)) != len(ids):
         raise ConfigError("gpus", value, "names a GPU twice")
@@ -261,7 +276,7 @@ class ServerSettings:
             if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
                 raise ConfigError(name, value, "must be a positive number of seconds")
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
-        object.__setattr__(self, "headers", dict(self.headers))
+        object.__setattr__(self, "headers", _checked_headers(self.headers))
 
 
 @dataclass(frozen=True)

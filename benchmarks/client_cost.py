@@ -66,11 +66,14 @@ def loaded_model(model: str, folder: object = aw.EXAMPLE_REPOSITORY) -> Iterator
     """The embedded server on ``folder`` with ``model`` loaded: (server, control, model info)."""
     server = LocalServer(folder, aw.ServerSettings())
     server.start()
+    control = None
     try:
         control = TritonControl(server.endpoints.grpc)
         control.load(model)
         yield server, control, control.model_info(model)
     finally:
+        if control is not None:
+            control.close()
         server.stop()
 
 

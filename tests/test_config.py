@@ -354,3 +354,17 @@ def test_docker_device_requests_follow_the_gpu_selection() -> None:
     assert [(r["Count"], r["DeviceIDs"], r["Capabilities"]) for r in every] == [(-1, [], [["gpu"]])]
     listed = device_requests(ServerSettings(gpus="1, GPU-abc").gpus, host_has_gpus=True)
     assert [(r["Count"], r["DeviceIDs"]) for r in listed] == [(0, ["1", "GPU-abc"])]
+
+
+@pytest.mark.parametrize(("headers", "shown"), [
+    ({"X-Key": "a\r\nX-Other: b"}, "line break"), ({"X Key": "a"}, "'X Key' is not a header name"),
+    ({"": "a"}, "'' is not a header name"), ({"X:Key": "a"}, "is not a header name"),
+])
+def test_headers_that_would_break_a_request_name_the_field(headers: dict[str, str], shown: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ServerSettings(headers=headers)
+    assert raised.value.field == "headers" and shown in str(raised.value)
+
+
+def test_headers_are_kept_stripped() -> None:
+    assert ServerSettings(headers={" X-Key ": " secret "}).headers == {"X-Key": "secret"}

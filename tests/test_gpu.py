@@ -152,6 +152,7 @@ def test_nvml_failing_mid_sweep_gives_nan_columns_with_the_reason_and_the_sweep_
     assert shut_down, "NVML was not shut down"
     assert (df["status"] != "failed").all(), df[["status", "reason"]]  # unstable is noise, not a fault
     assert df["throughput_infer_per_s"].gt(0).all()
+    assert len(df) == 3
     first, *later = df.to_dict("records")
     assert math.isfinite(first["gpu_memory_max_mb"]) and math.isfinite(first["gpu_util_max_pct"])
     for row in later:  # measured wholly after NVML went away: NaN, never 0

@@ -20,22 +20,23 @@ OUTPUT = OutputCheck("y", "FP32", (1, 4))
 
 
 def infer_body(shape: tuple[int, ...] = (1, 4), nbytes: int = 16) -> tuple[bytes, bytes]:
+    """The JSON header of an inference response and the whole body (header + output bytes)."""
     header = json.dumps({"model_name": "m", "outputs": [
         {"name": "y", "datatype": "FP32", "shape": list(shape), "parameters": {"binary_data_size": nbytes}}]}).encode()
     return header, header + bytes(nbytes)
 
 
-def ok_response(extra_headers: str = "") -> bytes:
-    header, body = infer_body()
+def ok_response(extra_headers: str = "", shape: tuple[int, ...] = (1, 4)) -> bytes:
+    header, body = infer_body(shape, 4 * int(np.prod(shape)))
     return (f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: "
             f"{len(header)}\r\nContent-Length: {len(body)}\r\n{extra_headers}\r\n").encode() + body
 
 
-def chunked_response() -> bytes:
+def chunked_response(trailer: bytes = b"") -> bytes:
     header, body = infer_body()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:30], body[30:]))
     return (f"HTTP/1.1 200 OK\r\nInference-Header-Content-Length: {len(header)}\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks + b"0\r\n" + trailer + b"\r\n"
 
 
 class Peer:
@@ -88,7 +89,7 @@ class Peer:
         length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
         while len(body) < length:
             body += conn.recv(65536)
-        return data
+        return head + b"\r\n\r\n" + body
 
     def close(self) -> None:
         self.listener.close()
@@ -107,10 +108,10 @@ def peer_factory() -> Iterator:
         p.close()
 
 
-def sender(port: int, headers: dict[str, str] | None = None) -> _HttpSender:
+def sender(port: int, headers: dict[str, str] | None = None, output: OutputCheck = OUTPUT) -> _HttpSender:
     job = PointJob(url=f"127.0.0.1:{port}", protocol="http", model="m", version="",
                    inputs={"x": np.ones((1, 4), dtype=np.float32)}, input_datatypes={"x": "FP32"},
-                   outputs=(OUTPUT,), concurrency=1, timeout_s=5.0, headers=headers or {})
+                   outputs=(output,), concurrency=1, timeout_s=5.0, headers=headers or {})
     return _HttpSender(job)
 
 
@@ -131,6 +132,34 @@ def test_a_response_arriving_in_small_pieces_is_read_whole(peer_factory) -> None
     s = sender(peer.port)
     assert s.send() is None and s.send() is None
     s.close()
+
+
+def test_user_headers_never_repeat_the_framing_headers(peer_factory) -> None:
+    peer = peer_factory([ok_response()])
+    s = sender(peer.port, {"content-length": "5", "HOST": "elsewhere", "X-Key": "k"})
+    assert s.send() is None
+    s.close()
+    head = peer.requests[0].split(b"\r\n\r\n")[0].lower()
+    assert head.count(b"\r\ncontent-length:") == 1 and head.count(b"\r\nhost:") == 1
+    assert b"\r\nhost: 127.0.0.1:" in head and b"\r\nx-key: k" in head
+
+
+def test_a_response_larger_than_the_first_buffer_is_read_whole_and_the_next_one_too(peer_factory) -> None:
+    big = (1, 40000)  # 160 kB of outputs: past the 64 KiB the buffer starts with
+    peer = peer_factory([ok_response(shape=big), ok_response(shape=big)], piece=50000)
+    s = sender(peer.port, output=OutputCheck("y", "FP32", big))
+    assert s.send() is None and s.send() is None
+    s.close()
+    assert peer.connections == 1
+
+
+def test_a_chunked_response_with_a_trailer_leaves_the_connection_in_step(peer_factory) -> None:
+    peer = peer_factory([chunked_response(trailer=b"X-Checksum: 1\r\n"), ok_response()], piece=4)
+    s = sender(peer.port)
+    assert s.send() is None
+    assert s.send() is None
+    s.close()
+    assert peer.connections == 1
 
 
 def test_a_chunked_response_is_decoded(peer_factory) -> None:

@@ -193,10 +193,12 @@ class _HttpSender:
         host, _, port = job.url.rpartition(":")
         self._address = (host.strip("[]"), int(port))
         path = f"/v2/models/{job.model}" + (f"/versions/{job.version}" if job.version else "") + "/infer"
-        headers = {"Host": job.url, **job.headers, "Content-Type": "application/octet-stream",
-                   "Content-Length": str(len(body))}
+        headers = {"Host": job.url, "Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
         if json_size is not None:
             headers["Inference-Header-Content-Length"] = str(json_size)
+        # the user's headers (validated in ServerSettings), less any that would repeat ours
+        ours = {name.lower() for name in headers}
+        headers.update({k: v for k, v in job.headers.items() if k.lower() not in ours})
         head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         self._request = head.encode("latin-1") + body
         self._timeout = job.timeout_s
@@ -225,7 +227,8 @@ class _HttpSender:
             sock = self._socket()
             sock.sendall(self._request)
             status, headers, body = self._read_response(sock)
-        except (OSError, ValueError) as e:  # ValueError: a response we could not parse
+        except Exception as e:  # noqa: BLE001 - OSError, or a response we could not parse
+            # whatever went wrong, what is left of the response must not be read as the next one
             self._drop()
             return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         if headers.get("connection", "").lower() == "close":
@@ -264,10 +267,10 @@ class _HttpSender:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         start = head_end + 4
+        if headers.get("transfer-encoding", "").lower() == "chunked":  # it wins over Content-Length (RFC 9112)
+            return int(parts[1]), headers, self._read_chunked(sock, buffer, start, filled)
         if "content-length" in headers:
             end = start + int(headers["content-length"])
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            return int(parts[1]), headers, self._read_chunked(sock, buffer, start, filled)
         else:
             raise ValueError("the response has neither Content-Length nor chunked encoding")
         if end > len(buffer):
@@ -292,7 +295,11 @@ class _HttpSender:
             while len(pending) < size + 2:
                 pending += self._recv(sock)
             if size == 0:
-                return memoryview(body)  # trailers, if any, are not used by Triton
+                # the trailer section (usually empty) ends with an empty line; read it all,
+                # or it would be taken for the start of the next response
+                while not (pending.startswith(b"\r\n") or b"\r\n\r\n" in pending):
+                    pending += self._recv(sock)
+                return memoryview(body)
             body += pending[:size]
             pending = pending[size + 2:]
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 import weakref
 from pathlib import Path
 
@@ -246,12 +247,14 @@ def remove_orphaned_stubs(backends_root: Path) -> list[int]:
     exists, so no live server can be using it. Returns the pids killed."""
     import psutil
 
-    root = str(backends_root.resolve()) + os.sep
-    killed: list[int] = []
+    root = os.path.realpath(backends_root) + os.sep
+    killed: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if not cmdline or not cmdline[0].startswith(root) or not cmdline[0].endswith("triton_python_backend_stub"):
+            # the server is given the backend directory as it is, links and all
+            binary = os.path.realpath(cmdline[0]) if cmdline else ""
+            if not binary.startswith(root) or not binary.endswith("triton_python_backend_stub"):
                 continue
             if _live_tritonserver(proc.ppid()):
                 continue
@@ -259,10 +262,24 @@ def remove_orphaned_stubs(backends_root: Path) -> list[int]:
             if pgid != proc.pid and _live_tritonserver(pgid):
                 continue
             proc.kill()
-            killed.append(proc.pid)
+            killed.append(proc)
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue  # gone meanwhile, or another user's
-    return killed
+    # gone before the new server's baseline is read: a dying stub may still hold GPU memory.
+    # A zombie has let go of everything (and init may be slow to reap it).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_running_process(proc) for proc in killed):
+        time.sleep(0.05)
+    return [proc.pid for proc in killed]
+
+
+def _running_process(proc: object) -> bool:
+    import psutil
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE  # type: ignore[attr-defined]
+    except psutil.Error:
+        return False
 
 
 def _live_tritonserver(pid: int) -> bool:
