@@ -179,9 +179,10 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                       f"{row['client_server']:13.4f}"
                       + ("" if o.status == "ok" else f"  (ours: {o.status})")
                       + ("  (perf_analyzer: not stable)" if p["unstable"] else ""), flush=True)
-            good = [r for r in pairs if r["pa_stable"]]
+            # a pair counts where both tools measured: perf_analyzer reached its rule, ours did not fail
+            good = [r for r in pairs if r["pa_stable"] and r["ours_status"] in ("ok", "unstable")]
             if good:
-                ours = [r["ours_throughput"] for r in pairs]
+                ours = [r["ours_throughput"] for r in good]
                 theirs = [r["pa_throughput"] for r in good]
                 print(f"{b:5d} {c:4d} median | throughput ratio {statistics.median(r['throughput_ratio'] for r in good):.3f}, "
                       f"p99 ratio {statistics.median(r['p99_ratio'] for r in good):.3f}; rounds moved: ours "
@@ -217,7 +218,8 @@ def main() -> None:
     ap.add_argument("--stability-pct", type=float, default=10.0)
     ap.add_argument("--max-trials", type=int, default=10)
     ap.add_argument("--baseline-s", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=1, help="perf_analyzer passes; our sweep runs once more")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="perf_analyzer passes (our sweep runs once more), or with --interleave the pairs per point")
     ap.add_argument("--backend-python", default=None)
     ap.add_argument("--monitors", choices=["on", "off"], default="on",
                     help="off: our sweeps without the NVML, process and /metrics samplers")
@@ -225,6 +227,8 @@ def main() -> None:
                     help="compare point by point, ours and perf_analyzer alternately (--rounds pairs per point)")
     ap.add_argument("--out", default=None, help="where to keep our CSVs and perf_analyzer's (default: a temp dir)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be 1 or more, not {args.rounds}")
     if shutil.which("perf_analyzer") is None:
         sys.exit("perf_analyzer is not on PATH: install the perf_analyzer wheel (needs glibc 2.38)")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fidelity-"))
