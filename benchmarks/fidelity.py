@@ -106,17 +106,24 @@ def endpoint(server: LocalServer, args: argparse.Namespace) -> str:
     return server.endpoints.grpc if args.protocol == "grpc" else server.endpoints.http
 
 
+def profile_remote(server: LocalServer, args: argparse.Namespace, **settings: object) -> object:
+    """Our sweep of --model in remote mode against ``server``, with the command line's
+    protocol, measurement rule and monitors; ``settings`` add to or override them."""
+    monitors = args.monitors == "on"
+    return aw.profile(**{
+        "models": [args.model], "launch_mode": "remote", "url": endpoint(server, args),
+        "http_url": server.endpoints.http, "protocol": args.protocol, "batch_sizes": args.batch_sizes,
+        "concurrency": args.concurrency, "window_ms": args.window_ms, "stability_pct": args.stability_pct,
+        "max_trials": args.max_trials, "baseline_s": args.baseline_s,
+        "nvml": monitors, "process_sampling": monitors, "triton_metrics": monitors, **settings,
+    })
+
+
 def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path) -> tuple[object, float, float]:
     loads: list[float] = []
     started = time.monotonic()
-    result = aw.profile(
-        models=[args.model], launch_mode="remote", url=endpoint(server, args), http_url=server.endpoints.http,
-        protocol=args.protocol, batch_sizes=args.batch_sizes, concurrency=args.concurrency, window_ms=args.window_ms,
-        stability_pct=args.stability_pct, max_trials=args.max_trials, baseline_s=args.baseline_s,
-        export_path=out, overwrite=True,
-        nvml=args.monitors == "on", process_sampling=args.monitors == "on", triton_metrics=args.monitors == "on",
-        on_event=lambda e: loads.append(e.load_s) if isinstance(e, ModelLoaded) else None,
-    )
+    result = profile_remote(server, args, export_path=out, overwrite=True,
+                            on_event=lambda e: loads.append(e.load_s) if isinstance(e, ModelLoaded) else None)
     return result, time.monotonic() - started, loads[0] if loads else float("nan")
 
 
@@ -146,14 +153,7 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                 got: dict[str, object] = {}
                 for who in order:
                     if who == "O":
-                        result = aw.profile(
-                            models=[args.model], launch_mode="remote", url=endpoint(server, args),
-                            http_url=server.endpoints.http, protocol=args.protocol, batch_sizes=[b],
-                            concurrency=[c], window_ms=args.window_ms, stability_pct=args.stability_pct,
-                            max_trials=args.max_trials, baseline_s=0,
-                            nvml=args.monitors == "on", process_sampling=args.monitors == "on",
-                            triton_metrics=args.monitors == "on",
-                        )
+                        result = profile_remote(server, args, batch_sizes=[b], concurrency=[c], baseline_s=0)
                         got["O"] = result.to_frame().iloc[0]
                     else:
                         got["P"] = perf_analyzer_point(endpoint(server, args), args.model, b, c, out,
