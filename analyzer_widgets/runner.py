@@ -221,10 +221,6 @@ class SweepRunner:
                 if self._given_server is None:
                     server.start()
                     stack.callback(server.stop)
-                    removed = getattr(server, "removed_stubs", None)
-                    if removed:
-                        self.emit(Notice(f"stopped {len(removed)} model process(es) left by an earlier run whose "
-                                         f"server had died (pids {', '.join(map(str, removed))})", "info"))
                 # samplers stop before the server does, so none reports the server's exit as a fault
                 stack.callback(monitors.stop)
                 endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)

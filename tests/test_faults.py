@@ -309,8 +309,10 @@ def test_a_model_process_left_when_server_and_analyzer_both_died_is_removed_by_t
         try:
             if not orphans:
                 pytest.skip("here the stub ended with its server: there is no orphan to clean up")
-            with LocalServer(aw.EXAMPLE_REPOSITORY) as server:
+            said: list[str] = []
+            with LocalServer(aw.EXAMPLE_REPOSITORY, on_progress=said.append) as server:
                 assert {pid for pid, _ in orphans} <= set(server.removed_stubs)
+                assert any(f"{pid}" in m and "left by an earlier run" in m for m in said for pid, _ in orphans), said
                 assert not wait_gone(orphans, timeout_s=1.0)  # start() waited for them
                 # the live server's stub is left alone, and its server still answers
                 assert not live_stubs & set(server.removed_stubs)

@@ -30,11 +30,11 @@ def make_server(
     on_progress: Callable[[str], None] | None = None,
 ) -> TritonServer:
     """The server object for ``settings.launch_mode`` (not started yet). ``on_progress``
-    receives what a long start is doing (docker mode: removing leftovers, pulling)."""
+    receives what a start is doing (leftovers of earlier runs removed; docker mode: pulling)."""
     if settings.launch_mode is LaunchMode.LOCAL:
         if model_repository is None:
             raise ConfigError("model_repository", None, "local launch mode needs a model repository")
-        return LocalServer(model_repository, settings, backend_python=settings.backend_python)
+        return LocalServer(model_repository, settings, backend_python=settings.backend_python, on_progress=on_progress)
     if settings.launch_mode is LaunchMode.REMOTE:
         return RemoteServer(settings, protocol)
     if model_repository is None:

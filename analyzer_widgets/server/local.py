@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from analyzer_widgets.config import ServerSettings
@@ -35,6 +36,7 @@ class LocalServer(TritonServer):
         model_repository: Path | str,
         settings: ServerSettings | None = None,
         backend_python: Path | str | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.settings = settings or ServerSettings()
@@ -47,6 +49,7 @@ class LocalServer(TritonServer):
         self._log_is_temporary = False
         #: stubs of earlier runs whose server had died, killed by start() (remove_orphaned_stubs)
         self.removed_stubs: list[int] = []
+        self.on_progress = on_progress or (lambda _message: None)
 
     # -- interface ---------------------------------------------------------------------
     @property
@@ -89,6 +92,9 @@ class LocalServer(TritonServer):
         env = _embedded.server_environment(embedded, self.backend_python)
         if backend_dir is not None:
             self.removed_stubs = remove_orphaned_stubs(backend_dir.parent)
+            if self.removed_stubs:
+                self.on_progress(f"stopped {len(self.removed_stubs)} model process(es) left by an earlier run whose "
+                                 f"server had died (pids {', '.join(map(str, self.removed_stubs))})")
 
         # Ports we chose ourselves can be taken by someone else between our check and
         # the server's bind; then try once more with fresh ones.
@@ -241,8 +247,8 @@ def remove_orphaned_stubs(backends_root: Path) -> list[int]:
 
     A stub outlives its server when the server dies alone (SIGKILL, the OOM killer) and the
     process that started it dies too before stop() could kill the group: the stub then
-    waits on the server's shared memory forever, ignores SIGTERM, and keeps its memory (on
-    a GPU, the model's). Such a stub runs a binary under ``backends_root`` (our cache), its
+    waits on the server's shared memory for good and keeps its memory (on a GPU, the
+    model's); one seen stuck that way ignored SIGTERM, so it gets SIGKILL. Such a stub runs a binary under ``backends_root`` (our cache), its
     parent is no tritonserver and its process group's leader (the server) no longer
     exists, so no live server can be using it. Returns the pids killed."""
     import psutil
@@ -274,6 +280,7 @@ def remove_orphaned_stubs(backends_root: Path) -> list[int]:
 
 
 def _running_process(proc: object) -> bool:
+    """Whether a psutil process still runs (a zombie, dead but not reaped yet, does not)."""
     import psutil
 
     try:
@@ -283,12 +290,12 @@ def _running_process(proc: object) -> bool:
 
 
 def _live_tritonserver(pid: int) -> bool:
-    """Whether ``pid`` is a running tritonserver (a zombie, dead but not reaped yet, is not)."""
+    """Whether ``pid`` is a running tritonserver."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "tritonserver"
+        return _running_process(proc) and proc.name() == "tritonserver"
     except psutil.Error:
         return False
 
