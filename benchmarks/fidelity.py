@@ -25,6 +25,9 @@ than a whole grid apart. Prints each pair's ratios and, per point, the median ra
 how far each tool moved between its own rounds (max/min). Writes fidelity-interleaved.csv.
 
 --protocol http makes both tools send their inferences over HTTP instead of gRPC.
+--pa-channel-share N sets TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT for perf_analyzer: how
+many of its concurrent contexts share one gRPC channel (one connection). Ours gives each
+request slot its own connection; 1 makes perf_analyzer do the same.
 perf_analyzer must be on PATH (its wheel needs glibc 2.38: the GPU host, not the CPU
 machines).
 """
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -65,7 +69,7 @@ def gpu_line() -> str:
 
 def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, workdir: Path, *,
                         window_ms: int, stability_pct: float = 10.0, max_trials: int = 10,
-                        protocol: str = "grpc") -> dict[str, float]:
+                        protocol: str = "grpc", channel_share: int | None = None) -> dict[str, float]:
     """One perf_analyzer run at one point: throughput, p99 and mean latency in ms,
     its wall time, and whether it failed to reach its stability rule (figures NaN then)."""
     report = workdir / f"pa-b{batch}-c{concurrency}.csv"
@@ -75,7 +79,10 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, work
            "--measurement-interval", str(window_ms), "--stability-percentage", f"{stability_pct:g}",
            "--max-trials", str(max_trials), "-f", str(report)]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ)
+    if channel_share is not None:
+        env["TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT"] = str(channel_share)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     elapsed = time.monotonic() - started
     if "Failed to obtain stable measurement" in proc.stdout + proc.stderr:
         # it reports nothing then; the point stays in the table as not stable
@@ -158,7 +165,8 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                     else:
                         got["P"] = perf_analyzer_point(endpoint(server, args), args.model, b, c, out,
                                                        window_ms=args.window_ms, stability_pct=args.stability_pct,
-                                                       max_trials=args.max_trials, protocol=args.protocol)
+                                                       max_trials=args.max_trials, protocol=args.protocol,
+                                                       channel_share=args.pa_channel_share)
                 o, p = got["O"], got["P"]
                 row = dict(batch_size=b, concurrency=c, round=rnd + 1, order=order,
                            ours_throughput=o.throughput_infer_per_s, pa_throughput=p["throughput"],
@@ -215,6 +223,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=lambda v: positive_int_list("--concurrency", v), default=(1, 4, 16))
     ap.add_argument("--window-ms", type=int, default=500)
     ap.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="both tools' protocol")
+    ap.add_argument("--pa-channel-share", type=int, default=None,
+                    help="perf_analyzer's contexts per gRPC channel (TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT)")
     ap.add_argument("--stability-pct", type=float, default=10.0)
     ap.add_argument("--max-trials", type=int, default=10)
     ap.add_argument("--baseline-s", type=float, default=2.0)
@@ -236,7 +246,8 @@ def main() -> None:
     print(machine_line())
     print(gpu_line())
     print(f"model {args.model}; windows {args.window_ms} ms, stable: 3 windows within {args.stability_pct:g}%, "
-          f"at most {args.max_trials} windows; {args.protocol}; {args.rounds} round(s); monitors {args.monitors}", flush=True)
+          f"at most {args.max_trials} windows; {args.protocol}; {args.rounds} round(s); monitors {args.monitors}"
+          + (f"; perf_analyzer contexts per channel {args.pa_channel_share}" if args.pa_channel_share else ""), flush=True)
 
     started = time.monotonic()
     server = LocalServer(args.model_folder, aw.ServerSettings(backend_python=args.backend_python))
@@ -267,7 +278,8 @@ def main() -> None:
                 for c in args.concurrency:
                     pa[(b, c)] = perf_analyzer_point(endpoint(server, args), args.model, b, c, out,
                                                      window_ms=args.window_ms, stability_pct=args.stability_pct,
-                                                     max_trials=args.max_trials, protocol=args.protocol)
+                                                     max_trials=args.max_trials, protocol=args.protocol,
+                                                       channel_share=args.pa_channel_share)
             pa_wall = time.monotonic() - t
             control.unload(args.model)
             print(f"perf_analyzer pass {rnd}: {pa_wall:.1f} s for the points (model loaded beforehand in {pa_load:.1f} s)",

@@ -4,11 +4,13 @@ Each worker keeps ``concurrency`` requests outstanding (as perf_analyzer's concu
 mode does: a new request is sent as soon as one completes), one thread per request slot,
 checks every response, and streams its request records to the parent in small batches.
 
-Why threads and blocking calls, not asyncio: a blocking gRPC call spends its wait inside
-gRPC's C core with the GIL released, and costs far less Python per request than grpc.aio.
-Measured with benchmarks/client_cost.py on the 2-core CPU machine (mlp_numpy, one client
-process): this worker 1702 requests/s at concurrency 1 and 3751 at 4, the asyncio worker it
-replaced 835 and 1011; on the H100 host, benchmarks/client_variants.py (docs/benchmarks.md).
+Why threads and blocking calls, not asyncio: a blocking socket call waits with the GIL
+released, and a thread per request slot costs far less Python per request than an event
+loop. Measured with benchmarks/client_cost.py on the 2-core CPU machine (mlp_numpy, one
+client process, grpcio's blocking calls then): 1702 requests/s at concurrency 1 and 3751 at
+4, the asyncio worker it replaced 835 and 1011; on the H100 host,
+benchmarks/client_variants.py (docs/benchmarks.md). Both protocols now go over our own
+sockets (_GrpcSender, _HttpSender): why, in their docstrings.
 
 Wire protocol (two one-way pipes, so neither side ever reads and writes one pipe from
 two threads):
@@ -35,6 +37,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
+
+from analyzer_widgets.loadgen._http2 import CallFailed, ConnectionFailed, GrpcConnection, grpc_message
 
 FLUSH_INTERVAL_S = 0.05
 STOP_GRACE_S = 1.0  # how long in-flight requests may finish after a stop before we cancel
@@ -125,36 +129,97 @@ def infer_request_bytes(job: PointJob) -> bytes:
     return request.SerializeToString()
 
 
-class _GrpcSender:
-    """Blocking ModelInfer calls on one channel, shared by the worker's threads."""
+class _PerThread:
+    """Connections kept one per client thread (one per request slot), each opened on the
+    thread's first request and again after an error; ``close`` shuts them all, so a thread
+    blocked in a read returns at once."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._open: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _shut(conn: Any) -> None:
+        raise NotImplementedError
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            with self._lock:
+                if self._closed:
+                    self._shut(conn)
+                    raise ConnectionError("the point was stopped")
+                self._open.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        """Forget this thread's connection after an error; the next send opens a new one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._shut(conn)
+            self._local.conn = None
+            with self._lock:  # a dead server would otherwise pile up one per retry
+                if conn in self._open:
+                    self._open.remove(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._open = self._open, []
+        for conn in conns:
+            self._shut(conn)
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, _, port = url.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _GrpcSender(_PerThread):
+    """Unary ModelInfer calls on our own HTTP/2 connections (loadgen._http2), one per
+    thread; why not grpcio is said there. The request is built, serialized and framed as
+    a gRPC message once and its bytes sent again and again: building or serializing it per
+    request costs more client CPU than the whole round trip of a small model."""
 
     def __init__(self, job: PointJob) -> None:
-        import grpc
         from tritonclient.grpc import service_pb2
 
-        self._grpc = grpc
-        # The request is built and serialized once and its bytes sent again and again:
-        # building or serializing it per request costs more client CPU than the whole
-        # round trip of a small model.
-        self._payload = infer_request_bytes(job)
-        self._channel = grpc.insecure_channel(
-            job.url,
-            # no transparent retries: every request counted must be exactly one attempt
-            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
-                     ("grpc.enable_retries", 0)],
-        )
-        self._infer = self._channel.unary_unary(
-            GRPC_INFER, request_serializer=None, response_deserializer=service_pb2.ModelInferResponse.FromString
-        )
-        self._metadata = tuple(job.headers.items()) or None
-        self._timeout = job.timeout_s
+        super().__init__()
+        self._message = grpc_message(infer_request_bytes(job))
+        self._parse = service_pb2.ModelInferResponse.FromString
+        self._job = job
         self._outputs = job.outputs
 
+    def _connect(self) -> GrpcConnection:
+        job = self._job
+        return GrpcConnection(_address(job.url), job.url, GRPC_INFER, job.headers, job.timeout_s)
+
+    @staticmethod
+    def _shut(conn: GrpcConnection) -> None:
+        conn.close()
+
     def send(self) -> str | None:
+        conn = self._connection()
         try:
-            response = self._infer(self._payload, timeout=self._timeout, metadata=self._metadata)
-        except self._grpc.RpcError as e:
-            return f"{e.code().name}: {e.details()}"
+            if not conn.usable():  # closed or closing while idle: the request goes on a new one
+                self._drop()
+                conn = self._connection()
+            body = conn.call(self._message)
+        except CallFailed as e:
+            return str(e)
+        except ConnectionFailed as e:
+            self._drop()
+            return str(e)
+        if conn.going_away:  # this call made it; the next goes on a new connection
+            self._drop()
+        response = self._parse(body)
         raw = response.raw_output_contents
         got = {
             out.name: (tuple(out.shape), len(raw[i]) if i < len(raw) else None)
@@ -162,12 +227,8 @@ class _GrpcSender:
         }
         return check_outputs(self._outputs, got)
 
-    def close(self) -> None:
-        """Close the channel; calls still in flight end at once with CANCELLED."""
-        self._channel.close()
 
-
-class _HttpSender:
+class _HttpSender(_PerThread):
     """Blocking POSTs on keep-alive sockets, one per thread, speaking just the HTTP/1.1
     that an inference needs.
 
@@ -183,6 +244,7 @@ class _HttpSender:
     def __init__(self, job: PointJob) -> None:
         import tritonclient.http as httpclient
 
+        super().__init__()
         inputs = []
         for name, data in job.inputs.items():
             tensor = httpclient.InferInput(name, list(data.shape), job.input_datatypes[name])
@@ -190,8 +252,7 @@ class _HttpSender:
             inputs.append(tensor)
         outputs = [httpclient.InferRequestedOutput(o.name, binary_data=True) for o in job.outputs]
         body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
-        host, _, port = job.url.rpartition(":")
-        self._address = (host.strip("[]"), int(port))
+        self._address = _address(job.url)
         path = f"/v2/models/{job.model}" + (f"/versions/{job.version}" if job.version else "") + "/infer"
         headers = {"Host": job.url, "Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
         if json_size is not None:
@@ -203,28 +264,24 @@ class _HttpSender:
         self._request = head.encode("latin-1") + body
         self._timeout = job.timeout_s
         self._outputs = job.outputs
-        self._local = threading.local()
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
 
-    def _socket(self) -> socket.socket:
-        sock = getattr(self._local, "sock", None)
-        if sock is None:
-            sock = socket.create_connection(self._address, timeout=self._timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                if self._closed:
-                    sock.close()
-                    raise ConnectionError("the point was stopped")
-                self._sockets.append(sock)
-            self._local.sock = sock
-            self._local.buffer = bytearray(1 << 16)
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self._address, timeout=self._timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._local.buffer = bytearray(1 << 16)
         return sock
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
 
     def send(self) -> str | None:
         try:
-            sock = self._socket()
+            sock = self._connection()
             sock.sendall(self._request)
             status, headers, body = self._read_response(sock)
         except Exception as e:  # noqa: BLE001 - OSError, or a response we could not parse
@@ -309,28 +366,6 @@ class _HttpSender:
         if not data:
             raise ConnectionError("the server closed the connection in the middle of a response")
         return data
-
-    def _drop(self) -> None:
-        """Forget this thread's socket after an error; the next send opens a new one."""
-        sock = getattr(self._local, "sock", None)
-        if sock is not None:
-            sock.close()
-            self._local.sock = None
-            with self._lock:  # a dead server would otherwise pile up one per retry
-                if sock in self._sockets:
-                    self._sockets.remove(sock)
-
-    def close(self) -> None:
-        """Shut every socket down; a thread blocked in a read returns at once."""
-        with self._lock:
-            self._closed = True
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
 
 
 class _Recorder:
