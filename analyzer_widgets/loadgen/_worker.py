@@ -472,8 +472,8 @@ def _run_point(wid: int, job: PointJob, commands: Connection, data: Connection) 
         deadline = time.monotonic() + STOP_GRACE_S
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        # Requests still in flight after the grace are cut off: closing the channel or
-        # the connections ends them at once.
+        # Requests still in flight after the grace are cut off: shutting the
+        # connections down ends them at once.
         sender.close()
         for t in threads:
             t.join(1.0)
