@@ -153,8 +153,9 @@ class H2Peer:
                     elif isinstance(event, h2.events.StreamEnded):
                         self.requests.append((headers[event.stream_id], bytes(bodies[event.stream_id])))
                         respond = self.responders.pop(0) if self.responders else answer_ok
-                        if respond(self, conn, event.stream_id) == "hang up":
-                            self._hang_up(sock, conn.data_to_send())
+                        answer = respond(self, conn, event.stream_id)
+                        if answer == "hang up" or isinstance(answer, bytes):  # bytes: raw frames, then hang up
+                            self._hang_up(sock, conn.data_to_send() + (answer if isinstance(answer, bytes) else b""))
                             return
                 try:
                     sock.sendall(conn.data_to_send())
@@ -287,6 +288,18 @@ def test_a_goaway_after_an_answer_sends_the_next_call_to_a_new_connection(peer_f
     assert s.send() is None
     time.sleep(0.2)  # the GOAWAY arrives while the connection is idle
     assert s.send() is None  # no error: seen before the call, which went on a new connection
+    s.close()
+    assert peer.connections == 2
+
+
+def test_a_malformed_frame_fails_the_call_and_the_next_reconnects(peer_factory) -> None:
+    def short_goaway(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> bytes:
+        return _http2.frame(_http2.GOAWAY, 0, 0, b"\x00\x00")  # 2 bytes where 8 at least belong
+
+    peer = peer_factory([short_goaway])
+    s = sender(peer.port)
+    assert s.send().startswith("the server sent a malformed HTTP/2 frame")
+    assert s.send() is None
     s.close()
     assert peer.connections == 2
 

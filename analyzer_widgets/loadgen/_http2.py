@@ -465,6 +465,8 @@ class GrpcConnection:
                 self._end += got
         except OSError:
             return False
+        except (struct.error, ValueError, IndexError) as e:
+            raise ConnectionFailed(f"the server sent a malformed HTTP/2 frame ({e})") from None
         finally:
             self.sock.settimeout(self._timeout)
 
@@ -502,6 +504,8 @@ class GrpcConnection:
             raise ConnectionFailed(f"DEADLINE_EXCEEDED: no response within {self._timeout:g} s") from None
         except OSError as e:
             raise ConnectionFailed(f"{type(e).__name__}: {e}") from None
+        except (struct.error, ValueError, IndexError) as e:  # a frame too short for its type
+            raise ConnectionFailed(f"the server sent a malformed HTTP/2 frame ({e})") from None
         finally:
             self._stream = None
             self._last_used = time.monotonic()
