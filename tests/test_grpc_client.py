@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import hpack
 import numpy as np
 import pytest
@@ -141,7 +143,11 @@ class H2Peer:
                     return
                 if not data:
                     return
-                for event in conn.receive_data(data):
+                try:
+                    events = conn.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    return  # what the client sent after our GOAWAY (a SETTINGS ack): h2 refuses it
+                for event in events:
                     if isinstance(event, h2.events.RequestReceived):
                         headers[event.stream_id] = list(event.headers)
                         bodies[event.stream_id] = bytearray()
@@ -302,6 +308,58 @@ def test_a_malformed_frame_fails_the_call_and_the_next_reconnects(peer_factory) 
     assert s.send() is None
     s.close()
     assert peer.connections == 2
+
+
+def test_a_short_reset_frame_fails_at_once_not_at_the_deadline(peer_factory) -> None:
+    def short_reset(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> bytes:
+        return _http2.frame(_http2.RST_STREAM, 0, stream, b"\x00\x00\x08")
+
+    peer = peer_factory([short_reset])
+    s = sender(peer.port, timeout_s=10)
+    started = time.monotonic()
+    assert s.send() == "the server sent a RST_STREAM of 3 bytes, not 4"
+    assert time.monotonic() - started < 2
+    s.close()
+
+
+def test_a_maximum_frame_size_below_the_minimum_is_refused_not_looped_on() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def bad_settings() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(_http2.frame(_http2.SETTINGS, 0, 0, struct.pack(">HI", _http2.SETTINGS_MAX_FRAME_SIZE, 0)))
+            time.sleep(1.0)
+
+    threading.Thread(target=bad_settings, daemon=True).start()
+    s = sender(listener.getsockname()[1], timeout_s=1.0)
+    time.sleep(0.2)  # the SETTINGS arrive before the call's DATA is framed
+    assert s.send() == "the server set a maximum frame size of 0, outside 16384..2^24-1"
+    s.close()
+    listener.close()
+
+
+def test_an_informational_response_before_the_answer_is_skipped(peer_factory) -> None:
+    def early_hints_first(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> None:
+        conn.send_headers(stream, [(":status", "103"), ("link", "</x>")])
+        answer_ok(peer, conn, stream)
+
+    peer = peer_factory([early_hints_first])
+    s = sender(peer.port)
+    assert s.send() is None
+    s.close()
+
+
+def test_connection_specific_user_headers_are_left_out_and_a_smaller_table_is_acknowledged(peer_factory) -> None:
+    # h2 would refuse the request as malformed if Connection or Host went on the wire
+    peer = peer_factory(settings={SettingCodes.HEADER_TABLE_SIZE: 0})
+    s = sender(peer.port, {"Connection": "keep-alive", "Host": "elsewhere", "x-key": "k"})
+    assert s.send() is None and s.send() is None
+    conn = s._local.conn
+    assert conn._peer_table_size == 0 and conn._table_update == b""  # heard, and the update went out
+    s.close()
+    fields = dict(peer.requests[-1][0])
+    assert "connection" not in fields and "host" not in fields and fields["x-key"] == "k"
 
 
 def test_a_ping_from_the_server_is_answered(peer_factory) -> None:

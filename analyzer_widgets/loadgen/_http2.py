@@ -239,6 +239,15 @@ GRPC_STATUS = (
 )
 
 
+# connection-specific fields, malformed in HTTP/2 (RFC 9113 8.2.2); Host is :authority there
+CONNECTION_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"})
+
+
+def fields_informational(fields: list[tuple[str, str]], stream: _Stream) -> bool:
+    """A 1xx response (103 Early Hints from a proxy, say) before the real one: skipped."""
+    return stream.headers is None and dict(fields).get(":status", "").startswith("1")
+
+
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return _FRAME_HEADER.pack(len(payload) << 8 | kind, flags, stream) + payload
 
@@ -285,7 +294,8 @@ class GrpcConnection:
                   ("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "analyzer-widgets")]
         # HTTP/2 field names are lower case; grpc-* and pseudo-headers are ours to send
         fields += [(k.lower(), v) for k, v in metadata.items()
-                   if not k.startswith(":") and k.lower() not in {name for name, _ in fields}]
+                   if not k.startswith(":") and k.lower() not in {name for name, _ in fields}
+                   and k.lower() not in CONNECTION_HEADERS]
         self._block = b"".join(b"\x83" if (n, v) == (":method", "POST") else b"\x86" if (n, v) == (":scheme", "http")
                                else encode_literal(n, v) for n, v in fields)
         self._decoder = HpackDecoder()
@@ -293,6 +303,8 @@ class GrpcConnection:
         self._send_window = DEFAULT_WINDOW  # connection-level, for our DATA
         self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
+        self._peer_table_size = 4096
+        self._table_update = b""  # a dynamic table size update owed to the peer's decoder
         self._received = 0  # DATA bytes taken since our last connection WINDOW_UPDATE
         self._stream: _Stream | None = None
         self._first_frame = True
@@ -304,8 +316,12 @@ class GrpcConnection:
         # Our preface: no push, and receive windows as large as HTTP/2 allows, so the peer
         # never waits on us; the connection window is topped up as data arrives.
         settings = struct.pack(">HIHI", SETTINGS_ENABLE_PUSH, 0, SETTINGS_INITIAL_WINDOW_SIZE, MAX_WINDOW)
-        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, settings)
-                          + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW)))
+        try:
+            self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, settings)
+                              + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW)))
+        except OSError:
+            self.sock.close()
+            raise
 
     # -- reading ---------------------------------------------------------------------------
     def _fill(self, need: int) -> None:
@@ -384,14 +400,16 @@ class GrpcConnection:
                 stream.closed = bool(flags & END_STREAM)
         elif kind == HEADERS:
             fields = self._header_block(flags, stream_id, payload)  # decoded whatever the stream
-            if stream is not None and not stream.closed:
+            if stream is not None and not stream.closed and not fields_informational(fields, stream):
                 if stream.headers is None:
                     stream.headers = fields
                 else:
                     stream.trailers = fields
                 stream.closed = bool(flags & END_STREAM)
         elif kind == RST_STREAM:
-            if stream is not None and len(payload) == 4:
+            if len(payload) != 4:
+                raise ConnectionFailed(f"the server sent a RST_STREAM of {len(payload)} bytes, not 4")
+            if stream is not None:
                 stream.reset = struct.unpack(">I", payload)[0]
                 stream.closed = True
         elif kind == SETTINGS:
@@ -428,8 +446,14 @@ class GrpcConnection:
                     self._stream.window += value - self._peer_initial_window
                 self._peer_initial_window = value
             elif key == SETTINGS_MAX_FRAME_SIZE:
+                if not DEFAULT_MAX_FRAME <= value <= (1 << 24) - 1:
+                    raise ConnectionFailed(f"the server set a maximum frame size of {value}, outside 16384..2^24-1")
                 self._peer_max_frame = value
-            # HEADER_TABLE_SIZE bounds the peer's table for our encoder, which uses none
+            elif key == SETTINGS_HEADER_TABLE_SIZE and value < self._peer_table_size:
+                # Our encoder never adds to the peer's table, but a decoder that lowered
+                # the limit expects the next block to say it was heard (RFC 7541 4.2).
+                self._peer_table_size = value
+                self._table_update = encode_int(0, 5, 0x20)
 
     def usable(self) -> bool:
         """Whether a call may start here: frames that came in while the connection was idle
@@ -468,7 +492,10 @@ class GrpcConnection:
         except (struct.error, ValueError, IndexError) as e:
             raise ConnectionFailed(f"the server sent a malformed HTTP/2 frame ({e})") from None
         finally:
-            self.sock.settimeout(self._timeout)
+            try:
+                self.sock.settimeout(self._timeout)
+            except OSError:
+                pass  # closed under us: the next operation on it says so
 
     # -- a call ----------------------------------------------------------------------------
     def call(self, message: bytes) -> bytes:
@@ -479,7 +506,8 @@ class GrpcConnection:
         stream = self._stream = _Stream(self._next_stream, self._peer_initial_window)
         self._next_stream += 2
         try:
-            out = [frame(HEADERS, END_HEADERS, stream.id, self._block)]
+            out = [frame(HEADERS, END_HEADERS, stream.id, self._table_update + self._block)]
+            self._table_update = b""
             sent = 0
             while not stream.closed:
                 if sent < len(message):
@@ -522,7 +550,10 @@ class GrpcConnection:
         trailers = dict(stream.trailers) if stream.trailers is not None else headers  # trailers-only
         if "grpc-status" not in trailers:
             raise CallFailed("the server ended the call without a gRPC status")
-        code = int(trailers["grpc-status"]) if trailers["grpc-status"].isdigit() else 2
+        try:
+            code = int(trailers["grpc-status"])
+        except ValueError:
+            code = 2  # UNKNOWN
         if code != 0:
             name = GRPC_STATUS[code] if code < len(GRPC_STATUS) else f"status {code}"
             raise CallFailed(f"{name}: {unquote(trailers.get('grpc-message', ''))}")

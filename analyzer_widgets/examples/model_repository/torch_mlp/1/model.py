@@ -17,6 +17,13 @@ class TritonPythonModel:
         self.torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        if self.device.type == "cuda":
+            # On the GPU the CPU only copies and converts the batch. With torch's default
+            # intra-op pool (one thread per core) a batch of 8 or more rows is split over
+            # every core and the pool's threads then spin between batches: on the 16-core
+            # H200 host this stub burned 14-15 cores at batch 8 / concurrency 4 and up,
+            # starving the server's and the clients' threads (docs/benchmarks.md).
+            torch.set_num_threads(1)
         torch.manual_seed(0)
         blocks = []
         for _ in range(layers):
