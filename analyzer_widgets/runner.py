@@ -448,16 +448,17 @@ class SweepRunner:
         row.update(reduced)
         row["gpu_memory_above_baseline_mb"] = reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb
         top_errors = "; ".join(f"{n}x {msg}" for msg, n in summary.errors.most_common(3))
+        failures = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
         if summary.request_count == 0:
             row["status"] = Status.FAILED.value
             row["reason"] = f"every request failed: {top_errors}" if top_errors else "no request completed"
         elif not stable:
             row["status"] = Status.UNSTABLE.value
             row["reason"] = (f"not stable within {settings.stability_pct:g}% after {len(windows)} windows"
-                             + (f"; {summary.error_count} requests failed: {top_errors}" if top_errors else ""))
+                             + (f"; {failures}" if failures else ""))
         else:
             row["status"] = Status.OK.value
-            row["reason"] = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
+            row["reason"] = failures
         return row
 
 
