@@ -304,7 +304,7 @@ def test_a_malformed_frame_fails_the_call_and_the_next_reconnects(peer_factory) 
 
     peer = peer_factory([short_goaway])
     s = sender(peer.port)
-    assert s.send().startswith("the server sent a malformed HTTP/2 frame")
+    assert s.send() == "the server sent a GOAWAY of 2 bytes, under 8"
     assert s.send() is None
     s.close()
     assert peer.connections == 2
@@ -360,6 +360,23 @@ def test_connection_specific_user_headers_are_left_out_and_a_smaller_table_is_ac
     s.close()
     fields = dict(peer.requests[-1][0])
     assert "connection" not in fields and "host" not in fields and fields["x-key"] == "k"
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (_http2.frame(_http2.PING, 0, 0, b"1234"), "the server sent a PING of 4 bytes, not 8"),
+    (_http2.frame(_http2.WINDOW_UPDATE, 0, 0, b"\x00\x00\x00\x00"), "the server sent a WINDOW_UPDATE of 0"),
+    (_http2.frame(_http2.WINDOW_UPDATE, 0, 0, struct.pack(">I", _http2.MAX_WINDOW)),
+     "the server's WINDOW_UPDATEs took the connection window past 2^31-1"),
+    (_http2.frame(_http2.DATA, 0, 0, b"x"), "the server sent a DATA on stream 0"),
+    (_http2.frame(_http2.PING, 0, 1, bytes(8)), "the server sent a PING on stream 1"),
+])
+def test_frames_breaking_the_rules_of_their_type_drop_the_connection(peer_factory, raw: bytes, message: str) -> None:
+    peer = peer_factory([lambda peer, conn, stream: raw])
+    s = sender(peer.port)
+    assert s.send() == message
+    assert s.send() is None  # on a new connection
+    s.close()
+    assert peer.connections == 2
 
 
 def test_a_ping_from_the_server_is_answered(peer_factory) -> None:

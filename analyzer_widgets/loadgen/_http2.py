@@ -239,6 +239,10 @@ GRPC_STATUS = (
 )
 
 
+_FIXED_SIZE = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
+_FRAME_NAMES = ("DATA", "HEADERS", "PRIORITY", "RST_STREAM", "SETTINGS", "PUSH_PROMISE", "PING", "GOAWAY",
+                "WINDOW_UPDATE", "CONTINUATION")
+
 # connection-specific fields, malformed in HTTP/2 (RFC 9113 8.2.2); Host is :authority there
 CONNECTION_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"})
 
@@ -390,6 +394,7 @@ class GrpcConnection:
     def _handle(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
         """Act on one frame from the peer."""
         stream = self._stream if self._stream is not None and stream_id == self._stream.id else None
+        self._check_frame(kind, flags, stream_id, payload)
         if kind == DATA:
             self._received += len(payload)
             if self._received >= 1 << 30:
@@ -407,8 +412,6 @@ class GrpcConnection:
                     stream.trailers = fields
                 stream.closed = bool(flags & END_STREAM)
         elif kind == RST_STREAM:
-            if len(payload) != 4:
-                raise ConnectionFailed(f"the server sent a RST_STREAM of {len(payload)} bytes, not 4")
             if stream is not None:
                 stream.reset = struct.unpack(">I", payload)[0]
                 stream.closed = True
@@ -428,16 +431,37 @@ class GrpcConnection:
                                        + (f": {debug})" if debug else ")"))
         elif kind == WINDOW_UPDATE:
             increment = struct.unpack(">I", payload)[0] & MAX_WINDOW
+            if increment == 0:
+                raise ConnectionFailed("the server sent a WINDOW_UPDATE of 0")
             if stream_id == 0:
                 self._send_window += increment
+                if self._send_window > MAX_WINDOW:
+                    raise ConnectionFailed("the server's WINDOW_UPDATEs took the connection window past 2^31-1")
             elif stream is not None:
                 stream.window += increment
+                if stream.window > MAX_WINDOW:
+                    raise ConnectionFailed("the server's WINDOW_UPDATEs took a stream window past 2^31-1")
         elif kind in (PUSH_PROMISE, CONTINUATION):
             raise ConnectionFailed(f"the server sent an unexpected HTTP/2 frame (type {kind})")
         # PRIORITY and unknown frame types are ignored, as RFC 9113 asks
 
+    @staticmethod
+    def _check_frame(kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        """Refuse a frame of the wrong size, or on the wrong stream, for its type (RFC 9113 6):
+        reading on from one would leave the connection out of step."""
+        size = _FIXED_SIZE.get(kind)
+        if size is not None and len(payload) != size:
+            raise ConnectionFailed(f"the server sent a {_FRAME_NAMES[kind]} of {len(payload)} bytes, not {size}")
+        if kind == GOAWAY and len(payload) < 8:
+            raise ConnectionFailed(f"the server sent a GOAWAY of {len(payload)} bytes, under 8")
+        if kind == SETTINGS and (len(payload) % 6 or (flags & ACK and payload)):
+            raise ConnectionFailed(f"the server sent a SETTINGS frame of {len(payload)} bytes")
+        on_connection = kind in (SETTINGS, PING, GOAWAY)
+        if kind <= CONTINUATION and kind != WINDOW_UPDATE and on_connection != (stream_id == 0):
+            raise ConnectionFailed(f"the server sent a {_FRAME_NAMES[kind]} on stream {stream_id}")
+
     def _apply_settings(self, payload: bytes) -> None:
-        for offset in range(0, len(payload) - len(payload) % 6, 6):
+        for offset in range(0, len(payload), 6):
             key, value = struct.unpack_from(">HI", payload, offset)
             if key == SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
