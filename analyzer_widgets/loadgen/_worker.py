@@ -217,6 +217,9 @@ class _GrpcSender(_PerThread):
         except ConnectionFailed as e:
             self._drop()
             return str(e)
+        except Exception as e:  # noqa: BLE001 - what no check foresaw: the connection may be out of step
+            self._drop()
+            return f"{type(e).__name__}: {e}"
         if conn.going_away:  # this call made it; the next goes on a new connection
             self._drop()
         response = self._parse(body)

@@ -248,9 +248,10 @@ def remove_orphaned_stubs(backends_root: Path) -> list[int]:
     A stub outlives its server when the server dies alone (SIGKILL, the OOM killer) and the
     process that started it dies too before stop() could kill the group: the stub then
     waits on the server's shared memory for good and keeps its memory (on a GPU, the
-    model's); one seen stuck that way ignored SIGTERM, so it gets SIGKILL. Such a stub runs a binary under ``backends_root`` (our cache), its
-    parent is no tritonserver and its process group's leader (the server) no longer
-    exists, so no live server can be using it. Returns the pids killed."""
+    model's); one seen stuck that way ignored SIGTERM, so it gets SIGKILL. Such a stub runs
+    a binary under ``backends_root`` (our cache), its parent is no tritonserver and its
+    process group's leader (the server) no longer exists, so no live server can be using
+    it. Returns the pids killed."""
     import psutil
 
     root = os.path.realpath(backends_root) + os.sep
