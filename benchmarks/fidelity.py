@@ -126,6 +126,14 @@ def profile_remote(server: LocalServer, args: argparse.Namespace, **settings: ob
     })
 
 
+def pa_point(server: LocalServer, args: argparse.Namespace, batch: int, concurrency: int, out: Path) -> dict[str, float]:
+    """perf_analyzer at one point against ``server``, with the command line's protocol,
+    window, stability rule and channel sharing."""
+    return perf_analyzer_point(endpoint(server, args), args.model, batch, concurrency, out, window_ms=args.window_ms,
+                               stability_pct=args.stability_pct, max_trials=args.max_trials, protocol=args.protocol,
+                               channel_share=args.pa_channel_share)
+
+
 def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path) -> tuple[object, float, float]:
     loads: list[float] = []
     started = time.monotonic()
@@ -163,10 +171,7 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                         result = profile_remote(server, args, batch_sizes=[b], concurrency=[c], baseline_s=0)
                         got["O"] = result.to_frame().iloc[0]
                     else:
-                        got["P"] = perf_analyzer_point(endpoint(server, args), args.model, b, c, out,
-                                                       window_ms=args.window_ms, stability_pct=args.stability_pct,
-                                                       max_trials=args.max_trials, protocol=args.protocol,
-                                                       channel_share=args.pa_channel_share)
+                        got["P"] = pa_point(server, args, b, c, out)
                 o, p = got["O"], got["P"]
                 row = dict(batch_size=b, concurrency=c, round=rnd + 1, order=order,
                            ours_throughput=o.throughput_infer_per_s, pa_throughput=p["throughput"],
@@ -276,10 +281,7 @@ def main() -> None:
             t = time.monotonic()
             for b in args.batch_sizes:
                 for c in args.concurrency:
-                    pa[(b, c)] = perf_analyzer_point(endpoint(server, args), args.model, b, c, out,
-                                                     window_ms=args.window_ms, stability_pct=args.stability_pct,
-                                                     max_trials=args.max_trials, protocol=args.protocol,
-                                                       channel_share=args.pa_channel_share)
+                    pa[(b, c)] = pa_point(server, args, b, c, out)
             pa_wall = time.monotonic() - t
             control.unload(args.model)
             print(f"perf_analyzer pass {rnd}: {pa_wall:.1f} s for the points (model loaded beforehand in {pa_load:.1f} s)",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -26,19 +27,24 @@ from analyzer_widgets.loadgen._worker import GRPC_INFER, _address, infer_request
 OURS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1), ("grpc.enable_retries", 0)]
 
 
+def time_calls(call: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Wall time and this process's CPU per call, over ``seconds`` after 50 warm-up calls."""
+    for _ in range(50):
+        call()
+    started, cpu = time.monotonic(), time.process_time()
+    calls = 0
+    while time.monotonic() - started < seconds:
+        call()
+        calls += 1
+    return (time.monotonic() - started) / calls, (time.process_time() - cpu) / calls
+
+
 def measure(url: str, payload: bytes, options: list[tuple[str, Any]], call_kwargs: dict[str, Any],
             deserializer: Any, seconds: float) -> tuple[float, float]:
     channel = grpc.insecure_channel(url, options=options)
     call = channel.unary_unary(GRPC_INFER, request_serializer=None, response_deserializer=deserializer)
     try:
-        for _ in range(50):
-            call(payload, **call_kwargs)
-        started, cpu = time.monotonic(), time.process_time()
-        calls = 0
-        while time.monotonic() - started < seconds:
-            call(payload, **call_kwargs)
-            calls += 1
-        return (time.monotonic() - started) / calls, (time.process_time() - cpu) / calls
+        return time_calls(lambda: call(payload, **call_kwargs), seconds)
     finally:
         channel.close()
 
@@ -48,14 +54,7 @@ def measure_ours(url: str, payload: bytes, seconds: float) -> tuple[float, float
     conn = GrpcConnection(_address(url), url, GRPC_INFER, {}, 30.0)
     message, parse = grpc_message(payload), service_pb2.ModelInferResponse.FromString
     try:
-        for _ in range(50):
-            parse(conn.call(message))
-        started, cpu = time.monotonic(), time.process_time()
-        calls = 0
-        while time.monotonic() - started < seconds:
-            parse(conn.call(message))
-            calls += 1
-        return (time.monotonic() - started) / calls, (time.process_time() - cpu) / calls
+        return time_calls(lambda: parse(conn.call(message)), seconds)
     finally:
         conn.close()
 
