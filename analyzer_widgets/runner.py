@@ -438,6 +438,7 @@ class SweepRunner:
         row.update(
             server_inference_count=served.inference_count,
             server_request_count=served.success_count,
+            server_execution_count=served.execution_count,
             server_request_ms=_per_request_ms(served.success_ns, served.success_count),
             server_queue_ms=_per_request_ms(served.queue_ns, served.success_count),
             server_compute_input_ms=_per_request_ms(served.compute_input_ns, served.success_count),

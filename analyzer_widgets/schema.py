@@ -52,6 +52,7 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("client_inference_count", "int", "inferences the client counted in the reported windows"),
     Column("server_inference_count", "int", "inferences the server's statistics counted over the same span"),
     Column("server_request_count", "int", "requests the server counted as successful over the same span (a model's error response, as a Python model returns one, counts there: compare with request_count + error_count)"),
+    Column("server_execution_count", "int", "model executions the server ran over the same span (a dynamic batch is one): server_inference_count / server_execution_count is the mean batch the model ran"),
     Column("window_ms", "int", "length of one measurement window"),
     Column("window_count", "int", "windows measured (trials), the reported ones included"),
     Column("measured_s", "float", "length of the reported span"),

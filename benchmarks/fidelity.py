@@ -88,7 +88,7 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, work
         # it reports nothing then; the point stays in the table as not stable
         nan = float("nan")
         return {"throughput": nan, "p99_ms": nan, "avg_ms": nan, "server_ms": nan, "server_total_ms": nan,
-                "wall_s": elapsed, "unstable": True}
+                "server_batch": nan, "wall_s": elapsed, "unstable": True}
     if proc.returncode != 0 or not report.exists():
         raise SystemExit(f"perf_analyzer failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     row = next(csv.DictReader(io.StringIO(report.read_text())))
@@ -97,12 +97,15 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, work
     avg = re.search(r"Avg latency: (\d+) usec", proc.stdout)
     server = re.search(r"Avg request latency: (\d+) usec \(overhead \d+ usec \+ queue (\d+) usec \+ "
                        r"compute input (\d+) usec \+ compute infer (\d+) usec \+ compute output (\d+) usec", proc.stdout)
+    # the server's inferences per model execution: how large the dynamic batches were
+    counts = re.search(r"Server:\s+Inference count: (\d+)\s+Execution count: (\d+)", proc.stdout)
     return {
         "throughput": float(row["Inferences/Second"]),
         "p99_ms": float(row["p99 latency"]) / 1000.0,
         "avg_ms": int(avg.group(1)) / 1000.0 if avg else float("nan"),
         "server_ms": sum(int(g) for g in server.groups()[1:]) / 1000.0 if server else float("nan"),
         "server_total_ms": int(server.group(1)) / 1000.0 if server else float("nan"),
+        "server_batch": int(counts.group(1)) / int(counts.group(2)) if counts and int(counts.group(2)) else float("nan"),
         "wall_s": elapsed,
         "unstable": False,
     }
@@ -148,6 +151,12 @@ def server_ms(row: object) -> float:
                  + row.server_compute_output_ms)
 
 
+def server_batch(row: object) -> float:
+    """The server's inferences per model execution in one of our rows: its mean dynamic batch."""
+    executions = int(row.server_execution_count)
+    return float(row.server_inference_count / executions) if executions else float("nan")
+
+
 def interleaved(server: LocalServer, control: TritonControl, args: argparse.Namespace, out: Path) -> None:
     """Point by point: ours and perf_analyzer alternately, --rounds times each."""
     import statistics
@@ -156,10 +165,11 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
     rows: list[dict[str, object]] = []
     print(f"\n{'batch':>5} {'conc':>4} {'round':>5} {'order':>5} | {'ours inf/s':>10} {'pa inf/s':>10} {'ratio':>6} | "
           f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'srv':>6} {'total':>6} {'pa avg':>8} {'srv':>6} "
-          f"{'total':>6} | {'client/server':>13}", flush=True)
+          f"{'total':>6} | {'batch':>5} {'pa':>5} | {'client/server':>13}", flush=True)
     print("(avg: each tool's mean latency in ms; srv: the server's own queue + compute time per request over the "
           "same windows, so avg - srv is what the client and the connection added; total: the server's whole time "
-          "per request, arrival to response, so avg - total is what happened outside the server)")
+          "per request, arrival to response, so avg - total is what happened outside the server; batch: the server's "
+          "inferences per model execution under each tool's load, the mean dynamic batch)")
     for b in args.batch_sizes:
         for c in args.concurrency:
             pairs = []
@@ -180,6 +190,7 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                            ours_avg_ms=o.latency_avg_ms, pa_avg_ms=p["avg_ms"],
                            ours_server_ms=server_ms(o), pa_server_ms=p["server_ms"],
                            ours_server_total_ms=o.server_request_ms, pa_server_total_ms=p["server_total_ms"],
+                           ours_server_batch=server_batch(o), pa_server_batch=p["server_batch"],
                            ours_status=o.status,
                            pa_stable=not p["unstable"],
                            client_server=o.client_inference_count / o.server_inference_count)
@@ -189,6 +200,7 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                       f"{row['throughput_ratio']:6.3f} | {o.latency_p99_ms:8.3f} {p['p99_ms']:8.3f} {row['p99_ratio']:6.3f} | "
                       f"{o.latency_avg_ms:8.3f} {row['ours_server_ms']:6.3f} {o.server_request_ms:6.3f} "
                       f"{p['avg_ms']:8.3f} {p['server_ms']:6.3f} {p['server_total_ms']:6.3f} | "
+                      f"{row['ours_server_batch']:5.2f} {p['server_batch']:5.2f} | "
                       f"{row['client_server']:13.4f}"
                       + ("" if o.status == "ok" else f"  (ours: {o.status})")
                       + ("  (perf_analyzer: not stable)" if p["unstable"] else ""), flush=True)
