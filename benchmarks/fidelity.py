@@ -22,7 +22,8 @@ at each point, --rounds pairs of one measurement of ours (a one-point sweep in r
 mode, which measures the loaded model as it is) and one of perf_analyzer, the order
 alternating (O P, P O, ...), so the two tools' figures of a pair are seconds apart rather
 than a whole grid apart. Prints each pair's ratios and, per point, the median ratio and
-how far each tool moved between its own rounds (max/min). Writes fidelity-interleaved.csv.
+how far each tool moved between its own rounds (max/min), and at the end all points in one
+table. Writes fidelity-interleaved.csv as it goes, a row per pair.
 
 --protocol http makes both tools send their inferences over HTTP instead of gRPC.
 --pa-channel-share N sets TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT for perf_analyzer: how
@@ -162,7 +163,9 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
     import statistics
 
     control.load(args.model)
-    rows: list[dict[str, object]] = []
+    table_path = out / "fidelity-interleaved.csv"
+    table_path.unlink(missing_ok=True)
+    summary: list[str] = []
     print(f"\n{'batch':>5} {'conc':>4} {'round':>5} {'order':>5} | {'ours inf/s':>10} {'pa inf/s':>10} {'ratio':>6} | "
           f"{'ours p99':>8} {'pa p99':>8} {'ratio':>6} | {'ours avg':>8} {'srv':>6} {'total':>6} {'pa avg':>8} {'srv':>6} "
           f"{'total':>6} | {'batch':>5} {'pa':>5} | {'client/server':>13}", flush=True)
@@ -194,7 +197,7 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                            ours_status=o.status,
                            pa_stable=not p["unstable"],
                            client_server=o.client_inference_count / o.server_inference_count)
-                rows.append(row)
+                append_csv(table_path, row)  # pair by pair: a run cut short keeps what it measured
                 pairs.append(row)
                 print(f"{b:5d} {c:4d} {rnd + 1:5d} {order:>5} | {row['ours_throughput']:10.0f} {p['throughput']:10.0f} "
                       f"{row['throughput_ratio']:6.3f} | {o.latency_p99_ms:8.3f} {p['p99_ms']:8.3f} {row['p99_ratio']:6.3f} | "
@@ -209,15 +212,34 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
             if good:
                 ours = [r["ours_throughput"] for r in good]
                 theirs = [r["pa_throughput"] for r in good]
-                print(f"{b:5d} {c:4d} median | throughput ratio {statistics.median(r['throughput_ratio'] for r in good):.3f}, "
-                      f"p99 ratio {statistics.median(r['p99_ratio'] for r in good):.3f}; rounds moved: ours "
-                      f"{max(ours) / min(ours):.3f}x, perf_analyzer {max(theirs) / min(theirs):.3f}x", flush=True)
+                line = (f"{b:5d} {c:4d} {len(good):5d} | {statistics.median(r['throughput_ratio'] for r in good):10.3f} "
+                        f"[{min(r['throughput_ratio'] for r in good):.2f}-{max(r['throughput_ratio'] for r in good):.2f}] | "
+                        f"{statistics.median(r['p99_ratio'] for r in good):9.3f} "
+                        f"[{min(r['p99_ratio'] for r in good):.2f}-{max(r['p99_ratio'] for r in good):.2f}] | "
+                        f"{max(ours) / min(ours):6.3f}x {max(theirs) / min(theirs):6.3f}x | "
+                        f"{statistics.median(r['ours_server_batch'] for r in good):5.2f} "
+                        f"{statistics.median(r['pa_server_batch'] for r in good):5.2f}")
+            else:
+                line = f"{b:5d} {c:4d} {0:5d} | perf_analyzer reached its stability rule in none of the pairs"
+            summary.append(line)
+            print(line, flush=True)
     control.unload(args.model)
-    with open(out / "fidelity-interleaved.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"\ntable: {out / 'fidelity-interleaved.csv'}")
+    print(f"\nper point, over the pairs where both tools measured: medians [range] of ours/perf_analyzer; how far "
+          f"each tool's own rounds moved (max/min); the server's mean batch under each\n"
+          f"{'batch':>5} {'conc':>4} {'pairs':>5} | {'throughput':>10} {'':11} | {'p99':>9} {'':11} | "
+          f"{'ours':>7} {'pa':>7} | {'batch':>5} {'pa':>5}")
+    print("\n".join(summary))
+    print(f"\ntable: {table_path}")
+
+
+def append_csv(path: Path, row: dict[str, object]) -> None:
+    """Add ``row`` to the CSV at ``path``, with a header when the file is new."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
 
 
 def report_sweep(index: int, result: object, wall: float, load_s: float, args: argparse.Namespace) -> None:
