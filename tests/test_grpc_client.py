@@ -261,27 +261,59 @@ def test_an_error_status_gives_its_name_and_message_and_the_connection_goes_on(p
 
 def test_a_reset_stream_fails_that_call_only(peer_factory) -> None:
     def reset(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> None:
-        conn.reset_stream(stream, error_code=7)
+        conn.reset_stream(stream, error_code=2)
 
     peer = peer_factory([reset])
     s = sender(peer.port)
-    assert s.send() == "the server reset the stream (REFUSED_STREAM)"
+    assert s.send() == "the server reset the stream (INTERNAL_ERROR)"
     assert s.send() is None
     s.close()
     assert peer.connections == 1
 
 
-def test_goaway_fails_a_call_it_did_not_take_and_the_next_call_opens_a_new_connection(peer_factory) -> None:
-    def go_away(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> str:
-        conn.close_connection(error_code=0, last_stream_id=max(stream - 2, 0), additional_data=b"shutting down")
-        return "hang up"
+def refuse_stream(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> None:
+    conn.reset_stream(stream, error_code=7)  # REFUSED_STREAM: not processed
 
-    peer = peer_factory([go_away])
+
+def go_away_before(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> str:
+    """A GOAWAY whose last stream id is below this call's: the server did not take it."""
+    conn.close_connection(error_code=0, last_stream_id=max(stream - 2, 0), additional_data=b"shutting down")
+    return "hang up"
+
+
+@pytest.mark.parametrize("refusal", [refuse_stream, go_away_before], ids=["REFUSED_STREAM", "GOAWAY"])
+def test_a_request_the_server_refused_unprocessed_is_sent_again_on_a_new_connection(peer_factory, refusal) -> None:
+    peer = peer_factory([refusal])
     s = sender(peer.port)
-    assert s.send() == "the server is closing the connection (GOAWAY NO_ERROR: shutting down)"
+    assert s.send() is None  # one request as the caller sees it: it succeeded
     assert s.send() is None
     s.close()
     assert peer.connections == 2
+    assert len(peer.requests) == 3 and peer.requests[0] == peer.requests[1]  # the same bytes again
+
+
+def test_a_request_refused_again_fails_naming_the_refusal(peer_factory) -> None:
+    peer = peer_factory([go_away_before, refuse_stream])
+    s = sender(peer.port)
+    assert s.send() == "the server refused the stream (REFUSED_STREAM) before it took the call; sent 2 times"
+    assert s.send() is None  # each refusal left its connection: this is the third
+    s.close()
+    assert peer.connections == 3 and len(peer.requests) == 3
+
+
+def test_the_timeout_bounds_the_whole_send_a_resend_included(peer_factory) -> None:
+    def refuse_late(peer: H2Peer, conn: h2.connection.H2Connection, stream: int) -> str:
+        time.sleep(0.6)
+        return go_away_before(peer, conn, stream)
+
+    peer = peer_factory([refuse_late, lambda peer, conn, stream: None])  # the resend is never answered
+    s = sender(peer.port, timeout_s=1.0)
+    started = time.monotonic()
+    assert s.send() == "DEADLINE_EXCEEDED: no response within 1 s"
+    elapsed = time.monotonic() - started
+    s.close()
+    assert peer.connections == 2 and len(peer.requests) == 2  # it was sent again, with what time was left
+    assert elapsed < 1.4, elapsed  # not 0.6 s + a fresh 1 s
 
 
 def test_a_goaway_after_an_answer_sends_the_next_call_to_a_new_connection(peer_factory) -> None:

@@ -232,6 +232,7 @@ ERROR_CODES = (
     "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
     "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
 )
+REFUSED_STREAM = ERROR_CODES.index("REFUSED_STREAM")
 GRPC_STATUS = (
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
     "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
@@ -258,6 +259,12 @@ def error_name(code: int) -> str:
 class ConnectionFailed(Exception):
     """The connection cannot carry another call (closed, GOAWAY, a protocol error, a
     timeout): the caller drops it and opens a new one for the next call."""
+
+
+class Refused(ConnectionFailed):
+    """The server refused the call before processing any of it (a GOAWAY whose last
+    stream id is below the call's, or a stream reset with REFUSED_STREAM): RFC 9113
+    section 8.7 makes it safe to send again, on a new connection."""
 
 
 class CallFailed(Exception):
@@ -290,9 +297,10 @@ class GrpcConnection:
     lives on) or ConnectionFailed (drop this connection)."""
 
     def __init__(self, address: tuple[str, int], authority: str, path: str,
-                 metadata: dict[str, str], timeout_s: float) -> None:
+                 metadata: dict[str, str], timeout_s: float, connect_timeout_s: float | None = None) -> None:
         self._timeout = timeout_s
-        self.sock = socket.create_connection(address, timeout=timeout_s)
+        self.sock = socket.create_connection(address, timeout=connect_timeout_s or timeout_s)
+        self.sock.settimeout(timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", authority),
                   ("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "analyzer-widgets")]
@@ -431,8 +439,8 @@ class GrpcConnection:
             self.going_away = True
             if self._stream is not None and self._stream.id > last_stream & MAX_STREAM_ID:
                 debug = payload[8:].decode(errors="replace")
-                raise ConnectionFailed(f"the server is closing the connection (GOAWAY {error_name(code)}"
-                                       + (f": {debug})" if debug else ")"))
+                raise Refused(f"the server is closing the connection (GOAWAY {error_name(code)}"
+                              + (f": {debug})" if debug else ")") + " before it took the call")
         elif kind == WINDOW_UPDATE:
             increment = struct.unpack(">I", payload)[0] & MAX_WINDOW
             if increment == 0:
@@ -486,7 +494,7 @@ class GrpcConnection:
     def _can_start(self) -> bool:
         return not self.going_away and self._next_stream <= MAX_STREAM_ID
 
-    def usable(self) -> bool:
+    def usable(self, deadline: float | None = None) -> bool:
         """Whether a call may start here: frames that came in while the connection was idle
         (a GOAWAY, SETTINGS, PING) are read first without waiting, so a connection the
         server closed or is closing is left before a request is sent on it, not after.
@@ -497,7 +505,8 @@ class GrpcConnection:
         likely than during a call, and one that comes fails that call cleanly anyway."""
         if time.monotonic() - self._last_used < IDLE_CHECK_S and self._end == self._start:
             return self._can_start()
-        self._deadline = time.monotonic() + self._timeout
+        # frames already started (a header block's CONTINUATIONs) are waited for until then
+        self._deadline = time.monotonic() + self._timeout if deadline is None else deadline
         try:
             while True:
                 if self._end - self._start >= 9:
@@ -525,11 +534,12 @@ class GrpcConnection:
                 pass  # closed under us: the next operation on it says so
 
     # -- a call ----------------------------------------------------------------------------
-    def call(self, message: bytes) -> bytes:
+    def call(self, message: bytes, deadline: float | None = None) -> bytes:
+        """One call; ``deadline`` (time.monotonic()) defaults to the timeout from now."""
         if not self._can_start():
             raise ConnectionFailed("the server is closing the connection" if self.going_away
                                    else "the connection has no stream ids left")
-        self._deadline = time.monotonic() + self._timeout
+        self._deadline = time.monotonic() + self._timeout if deadline is None else deadline
         stream = self._stream = _Stream(self._next_stream, self._peer_initial_window)
         self._next_stream += 2
         try:
@@ -566,6 +576,8 @@ class GrpcConnection:
 
     @staticmethod
     def _response(stream: _Stream) -> bytes:
+        if stream.reset == REFUSED_STREAM:
+            raise Refused("the server refused the stream (REFUSED_STREAM) before it took the call")
         if stream.reset is not None:
             raise CallFailed(f"the server reset the stream ({error_name(stream.reset)})")
         headers = dict(stream.headers or ())

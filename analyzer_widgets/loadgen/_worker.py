@@ -38,10 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from analyzer_widgets.loadgen._http2 import CallFailed, ConnectionFailed, GrpcConnection, grpc_message
+from analyzer_widgets.loadgen._http2 import CallFailed, ConnectionFailed, GrpcConnection, Refused, grpc_message
 
 FLUSH_INTERVAL_S = 0.05
 STOP_GRACE_S = 1.0  # how long in-flight requests may finish after a stop before we cancel
+REFUSED_RESENDS = 1  # a request the server refused unprocessed is sent again this often
 ERROR_BACKOFF_S = 0.005  # keeps a dead server from turning the loop into a busy spin
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MAX_ERROR_KINDS = 20
@@ -140,17 +141,20 @@ class _PerThread:
         self._lock = threading.Lock()
         self._closed = False
 
-    def _connect(self) -> Any:
+    def _connect(self, timeout_s: float | None) -> Any:
+        """A new connection; ``timeout_s`` bounds the connect when given."""
         raise NotImplementedError
 
     @staticmethod
     def _shut(conn: Any) -> None:
         raise NotImplementedError
 
-    def _connection(self) -> Any:
+    def _connection(self, deadline: float | None = None) -> Any:
+        """This thread's connection, opened now if it has none (by ``deadline``, a
+        time.monotonic(), when given)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            conn = self._connect(None if deadline is None else max(deadline - time.monotonic(), 0.001))
             with self._lock:
                 if self._closed:
                     self._shut(conn)
@@ -197,29 +201,40 @@ class _GrpcSender(_PerThread):
         self._job = job
         self._outputs = job.outputs
 
-    def _connect(self) -> GrpcConnection:
+    def _connect(self, timeout_s: float | None) -> GrpcConnection:
         job = self._job
-        return GrpcConnection(_address(job.url), job.url, GRPC_INFER, job.headers, job.timeout_s)
+        return GrpcConnection(_address(job.url), job.url, GRPC_INFER, job.headers, job.timeout_s, timeout_s)
 
     @staticmethod
     def _shut(conn: GrpcConnection) -> None:
         conn.close()
 
     def send(self) -> str | None:
-        conn = self._connection()
-        try:
-            if not conn.usable():  # closed or closing while idle: the request goes on a new one
+        # The timeout is the whole send's, a reconnect and a resend included.
+        deadline = time.monotonic() + self._job.timeout_s
+        for attempt in range(1 + REFUSED_RESENDS):
+            try:
+                conn = self._connection(deadline)
+                if not conn.usable(deadline):  # closed or closing while idle: the request goes on a new one
+                    self._drop()
+                    conn = self._connection(deadline)
+                body = conn.call(self._message, deadline)
+                break
+            except CallFailed as e:
+                return str(e)
+            except Refused as e:
+                # not processed (RFC 9113 8.7): the same request again, on a new connection
                 self._drop()
-                conn = self._connection()
-            body = conn.call(self._message)
-        except CallFailed as e:
-            return str(e)
-        except ConnectionFailed as e:
-            self._drop()
-            return str(e)
-        except Exception as e:  # noqa: BLE001 - what no check foresaw: the connection may be out of step
-            self._drop()
-            return f"{type(e).__name__}: {e}"
+                if attempt == REFUSED_RESENDS or time.monotonic() >= deadline:
+                    return f"{e}; sent {attempt + 1} times"
+            except ConnectionFailed as e:
+                self._drop()
+                return str(e)
+            except OSError as e:  # the connect: refused, unreachable, timed out
+                return f"{type(e).__name__}: {e}"
+            except Exception as e:  # noqa: BLE001 - what no check foresaw: the connection may be out of step
+                self._drop()
+                return f"{type(e).__name__}: {e}"
         if conn.going_away:  # this call made it; the next goes on a new connection
             self._drop()
         response = self._parse(body)
@@ -268,8 +283,9 @@ class _HttpSender(_PerThread):
         self._timeout = job.timeout_s
         self._outputs = job.outputs
 
-    def _connect(self) -> socket.socket:
-        sock = socket.create_connection(self._address, timeout=self._timeout)
+    def _connect(self, timeout_s: float | None) -> socket.socket:
+        sock = socket.create_connection(self._address, timeout=timeout_s or self._timeout)
+        sock.settimeout(self._timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._local.buffer = bytearray(1 << 16)
         return sock
