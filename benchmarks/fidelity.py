@@ -25,6 +25,9 @@ than a whole grid apart. Prints each pair's ratios and, per point, the median ra
 how far each tool moved between its own rounds (max/min), and at the end all points in one
 table. Writes fidelity-interleaved.csv as it goes, a row per pair.
 
+For a comparison, --window-ms 2000: a p99 over three 500 ms windows rests on a few dozen
+requests and moves 1.3-3x between rounds on the GPU host (docs/benchmarks.md).
+
 --protocol http makes both tools send their inferences over HTTP instead of gRPC.
 --pa-channel-share N sets TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT for perf_analyzer: how
 many of its concurrent contexts share one gRPC channel (one connection). Ours gives each
