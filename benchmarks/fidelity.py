@@ -1,8 +1,8 @@
 """Our figures side by side with perf_analyzer's, on one server, point by point (issue 6).
 
     python benchmarks/fidelity.py [--model torch_mlp] [--batch-sizes 1,8] [--concurrency 1,4,16]
-                                  [--window-ms 500] [--rounds 2] [--interleave] [--protocol grpc|http]
-                                  [--out DIR]
+                                  [--window-ms 500] [--rounds 2] [--interleave [--sweep-window-ms 500]]
+                                  [--protocol grpc|http] [--out DIR]
 
 Starts the embedded Triton server once with the example repository (the models' Python:
 --backend-python, else $ANALYZER_WIDGETS_BACKEND_PYTHON, else this interpreter), then runs
@@ -25,7 +25,9 @@ than a whole grid apart. Prints each pair's ratios and, per point, the median ra
 how far each tool moved between its own rounds (max/min), and at the end all points in one
 table. Writes fidelity-interleaved.csv as it goes, a row per pair.
 
-For a comparison, --window-ms 2000: a p99 over three 500 ms windows rests on a few dozen
+With --interleave --sweep-window-ms N it first times one whole sweep of ours (baseline,
+model load, the grid, unload) with N ms windows, so one run gives the speed figure and the
+comparison. For a comparison, --window-ms 2000: a p99 over three 500 ms windows rests on a few dozen
 requests and moves 1.3-3x between rounds on the GPU host (docs/benchmarks.md).
 
 --protocol http makes both tools send their inferences over HTTP instead of gRPC.
@@ -141,11 +143,13 @@ def pa_point(server: LocalServer, args: argparse.Namespace, batch: int, concurre
                                channel_share=args.pa_channel_share)
 
 
-def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path) -> tuple[object, float, float]:
+def our_sweep(server: LocalServer, args: argparse.Namespace, out: Path, **settings: object) -> tuple[object, float, float]:
+    """Our whole sweep of the grid, timed: (result, wall seconds, model load seconds)."""
     loads: list[float] = []
     started = time.monotonic()
     result = profile_remote(server, args, export_path=out, overwrite=True,
-                            on_event=lambda e: loads.append(e.load_s) if isinstance(e, ModelLoaded) else None)
+                            on_event=lambda e: loads.append(e.load_s) if isinstance(e, ModelLoaded) else None,
+                            **settings)
     return result, time.monotonic() - started, loads[0] if loads else float("nan")
 
 
@@ -275,6 +279,8 @@ def main() -> None:
     ap.add_argument("--backend-python", default=None)
     ap.add_argument("--monitors", choices=["on", "off"], default="on",
                     help="off: our sweeps without the NVML, process and /metrics samplers")
+    ap.add_argument("--sweep-window-ms", type=int, default=0,
+                    help="with --interleave: first time one whole sweep of ours with windows this long")
     ap.add_argument("--interleave", action="store_true",
                     help="compare point by point, ours and perf_analyzer alternately (--rounds pairs per point)")
     ap.add_argument("--out", default=None, help="where to keep our CSVs and perf_analyzer's (default: a temp dir)")
@@ -300,6 +306,11 @@ def main() -> None:
     sweeps: list[tuple[object, float, float]] = []
     if args.interleave:
         try:
+            if args.sweep_window_ms:
+                # the speed figure first, the model not loaded yet: one whole sweep, timed
+                window = args.sweep_window_ms
+                print(f"\nour whole sweep, {window} ms windows (the same stability rule):", flush=True)
+                report_sweep(0, *our_sweep(server, args, out / "ours-sweep", window_ms=window), args)
             interleaved(server, control, args, out)
         finally:
             control.close()

@@ -70,10 +70,13 @@ class Peer:
                     if response is None:  # hang up without answering
                         break
                     step = self.piece or len(response)
-                    for i in range(0, len(response), step):
-                        conn.sendall(response[i:i + step])
-                        if self.piece:
-                            time.sleep(0.001)
+                    try:
+                        for i in range(0, len(response), step):
+                            conn.sendall(response[i:i + step])
+                            if self.piece:
+                                time.sleep(0.001)
+                    except OSError:
+                        break  # the client gave up on the answer (a timeout) and closed
                     if b"Connection: close" in response:
                         break
 
@@ -108,10 +111,11 @@ def peer_factory() -> Iterator:
         p.close()
 
 
-def sender(port: int, headers: dict[str, str] | None = None, output: OutputCheck = OUTPUT) -> _HttpSender:
+def sender(port: int, headers: dict[str, str] | None = None, output: OutputCheck = OUTPUT,
+           timeout_s: float = 5.0) -> _HttpSender:
     job = PointJob(url=f"127.0.0.1:{port}", protocol="http", model="m", version="",
                    inputs={"x": np.ones((1, 4), dtype=np.float32)}, input_datatypes={"x": "FP32"},
-                   outputs=(output,), concurrency=1, timeout_s=5.0, headers=headers or {})
+                   outputs=(output,), concurrency=1, timeout_s=timeout_s, headers=headers or {})
     return _HttpSender(job)
 
 
@@ -125,6 +129,17 @@ def test_requests_reuse_one_connection_and_carry_the_body_and_headers(peer_facto
     assert request.startswith(b"POST /v2/models/m/infer HTTP/1.1\r\n")
     assert b"\r\nAuthorization: Bearer t\r\n" in request and b"Inference-Header-Content-Length: " in request
     assert request.endswith(np.ones((1, 4), dtype=np.float32).tobytes())
+
+
+def test_the_timeout_bounds_the_whole_response_not_each_read(peer_factory) -> None:
+    # a byte every millisecond or more: each read gets data in time, the whole takes longer
+    peer = peer_factory([ok_response(), ok_response()], piece=1)
+    s = sender(peer.port, timeout_s=0.1)
+    started = time.monotonic()
+    assert s.send() == "TimeoutError: no whole response within 0.1 s"
+    elapsed = time.monotonic() - started
+    s.close()
+    assert elapsed < 0.5, elapsed  # the response alone takes 0.2 s or more
 
 
 def test_a_response_arriving_in_small_pieces_is_read_whole(peer_factory) -> None:

@@ -299,10 +299,17 @@ class _HttpSender(_PerThread):
         sock.close()
 
     def send(self) -> str | None:
+        # The timeout is the whole request's, connect included, not each read's: a server
+        # trickling its answer cannot stretch it.
+        deadline = self._local.deadline = time.monotonic() + self._timeout
         try:
-            sock = self._connection()
+            sock = self._connection(deadline)
+            sock.settimeout(self._left(deadline))
             sock.sendall(self._request)
             status, headers, body = self._read_response(sock)
+        except TimeoutError:  # a read's, the connect's or the whole request's
+            self._drop()
+            return f"TimeoutError: no whole response within {self._timeout:g} s"
         except Exception as e:  # noqa: BLE001 - OSError, or a response we could not parse
             # whatever went wrong, what is left of the response must not be read as the next one
             self._drop()
@@ -327,7 +334,7 @@ class _HttpSender(_PerThread):
         while True:
             if filled == len(buffer):
                 buffer.extend(bytes(len(buffer)))
-            got = sock.recv_into(memoryview(buffer)[filled:])
+            got = self._recv_into(sock, memoryview(buffer)[filled:])
             if not got:
                 raise ConnectionError("the server closed the connection")
             filled += got
@@ -353,7 +360,7 @@ class _HttpSender(_PerThread):
             buffer.extend(bytes(end - len(buffer)))
         view = memoryview(buffer)
         while filled < end:
-            got = sock.recv_into(view[filled:end])
+            got = self._recv_into(sock, view[filled:end])
             if not got:
                 raise ConnectionError("the server closed the connection in the middle of a response")
             filled += got
@@ -379,12 +386,22 @@ class _HttpSender(_PerThread):
             body += pending[:size]
             pending = pending[size + 2:]
 
-    @staticmethod
-    def _recv(sock: socket.socket) -> bytes:
+    def _recv(self, sock: socket.socket) -> bytes:
+        sock.settimeout(self._left(self._local.deadline))
         data = sock.recv(1 << 16)
         if not data:
             raise ConnectionError("the server closed the connection in the middle of a response")
         return data
+
+    def _recv_into(self, sock: socket.socket, view: memoryview) -> int:
+        sock.settimeout(self._left(self._local.deadline))
+        return sock.recv_into(view)
+
+    def _left(self, deadline: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
 
 
 class _Recorder:
