@@ -116,7 +116,9 @@ def test_a_model_failing_every_fourth_request_is_counted_and_flagged(repo: Path)
     # throughput counts successful inferences only
     assert row["client_inference_count"] == 2 * row["request_count"]
     assert row["throughput_infer_per_s"] == pytest.approx(row["client_inference_count"] / row["measured_s"], rel=1e-6)
-    assert not result.ok or row["status"] == "ok"
+    # some failed requests fail neither the point nor the sweep (noise on a small machine
+    # may leave the point unstable, which is no failure either)
+    assert result.ok
 
 
 # -- row 8: the server hangs -------------------------------------------------------------------
