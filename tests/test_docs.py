@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from analyzer_widgets.cli import build_parser
@@ -25,3 +26,11 @@ def test_readme_documents_every_profile_flag() -> None:
             continue
         documented = [o for o in action.option_strings if f"`{o}" in readme or f" {o}" in readme]
         assert documented, f"README does not document {action.option_strings}"
+
+
+def test_every_test_the_reliability_table_names_exists() -> None:
+    table = (ROOT / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"`(test_\w+)`", table))
+    defined = {m for path in (ROOT / "tests").glob("test_*.py") for m in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    assert len(named) >= 20, named  # the table names its tests this way
+    assert named <= defined, f"docs/reliability.md names tests that do not exist: {sorted(named - defined)}"
