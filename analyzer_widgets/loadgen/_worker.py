@@ -141,20 +141,20 @@ class _PerThread:
         self._lock = threading.Lock()
         self._closed = False
 
-    def _connect(self, timeout_s: float | None) -> Any:
-        """A new connection; ``timeout_s`` bounds the connect when given."""
+    def _connect(self, timeout_s: float) -> Any:
+        """A new connection, the connect bounded by ``timeout_s``."""
         raise NotImplementedError
 
     @staticmethod
     def _shut(conn: Any) -> None:
         raise NotImplementedError
 
-    def _connection(self, deadline: float | None = None) -> Any:
-        """This thread's connection, opened now if it has none (by ``deadline``, a
-        time.monotonic(), when given)."""
+    def _connection(self, deadline: float) -> Any:
+        """This thread's connection, opened now (by ``deadline``, a time.monotonic()) if it
+        has none."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect(None if deadline is None else max(deadline - time.monotonic(), 0.001))
+            conn = self._connect(max(deadline - time.monotonic(), 0.001))
             with self._lock:
                 if self._closed:
                     self._shut(conn)
@@ -201,7 +201,7 @@ class _GrpcSender(_PerThread):
         self._job = job
         self._outputs = job.outputs
 
-    def _connect(self, timeout_s: float | None) -> GrpcConnection:
+    def _connect(self, timeout_s: float) -> GrpcConnection:
         job = self._job
         return GrpcConnection(_address(job.url), job.url, GRPC_INFER, job.headers, job.timeout_s, timeout_s)
 
@@ -283,9 +283,9 @@ class _HttpSender(_PerThread):
         self._timeout = job.timeout_s
         self._outputs = job.outputs
 
-    def _connect(self, timeout_s: float | None) -> socket.socket:
-        sock = socket.create_connection(self._address, timeout=timeout_s or self._timeout)
-        sock.settimeout(self._timeout)
+    def _connect(self, timeout_s: float) -> socket.socket:
+        # each send sets the timeout to what its deadline leaves, before it sends
+        sock = socket.create_connection(self._address, timeout=timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._local.buffer = bytearray(1 << 16)
         return sock
