@@ -342,16 +342,27 @@ def test_a_short_reset_frame_fails_at_once_not_at_the_deadline(peer_factory) -> 
     s.close()
 
 
-def test_a_maximum_frame_size_below_the_minimum_is_refused_not_looped_on() -> None:
+def raw_server(reply: bytes, *, after_request: bool, hold_s: float) -> socket.socket:
+    """A listener on 127.0.0.1 that sends ``reply`` on its first connection (once the
+    client's first bytes came, with ``after_request``) and holds it open ``hold_s``: a peer
+    that is not the HTTP/2 server h2 would be."""
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def bad_settings() -> None:
+    def serve() -> None:
         conn, _ = listener.accept()
         with conn:
-            conn.sendall(_http2.frame(_http2.SETTINGS, 0, 0, struct.pack(">HI", _http2.SETTINGS_MAX_FRAME_SIZE, 0)))
-            time.sleep(1.0)
+            if after_request:
+                conn.recv(65536)
+            conn.sendall(reply)
+            time.sleep(hold_s)
 
-    threading.Thread(target=bad_settings, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def test_a_maximum_frame_size_below_the_minimum_is_refused_not_looped_on() -> None:
+    listener = raw_server(_http2.frame(_http2.SETTINGS, 0, 0, struct.pack(">HI", _http2.SETTINGS_MAX_FRAME_SIZE, 0)),
+                          after_request=False, hold_s=1.0)
     s = sender(listener.getsockname()[1], timeout_s=1.0)
     time.sleep(0.2)  # the SETTINGS arrive before the call's DATA is framed
     assert s.send() == "the server set a maximum frame size of 0, outside 16384..2^24-1"
@@ -466,16 +477,8 @@ def test_wrong_outputs_in_a_successful_answer_fail_the_check(peer_factory) -> No
 
 
 def test_an_http_1_server_is_named_as_such() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def answer_http1() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            time.sleep(0.5)
-
-    threading.Thread(target=answer_http1, daemon=True).start()
+    listener = raw_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                          after_request=True, hold_s=0.5)
     s = sender(listener.getsockname()[1])
     assert s.send() == "the server answered in HTTP/1.1, not gRPC: is this its HTTP port?"
     s.close()
