@@ -46,6 +46,7 @@ import io
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -167,8 +168,6 @@ def server_batch(row: object) -> float:
 
 def interleaved(server: LocalServer, control: TritonControl, args: argparse.Namespace, out: Path) -> None:
     """Point by point: ours and perf_analyzer alternately, --rounds times each."""
-    import statistics
-
     control.load(args.model)
     table_path = out / "fidelity-interleaved.csv"
     table_path.unlink(missing_ok=True)
@@ -217,15 +216,12 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
             # a pair counts where both tools measured: perf_analyzer reached its rule, ours did not fail
             good = [r for r in pairs if r["pa_stable"] and r["ours_status"] in ("ok", "unstable")]
             if good:
-                ours = [r["ours_throughput"] for r in good]
-                theirs = [r["pa_throughput"] for r in good]
-                line = (f"{b:5d} {c:4d} {len(good):5d} | {statistics.median(r['throughput_ratio'] for r in good):10.3f} "
-                        f"[{min(r['throughput_ratio'] for r in good):.2f}-{max(r['throughput_ratio'] for r in good):.2f}] | "
-                        f"{statistics.median(r['p99_ratio'] for r in good):9.3f} "
-                        f"[{min(r['p99_ratio'] for r in good):.2f}-{max(r['p99_ratio'] for r in good):.2f}] | "
-                        f"{max(ours) / min(ours):6.3f}x {max(theirs) / min(theirs):6.3f}x | "
-                        f"{statistics.median(r['ours_server_batch'] for r in good):5.2f} "
-                        f"{statistics.median(r['pa_server_batch'] for r in good):5.2f}")
+                (thr, thr_lo, thr_hi), (p99, p99_lo, p99_hi) = spread(good, "throughput_ratio"), spread(good, "p99_ratio")
+                _, ours_lo, ours_hi = spread(good, "ours_throughput")
+                _, pa_lo, pa_hi = spread(good, "pa_throughput")
+                line = (f"{b:5d} {c:4d} {len(good):5d} | {thr:10.3f} [{thr_lo:.2f}-{thr_hi:.2f}] | "
+                        f"{p99:9.3f} [{p99_lo:.2f}-{p99_hi:.2f}] | {ours_hi / ours_lo:6.3f}x {pa_hi / pa_lo:6.3f}x | "
+                        f"{spread(good, 'ours_server_batch')[0]:5.2f} {spread(good, 'pa_server_batch')[0]:5.2f}")
             else:
                 line = f"{b:5d} {c:4d} {0:5d} | perf_analyzer reached its stability rule in none of the pairs"
             summary.append(line)
@@ -237,6 +233,12 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
           f"{'ours':>7} {'pa':>7} | {'batch':>5} {'pa':>5}")
     print("\n".join(summary))
     print(f"\ntable: {table_path}")
+
+
+def spread(rows: list[dict[str, object]], key: str) -> tuple[float, float, float]:
+    """Median, min and max of ``key`` over ``rows``."""
+    values = [float(r[key]) for r in rows]
+    return statistics.median(values), min(values), max(values)
 
 
 def append_csv(path: Path, row: dict[str, object]) -> None:
