@@ -30,6 +30,11 @@ model load, the grid, unload) with N ms windows, so one run gives the speed figu
 comparison. For a comparison, --window-ms 2000: a p99 over three 500 ms windows rests on a few dozen
 requests and moves 1.3-3x between rounds on the GPU host (docs/benchmarks.md).
 
+--pin splits the host's CPUs in two: the server and its model processes on the first half,
+this script, our client processes and perf_analyzer on the second. Where the scheduler
+puts each tool's client beside the server's threads is then the same for both tools (a
+control for the comparison, not how the tool runs for a user).
+
 --protocol http makes both tools send their inferences over HTTP instead of gRPC.
 --pa-channel-share N sets TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT for perf_analyzer: how
 many of its concurrent contexts share one gRPC channel (one connection). Ours gives each
@@ -118,6 +123,30 @@ def perf_analyzer_point(url: str, model: str, batch: int, concurrency: int, work
     }
 
 
+def cpu_halves() -> tuple[set[int], set[int]]:
+    """The CPUs this process may use, split in two: (the server's, the clients')."""
+    cpus = sorted(os.sched_getaffinity(0))
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
+def pin_server(server: LocalServer, cpus: set[int]) -> int:
+    """Every thread of the server's process tree onto ``cpus`` (threads and processes it
+    starts later inherit it); returns how many threads were pinned."""
+    import psutil
+
+    pinned = 0
+    root = psutil.Process(server.pid)
+    for proc in [root, *root.children(recursive=True)]:
+        for thread in proc.threads():
+            try:
+                os.sched_setaffinity(thread.id, cpus)  # per thread: a pid's affinity is its main thread's
+                pinned += 1
+            except (ProcessLookupError, PermissionError):
+                pass  # a thread that ended meanwhile
+    return pinned
+
+
 def endpoint(server: LocalServer, args: argparse.Namespace) -> str:
     """The address both tools send their inferences to, by --protocol."""
     return server.endpoints.grpc if args.protocol == "grpc" else server.endpoints.http
@@ -169,6 +198,8 @@ def server_batch(row: object) -> float:
 def interleaved(server: LocalServer, control: TritonControl, args: argparse.Namespace, out: Path) -> None:
     """Point by point: ours and perf_analyzer alternately, --rounds times each."""
     control.load(args.model)
+    if args.pin:  # the model's stub process and its threads, started by the load
+        print(f"pinned the server's {pin_server(server, args.pin_cpus)} threads, the model's included", flush=True)
     table_path = out / "fidelity-interleaved.csv"
     table_path.unlink(missing_ok=True)
     summary: list[str] = []
@@ -285,6 +316,8 @@ def main() -> None:
                     help="with --interleave: first time one whole sweep of ours with windows this long")
     ap.add_argument("--interleave", action="store_true",
                     help="compare point by point, ours and perf_analyzer alternately (--rounds pairs per point)")
+    ap.add_argument("--pin", action="store_true",
+                    help="the server on one half of the CPUs, both load generators on the other")
     ap.add_argument("--out", default=None, help="where to keep our CSVs and perf_analyzer's (default: a temp dir)")
     args = ap.parse_args()
     if args.rounds < 1:
@@ -303,6 +336,14 @@ def main() -> None:
     server = LocalServer(args.model_folder, aw.ServerSettings(backend_python=args.backend_python))
     server.start()
     print(f"server {server.endpoints.grpc} ready in {time.monotonic() - started:.1f} s", flush=True)
+    if args.pin:
+        server_cpus, client_cpus = cpu_halves()
+        os.sched_setaffinity(0, client_cpus)  # inherited by our client processes and perf_analyzer
+        siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
+        print(f"pinned: the server's {pin_server(server, server_cpus)} threads to CPUs {sorted(server_cpus)}, the "
+              f"clients to {sorted(client_cpus)} (cpu0's hardware threads: "
+              f"{siblings.read_text().strip() if siblings.exists() else 'unknown'})", flush=True)
+        args.pin_cpus = server_cpus
     control = TritonControl(server.endpoints.grpc)
     table: list[dict[str, object]] = []
     sweeps: list[tuple[object, float, float]] = []
