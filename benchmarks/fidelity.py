@@ -48,6 +48,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
+import math
 import os
 import re
 import shutil
@@ -234,6 +236,7 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                            ours_status=o.status,
                            pa_stable=not p["unstable"],
                            client_server=o.client_inference_count / o.server_inference_count)
+                row.update(outside_server(row))
                 append_csv(table_path, row)  # pair by pair: a run cut short keeps what it measured
                 pairs.append(row)
                 print(f"{b:5d} {c:4d} {rnd + 1:5d} {order:>5} | {row['ours_throughput']:10.0f} {p['throughput']:10.0f} "
@@ -244,26 +247,111 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                       f"{row['client_server']:13.4f}"
                       + ("" if o.status == "ok" else f"  (ours: {o.status})")
                       + ("  (perf_analyzer: not stable)" if p["unstable"] else ""), flush=True)
-            # a pair counts where both tools measured: perf_analyzer reached its rule, ours did not fail
-            good = [r for r in pairs if r["pa_stable"] and r["ours_status"] in ("ok", "unstable")]
-            if good:
-                (thr, thr_lo, thr_hi), (p99, p99_lo, p99_hi) = spread(good, "throughput_ratio"), spread(good, "p99_ratio")
-                _, ours_lo, ours_hi = spread(good, "ours_throughput")
-                _, pa_lo, pa_hi = spread(good, "pa_throughput")
-                line = (f"{b:5d} {c:4d} {len(good):5d} | {thr:10.3f} [{thr_lo:.2f}-{thr_hi:.2f}] | "
-                        f"{p99:9.3f} [{p99_lo:.2f}-{p99_hi:.2f}] | {ours_hi / ours_lo:6.3f}x {pa_hi / pa_lo:6.3f}x | "
-                        f"{spread(good, 'ours_server_batch')[0]:5.2f} {spread(good, 'pa_server_batch')[0]:5.2f}")
-            else:
-                line = f"{b:5d} {c:4d} {0:5d} | perf_analyzer reached its stability rule in none of the pairs"
+            line = point_summary(b, c, pairs)
             summary.append(line)
             print(line, flush=True)
     control.unload(args.model)
-    print(f"\nper point, over the pairs where both tools measured: medians [range] of ours/perf_analyzer; how far "
-          f"each tool's own rounds moved (max/min); the server's mean batch under each\n"
-          f"{'batch':>5} {'conc':>4} {'pairs':>5} | {'throughput':>10} {'':11} | {'p99':>9} {'':11} | "
-          f"{'ours':>7} {'pa':>7} | {'batch':>5} {'pa':>5}")
-    print("\n".join(summary))
+    print_summary(summary)
     print(f"\ntable: {table_path}")
+
+
+def outside_server(row: dict[str, object]) -> dict[str, float]:
+    """What each tool's requests spent outside the server's queue and compute, and the
+    throughput ratio the pair would have had had the server spent the same time on both.
+
+    In a closed loop each of the C request slots cycles through the server's queue and
+    compute (the server's own time, from its statistics) and everything else (the client,
+    the connection, the protocol front end, the turn to the next request), so a request's
+    mean cycle is C x batch / throughput and the rest is that cycle less the server's
+    time. The server-equal ratio puts perf_analyzer's server time into our cycle:
+    perf_analyzer's cycle over (our outside time + its server time). It compares the two
+    load generators where the server's own time moves between measurements (on the GPU
+    host by up to 14% within seconds, whichever tool loads it); where the server queues
+    (the higher concurrencies) the outside time is partly waiting for a slot and the raw
+    ratio is the one to read."""
+    b, c = int(row["batch_size"]), int(row["concurrency"])
+    ours_cycle = c * b * 1e3 / float(row["ours_throughput"])
+    pa_cycle = c * b * 1e3 / float(row["pa_throughput"])
+    ours_outside = ours_cycle - float(row["ours_server_ms"])
+    pa_outside = pa_cycle - float(row["pa_server_ms"])
+    return dict(ours_outside_ms=ours_outside, pa_outside_ms=pa_outside,
+                server_equal_ratio=pa_cycle / (ours_outside + float(row["pa_server_ms"])))
+
+
+def both_measured(pair: dict[str, object]) -> bool:
+    """perf_analyzer reached its stability rule and ours did not fail (live or read back from a CSV)."""
+    return str(pair["pa_stable"]) == "True" and pair["ours_status"] in ("ok", "unstable")
+
+
+def point_summary(batch: int, concurrency: int, pairs: list[dict[str, object]]) -> str:
+    """One line of the summary table for one point, over the pairs in which both tools
+    measured (perf_analyzer reached its stability rule, ours did not fail)."""
+    good = [r for r in pairs if both_measured(r)]
+    if not good:
+        return f"{batch:5d} {concurrency:4d} {0:5d} | perf_analyzer reached its stability rule in none of the pairs"
+    (thr, thr_lo, thr_hi), (p99, p99_lo, p99_hi) = spread(good, "throughput_ratio"), spread(good, "p99_ratio")
+    equal, equal_lo, equal_hi = spread(good, "server_equal_ratio")
+    _, ours_lo, ours_hi = spread(good, "ours_throughput")
+    _, pa_lo, pa_hi = spread(good, "pa_throughput")
+    return (f"{batch:5d} {concurrency:4d} {len(good):5d} | {thr:10.3f} [{thr_lo:.2f}-{thr_hi:.2f}] | "
+            f"{p99:9.3f} [{p99_lo:.2f}-{p99_hi:.2f}] | {ours_hi / ours_lo:6.3f}x {pa_hi / pa_lo:6.3f}x | "
+            f"{spread(good, 'ours_server_batch')[0]:5.2f} {spread(good, 'pa_server_batch')[0]:5.2f} | "
+            f"{spread(good, 'ours_outside_ms')[0]:7.3f} {spread(good, 'pa_outside_ms')[0]:7.3f} | "
+            f"{equal:10.3f} [{equal_lo:.2f}-{equal_hi:.2f}]")
+
+
+def print_summary(lines: list[str]) -> None:
+    print("\nper point, over the pairs where both tools measured: medians [range] of ours/perf_analyzer; how far "
+          "each tool's own rounds moved (max/min); the server's mean batch under each; each tool's time per request "
+          "outside the server's queue and compute (ms); the throughput ratio had the server spent the same time on "
+          "both (fidelity.py's outside_server)\n"
+          f"{'batch':>5} {'conc':>4} {'pairs':>5} | {'throughput':>10} {'':11} | {'p99':>9} {'':11} | "
+          f"{'ours':>7} {'pa':>7} | {'batch':>5} {'pa':>5} | {'outside':>7} {'pa':>7} | {'srv-equal':>10}")
+    print("\n".join(lines))
+
+
+def summarize(paths: list[str]) -> None:
+    """The summary table of --interleave runs from their CSVs, pairs of all files pooled;
+    then how much a pair's ratio scatters, and so how many pairs a run would need."""
+    runs: list[list[dict[str, object]]] = []
+    for path in paths:
+        with open(path, newline="") as f:
+            runs.append(list(csv.DictReader(f)))
+    rows = [row for run in runs for row in run]
+    for row in rows:
+        row.update(outside_server(row))  # CSVs of runs before these columns existed
+    points = sorted({(int(r["batch_size"]), int(r["concurrency"])) for r in rows})
+    print(f"{len(rows)} pairs from {len(paths)} file(s)")
+    print_summary([point_summary(b, c, [r for r in rows if (int(r["batch_size"]), int(r["concurrency"])) == (b, c)])
+                   for b, c in points])
+    print("\nhow a pair's throughput ratio scatters within a run (each run's mean taken out, the runs pooled): "
+          "the standard deviation of ln(ours/pa) over the pairs, and over ours and perf_analyzer of neighbouring "
+          "pairs (17-35 s apart instead of seconds: if pairing seconds apart took out the host's drift, the first "
+          "would be the smaller); and the pairs one run would need at a point for its median to be within 3% at two "
+          "standard errors (a median's is 1.2533 sd / sqrt(n))")
+    print(f"{'batch':>5} {'conc':>4} {'pairs':>5} {'runs':>4} | {'sd pairs':>8} {'sd apart':>8} | {'pairs needed':>12}")
+    for b, c in points:
+        measured = [[r for r in run if (int(r["batch_size"]), int(r["concurrency"])) == (b, c) and both_measured(r)]
+                    for run in runs]
+        paired = [[math.log(float(r["ours_throughput"]) / float(r["pa_throughput"])) for r in run] for run in measured]
+        apart = [[math.log(float(x["ours_throughput"]) / float(y["pa_throughput"]))
+                  for one, two in itertools.pairwise(run) for x, y in ((one, two), (two, one))]
+                 for run in measured]
+        sd, sd_apart = within_run_sd(paired), within_run_sd(apart)
+        if math.isnan(sd):
+            continue
+        print(f"{b:5d} {c:4d} {sum(map(len, paired)):5d} {sum(1 for p in paired if len(p) > 1):4d} | {sd:8.3f} "
+              f"{sd_apart:8.3f} | {math.ceil((2 * 1.2533 * sd / math.log(1 / 0.97)) ** 2):12d}")
+
+
+def within_run_sd(groups: list[list[float]]) -> float:
+    """The pooled standard deviation of values about their own group's mean (groups of
+    one value carry none); NaN without two values in a group."""
+    groups = [g for g in groups if len(g) > 1]
+    freedom = sum(len(g) - 1 for g in groups)
+    if not freedom:
+        return math.nan
+    return math.sqrt(sum((v - statistics.fmean(g)) ** 2 for g in groups for v in g) / freedom)
 
 
 def spread(rows: list[dict[str, object]], key: str) -> tuple[float, float, float]:
@@ -318,8 +406,13 @@ def main() -> None:
                     help="compare point by point, ours and perf_analyzer alternately (--rounds pairs per point)")
     ap.add_argument("--pin", action="store_true",
                     help="the server on one half of the CPUs, both load generators on the other")
+    ap.add_argument("--summarize", nargs="+", metavar="CSV", default=None,
+                    help="only print the summary table of earlier --interleave runs from their CSVs (pooled)")
     ap.add_argument("--out", default=None, help="where to keep our CSVs and perf_analyzer's (default: a temp dir)")
     args = ap.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
     if args.rounds < 1:
         ap.error(f"--rounds must be 1 or more, not {args.rounds}")
     if shutil.which("perf_analyzer") is None:
