@@ -2,7 +2,8 @@
 
     python benchmarks/fidelity.py [--model torch_mlp] [--batch-sizes 1,8] [--concurrency 1,4,16]
                                   [--window-ms 500] [--rounds 2] [--interleave [--sweep-window-ms 500]]
-                                  [--protocol grpc|http] [--out DIR]
+                                  [--protocol grpc|http] [--pin] [--out DIR]
+    python benchmarks/fidelity.py --summarize fidelity-interleaved.csv [more.csv ...]
 
 Starts the embedded Triton server once with the example repository (the models' Python:
 --backend-python, else $ANALYZER_WIDGETS_BACKEND_PYTHON, else this interpreter), then runs
@@ -23,7 +24,12 @@ mode, which measures the loaded model as it is) and one of perf_analyzer, the or
 alternating (O P, P O, ...), so the two tools' figures of a pair are seconds apart rather
 than a whole grid apart. Prints each pair's ratios and, per point, the median ratio and
 how far each tool moved between its own rounds (max/min), and at the end all points in one
-table. Writes fidelity-interleaved.csv as it goes, a row per pair.
+table. Writes fidelity-interleaved.csv as it goes, a row per pair. The table also gives each
+tool's time per request outside the server's queue and compute, and the server-equal ratio:
+the throughput ratio had the server spent the same time on both tools' requests (see
+outside_server). --summarize prints that table again from such CSVs, any number of runs
+pooled, and how much a pair's ratio scatters within a run (so how many pairs a point needs
+for a 3% median); it needs neither a server nor perf_analyzer.
 
 With --interleave --sweep-window-ms N it first times one whole sweep of ours (baseline,
 model load, the grid, unload) with N ms windows, so one run gives the speed figure and the
