@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,21 @@ FAST: dict[str, object] = {"window_ms": 300, "baseline_s": 0.5, "max_trials": 6}
 
 #: process names of the server and of the Python backend's stubs (names are cut at 15 chars)
 _SERVER_NAMES = ("tritonserver", "triton_python_backend_stub")
+
+
+def close_during_send(sender: Any, after_s: float) -> str | None:
+    """Start ``sender.send()`` in a thread, close the sender ``after_s`` later while the send
+    waits for its answer, and return what the send said. Fails unless close ended it within 1 s."""
+    result: list[str | None] = []
+    thread = threading.Thread(target=lambda: result.append(sender.send()))
+    thread.start()
+    time.sleep(after_s)
+    started = time.monotonic()
+    sender.close()
+    thread.join(2)
+    assert not thread.is_alive() and time.monotonic() - started < 1.0, "close did not end the waiting send"
+    assert result, "the send ended without a result"
+    return result[0]
 
 
 def _is_server_process(proc: psutil.Process) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from conftest import close_during_send
 
 from analyzer_widgets.loadgen._worker import OutputCheck, PointJob, _HttpSender
 
@@ -217,14 +218,7 @@ def test_a_connection_closed_by_the_server_fails_that_request_and_the_next_opens
 
 def test_close_ends_a_request_waiting_for_its_answer_at_once(peer_factory) -> None:
     listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
-    s = sender(listener.getsockname()[1])
-    result: list[str | None] = []
-    t = threading.Thread(target=lambda: result.append(s.send()))
-    t.start()
-    time.sleep(0.2)
-    started = time.monotonic()
-    s.close()
-    t.join(2)
-    listener.close()
-    assert not t.is_alive() and time.monotonic() - started < 1.0
-    assert result and result[0] is not None
+    try:
+        assert close_during_send(sender(listener.getsockname()[1]), after_s=0.2) is not None
+    finally:
+        listener.close()
