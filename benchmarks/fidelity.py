@@ -207,7 +207,8 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
     """Point by point: ours and perf_analyzer alternately, --rounds times each."""
     control.load(args.model)
     if args.pin:  # the model's stub process and its threads, started by the load
-        print(f"pinned the server's {pin_server(server, args.pin_cpus)} threads, the model's included", flush=True)
+        cpus = os.sched_getaffinity(server.pid)  # where main() pinned the server
+        print(f"pinned the server's {pin_server(server, cpus)} threads, the model's included", flush=True)
     table_path = out / "fidelity-interleaved.csv"
     table_path.unlink(missing_ok=True)
     summary: list[str] = []
@@ -442,7 +443,6 @@ def main() -> None:
         print(f"pinned: the server's {pin_server(server, server_cpus)} threads to CPUs {sorted(server_cpus)}, the "
               f"clients to {sorted(client_cpus)} (cpu0's hardware threads: "
               f"{siblings.read_text().strip() if siblings.exists() else 'unknown'})", flush=True)
-        args.pin_cpus = server_cpus
     control = TritonControl(server.endpoints.grpc)
     table: list[dict[str, object]] = []
     sweeps: list[tuple[object, float, float]] = []

@@ -72,26 +72,25 @@ def main() -> None:
     print(machine_line())
     with LocalServer(aw.EXAMPLE_REPOSITORY) as server, ClientPool() as pool:
         configs = watchers(server)
-        names = list(configs)
         control = TritonControl(server.endpoints.grpc)
         control.load(args.model)
         info = control.model_info(args.model)
         try:
             for batch in args.batch_sizes:
                 for concurrency in args.concurrency:
-                    measure_point(pool, server, info, args, batch, concurrency, configs, names)
+                    measure_point(pool, server, info, args, batch, concurrency, configs)
         finally:
             control.unload(args.model)
             control.close()
 
 
 def measure_point(pool: ClientPool, server: LocalServer, info: object, args: argparse.Namespace, batch: int,
-                  concurrency: int, configs: dict[str, Callable[[], Callable[[], None]] | None],
-                  names: list[str]) -> None:
+                  concurrency: int, configs: dict[str, Callable[[], Callable[[], None]] | None]) -> None:
     arrays, datatypes = build_inputs(info, batch, {})
     job = PointJob(server.endpoints.grpc, "grpc", args.model, "", arrays, datatypes,
                    expected_outputs(info, batch), concurrency, 30.0)
     load = pool.start_point(job, aw.MeasurementSettings().processes_for(concurrency))
+    names = list(configs)
     measured: dict[str, list[float]] = {name: [] for name in names}
     try:
         time.sleep(1.0)

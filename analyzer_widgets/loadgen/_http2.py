@@ -494,7 +494,7 @@ class GrpcConnection:
     def _can_start(self) -> bool:
         return not self.going_away and self._next_stream <= MAX_STREAM_ID
 
-    def usable(self, deadline: float | None = None) -> bool:
+    def usable(self, deadline: float) -> bool:
         """Whether a call may start here: frames that came in while the connection was idle
         (a GOAWAY, SETTINGS, PING) are read first without waiting, so a connection the
         server closed or is closing is left before a request is sent on it, not after.
@@ -506,7 +506,7 @@ class GrpcConnection:
         if time.monotonic() - self._last_used < IDLE_CHECK_S and self._end == self._start:
             return self._can_start()
         # frames already started (a header block's CONTINUATIONs) are waited for until then
-        self._deadline = time.monotonic() + self._timeout if deadline is None else deadline
+        self._deadline = deadline
         try:
             while True:
                 if self._end - self._start >= 9:
