@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer_widgets.config import SweepSpec
-from analyzer_widgets.errors import ConfigError, ResumeError
+from analyzer_widgets.config import SweepSpec, file_digest, fingerprint
+from analyzer_widgets.errors import ResumeError
 from analyzer_widgets.results import (
     MODEL_CSV,
     SAMPLES_CSV,
@@ -34,37 +34,7 @@ from analyzer_widgets.results import (
 from analyzer_widgets.schema import MODEL_COLUMNS, Status
 
 MANIFEST = "sweep.json"
-FORMAT = 1
-
-
-def spec_fingerprint(spec: SweepSpec) -> dict[str, Any]:
-    """The settings that shape the measured figures (not where the repository lives, nor
-    how often the monitors sample)."""
-    m = spec.measurement
-    fp: dict[str, Any] = {
-        "models": list(spec.models),
-        "batch_sizes": list(spec.batch_sizes),
-        "concurrency": list(spec.concurrency),
-        "launch_mode": spec.server.launch_mode.value,
-        "triton_image": spec.server.triton_image or (spec.server.triton_version or None),
-        "protocol": m.protocol.value,
-        "window_ms": m.window_ms,
-        "stability_pct": m.stability_pct,
-        "stable_windows": m.stable_windows,
-        "max_trials": m.max_trials,
-        "warmup_requests": m.warmup_requests,
-        "input_shapes": {k: list(v) for k, v in sorted(spec.input_shapes.items())},
-        "input_data": spec.input_data if spec.input_data in ("random", "zero") else f"npz:{file_digest(Path(spec.input_data))}",
-    }
-    return fp
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+FORMAT = 2  # 2: the fingerprint is every setting declared with fingerprint=True, by name
 
 
 def model_digest(repository: Path, model: str) -> str:
@@ -90,7 +60,7 @@ class Manifest:
     def for_spec(cls, spec: SweepSpec) -> Manifest:
         repo = spec.model_repository
         digests = {m: (model_digest(repo, m) if repo is not None and (repo / m).is_dir() else "") for m in spec.models}
-        return cls(spec=spec_fingerprint(spec), model_files=digests,
+        return cls(spec=fingerprint(spec), model_files=digests,
                    created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def save(self, directory: Path) -> None:
@@ -196,10 +166,6 @@ def plan_export(directory: Path, spec: SweepSpec, *, overwrite: bool, resume: bo
     """Decide, before anything is launched, what a sweep exporting to ``directory`` keeps:
     nothing for a new sweep (refused where results exist, unless ``overwrite``), the
     points already measured for a resumed one."""
-    if resume and overwrite:
-        raise ConfigError("resume", resume, "and overwrite exclude each other: resume keeps the rows, overwrite drops them")
-    if keep_apart and not resume:
-        raise ConfigError("keep_apart", keep_apart, "only applies when resuming (resume=True, --resume)")
     if not resume:
         check_export_target(directory, overwrite)
         return ResumePlan(Manifest.for_spec(spec), None, set(), [])

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import enum
 import importlib.util
 import math
 import sys
@@ -16,9 +18,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from analyzer_widgets import runner as events
-from analyzer_widgets.api import make_spec, profile
-from analyzer_widgets.config import LaunchMode, MeasurementSettings, Protocol, parse_header, parse_shape
+from analyzer_widgets import events
+from analyzer_widgets.api import profile
+from analyzer_widgets.config import (
+    _UNSET,
+    SETTINGS_CLASSES,
+    ExportSettings,
+    MeasurementSettings,
+    MonitorSettings,
+    ServerSettings,
+    Setting,
+    SweepSpec,
+    declared,
+    default_of,
+    make_settings,
+)
 from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
@@ -116,73 +130,98 @@ class Progress:
             self._line(text)
 
 
-def _comma_list(text: str) -> list[str]:
-    return [part for part in text.replace(" ", "").split(",") if part]
+#: the settings classes whose fields are flags, with the help group each is listed under
+FLAG_GROUPS: tuple[tuple[type, str], ...] = (
+    (SweepSpec, "sweep"), (ExportSettings, "results"), (ServerSettings, "server"),
+    (MeasurementSettings, "measurement"), (MonitorSettings, "monitoring"),
+)
+#: settings the demo does not offer: it sweeps its own models, into a folder it overwrites
+DEMO_HIDDEN = ("models", "model_repository", "resume", "keep_apart")
+
+
+def _shown_default(f: dataclasses.Field[Any], s: Setting, demo: bool) -> str:
+    """The default as help and the docs say it."""
+    if demo and s.demo_default is not _UNSET:
+        value = s.demo_default
+    elif s.default_text:
+        return s.default_text
+    else:
+        value = s.cli_default if s.cli_default is not _UNSET else default_of(f)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == {}:
+        return "none"
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, tuple):
+        value = ",".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], s: Setting, demo: bool) -> None:
+    # Every flag defaults to "not given": the declaration's default then applies, so no
+    # default is typed twice. Values stay text here; the setting's own check reads them.
+    help_text = f"{s.help} (default: {_shown_default(f, s, demo)})".replace("%", "%%").replace("`", "")
+    default = default_of(f)
+    metavar = s.metavar or s.flags[-1].lstrip("-").upper().replace("-", "_")
+    if isinstance(default, bool):
+        group.add_argument(*s.flags, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=help_text)
+    elif s.repeat:
+        group.add_argument(*s.flags, dest=f.name, action="append", metavar=metavar, default=argparse.SUPPRESS,
+                           help=help_text)
+    else:
+        choices = [m.value for m in type(default)] if isinstance(default, enum.Enum) else None
+        group.add_argument(*s.flags, dest=f.name, metavar=metavar if choices is None else None, choices=choices,
+                           default=argparse.SUPPRESS,
+                           help=help_text)
 
 
 def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool) -> None:
-    d = MeasurementSettings()
-    if not demo:
-        p.add_argument("-m", "--model-names", required=True, help="comma-separated model names")
-        p.add_argument("--model-folder", "--model-repository", dest="model_folder",
-                       help="the Triton model repository (needed for local launch mode)")
-        p.add_argument("-b", "--batch", default="1", help="comma-separated batch sizes (default: 1)")
-        p.add_argument("-c", "--concurrency", default="1", help="comma-separated concurrency values (default: 1)")
-    else:
-        p.add_argument("-b", "--batch", default="1,8", help="batch sizes (default: 1,8)")
-        p.add_argument("-c", "--concurrency", default="1,2", help="concurrency values (default: 1,2)")
-    p.add_argument("-e", "--export-path", default="results", help="folder for the CSV files (default: ./results)")
-    p.add_argument("--export", action=argparse.BooleanOptionalAction, default=True,
-                   help="write metrics-model.csv and metrics-server-only.csv (default: on)")
-    p.add_argument("--overwrite", action="store_true", default=demo,
-                   help="replace results already in the export folder" + (" (always on for the demo)" if demo else ""))
-    if not demo:
-        p.add_argument("--resume", action="store_true",
-                       help="keep the points already measured in the export folder and measure the rest; "
-                            "refused when the spec, the model files, the server version or the GPUs changed")
-        p.add_argument("--keep-apart", action="store_true",
-                       help="with --resume: when something changed, move the earlier results into "
-                            "previous-<time>/ in the export folder and start over instead of refusing")
-    g = p.add_argument_group("server")
-    g.add_argument("--launch-mode", choices=[m.value for m in LaunchMode], default="local",
-                   help="local: start the embedded tritonserver (default); remote: attach to --url; "
-                        "docker: a Triton container (--triton-image or --triton-version)")
-    g.add_argument("--url", help="remote mode: the server's gRPC (or, with --protocol http, HTTP) host:port")
-    g.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE",
-                   help="remote mode: a header sent with every request (repeatable)")
-    g.add_argument("--triton-version", help="docker mode: run nvcr.io/nvidia/tritonserver:<version>-py3")
-    g.add_argument("--triton-image", help="docker mode: run this image instead (must have tritonserver on its PATH)")
-    g.add_argument("--gpus", default="auto", help="docker mode: auto (default), all, none, or ids like 0,1")
-    g.add_argument("--tritonserver", help="local mode: a tritonserver binary instead of the embedded one")
-    g.add_argument("--backend-python", help="local mode: the Python whose packages the models import")
-    g.add_argument("--host", default="127.0.0.1", help="address the local server binds (default: 127.0.0.1)")
-    g.add_argument("--http-port", type=int, help="local mode: HTTP port (default: a free one)")
-    g.add_argument("--grpc-port", type=int, help="local mode: gRPC port (default: a free one)")
-    g.add_argument("--metrics-port", type=int, help="local mode: metrics port (default: a free one)")
-    g.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the server (default: 120)")
-    g.add_argument("--model-load-timeout", type=float, default=600.0,
-                   help="seconds a model load may take before the server counts as hung (default: 600)")
-    m = p.add_argument_group("measurement")
-    m.add_argument("--protocol", choices=[x.value for x in Protocol], default="grpc", help="default: grpc")
-    m.add_argument("--window-ms", "--measurement-interval", dest="window_ms", type=int,
-                   default=500 if demo else d.window_ms, help=f"window length in ms (default: {500 if demo else d.window_ms})")
-    m.add_argument("--stability-pct", "--stability-percentage", dest="stability_pct", type=float,
-                   default=d.stability_pct, help=f"stability threshold in %% (default: {d.stability_pct:g})")
-    m.add_argument("--stable-windows", type=int, default=d.stable_windows,
-                   help=f"windows that must agree (default: {d.stable_windows})")
-    m.add_argument("--max-trials", type=int, default=d.max_trials, help=f"windows at most (default: {d.max_trials})")
-    m.add_argument("--client-processes", type=int, default=0, help="client processes per point (default: 0 = automatic)")
-    m.add_argument("--request-timeout", type=float, default=d.request_timeout_s, help="seconds per request (default: 30)")
-    m.add_argument("--shape", action="append", default=[], metavar="NAME:D1,D2",
-                   help="shape of an input with variable dims, without the batch dimension (repeatable)")
-    m.add_argument("--input-data", default="random", help="random (default), zero, or a .npz file of arrays by input name")
-    m.add_argument("--baseline-seconds", type=float, default=1.0 if demo else 2.0,
-                   help="how long to record the server with no models (default: %(default)s)")
-    mon = p.add_argument_group("monitoring")
-    mon.add_argument("--nvml", action=argparse.BooleanOptionalAction, default=True,
-                     help="sample the GPUs through NVML (default: on where NVML is present)")
-    mon.add_argument("--nvml-interval-ms", type=float, default=50.0, help="GPU sampling interval (default: 50 = 20 Hz)")
+    for cls, title in FLAG_GROUPS:
+        group = p.add_argument_group(title)
+        for f, s in declared(cls):
+            if s.flags and not (demo and f.name in DEMO_HIDDEN):
+                _add_flag(group, f, s, demo)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def settings_from_args(args: argparse.Namespace, demo: bool = False) -> dict[str, Any]:
+    """The settings given on the command line (and the demo's own defaults), each read by
+    its declaration's parse; the rest keep their declared defaults."""
+    given = vars(args)
+    settings: dict[str, Any] = {}
+    for cls, _ in FLAG_GROUPS:
+        for f, s in declared(cls):
+            if f.name in given:
+                value = given[f.name]
+                settings[f.name] = s.parse(value) if s.parse is not None else value
+            elif demo and s.demo_default is not _UNSET:
+                settings[f.name] = s.demo_default
+            elif s.cli_default is not _UNSET:
+                settings[f.name] = s.cli_default
+    return settings
+
+
+def flag_table() -> str:
+    """README's flag table, derived from the declarations (tests/test_docs.py checks that
+    README holds exactly this)."""
+    lines = ["| flag | meaning | default |", "|---|---|---|"]
+    for cls, _ in FLAG_GROUPS:
+        for f, s in declared(cls):
+            if not s.flags:
+                continue
+            names = ", ".join(s.flags)
+            if isinstance(default_of(f), bool):
+                names = " / ".join([*s.flags, *(f"--no-{n[2:]}" for n in s.flags if n.startswith("--"))])
+            if s.metavar:
+                names += f" {s.metavar}"
+            default = _shown_default(f, s, demo=False)
+            shown = default if s.default_text or default == "none" else f"`{default}`"
+            if s.demo_default is not _UNSET:
+                shown += f" (demo: `{_shown_default(f, s, demo=True)}`)"
+            lines.append(f"| `{names}` | {s.help} | {shown} |")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,22 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    shapes = dict(parse_shape("--shape", s) for s in args.shape)
-    headers = dict(parse_header("--header", h) for h in args.header)
-    return dict(
-        batch_sizes=args.batch, concurrency=args.concurrency,
-        launch_mode=args.launch_mode, url=args.url, headers=headers, triton_version=args.triton_version,
-        triton_image=args.triton_image, gpus=args.gpus,
-        tritonserver_path=args.tritonserver, backend_python=args.backend_python, host=args.host,
-        http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-        startup_timeout_s=args.startup_timeout, model_load_timeout_s=args.model_load_timeout,
-        protocol=args.protocol, window_ms=args.window_ms,
-        stability_pct=args.stability_pct, stable_windows=args.stable_windows, max_trials=args.max_trials,
-        client_processes=args.client_processes, request_timeout_s=args.request_timeout,
-        input_shapes=shapes, input_data=args.input_data, baseline_s=args.baseline_seconds,
-        nvml=args.nvml, nvml_interval_s=args.nvml_interval_ms / 1000.0,
-    )
+def _with_flag(error: ConfigError) -> str:
+    """A setting's error as the command line's user reads it: with the flag that sets it."""
+    for cls in SETTINGS_CLASSES:
+        for f, s in declared(cls):
+            if f.name == error.field and s.flags:
+                return f"{'/'.join(s.flags)}: {error}"
+    return str(error)
 
 
 def demo_models(out: TextIO) -> list[str]:
@@ -262,40 +292,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.write(f"{name}\t{info.kind}\tmax_batch_size={info.max_batch_size}\n")
         return EXIT_OK
     try:
-        settings = _settings(args)
+        settings = settings_from_args(args, demo=args.command == "demo")
         if args.command == "demo":
             settings.update(models=demo_models(out), model_repository=EXAMPLE_REPOSITORY)
-            settings["input_shapes"] = {**DEMO_SHAPES, **settings["input_shapes"]}
-        else:
-            settings.update(models=_comma_list(args.model_names), model_repository=args.model_folder)
-        spec = make_spec(**settings)
+            settings["input_shapes"] = {**DEMO_SHAPES, **settings.get("input_shapes", {})}
+        spec, export = make_settings(**settings)
+    except ConfigError as e:
+        print(f"error: {_with_flag(e)}", file=sys.stderr)
+        return EXIT_USAGE
     except AnalyzerError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    export = Path(args.export_path) if args.export else None
     progress = Progress(quiet=args.quiet)
-    holder: dict[str, SweepResult] = {}
+    directory = export.directory
     try:
-        result = profile(spec, export_path=export, overwrite=args.overwrite, on_event=progress,
-                         resume=getattr(args, "resume", False), keep_apart=getattr(args, "keep_apart", False))
-        holder["result"] = result
+        result = profile(spec, export=export, on_event=progress)
     except KeyboardInterrupt:
         print("\ninterrupted: the server and client processes were stopped; finished rows are in "
-              f"{export or 'memory only'}" + (" (--resume measures the rest)" if export else ""), file=sys.stderr)
+              f"{directory or 'memory only'}" + (" (--resume measures the rest)" if directory else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     except SweepCancelled:
         return EXIT_INTERRUPTED
     except (ConfigError, RepositoryError, ResumeError) as e:
         # a bad model name, a missing or empty repository, results that cannot be resumed:
         # the user's input, refused before anything was measured, so a usage error like `models`
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_with_flag(e) if isinstance(e, ConfigError) else e}", file=sys.stderr)
         return EXIT_USAGE
     except AnalyzerError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     print_table(result, out)
-    if export is not None:
-        out.write(f"results written to {export}/: metrics-model.csv, metrics-server-only.csv, metrics-samples.csv\n")
+    if directory is not None:
+        out.write(f"results written to {directory}/: metrics-model.csv, metrics-server-only.csv, metrics-samples.csv\n")
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -1,7 +1,14 @@
-"""What to measure and how: frozen, validated specifications.
+"""What to measure and how: every setting declared once, frozen and validated.
 
-Everything a sweep needs is decided here, before any process starts. A bad value raises
-:class:`~analyzer_widgets.errors.ConfigError` naming the field and the value.
+Each setting is one dataclass field declared with :func:`setting`: its type and default
+(the field), its check, its help text, its command-line flags, whether it shapes the
+measured figures (the resume fingerprint) and its label in the panel. The CLI's flags and
+help (:mod:`analyzer_widgets.cli`), the panel's settings fields (:mod:`analyzer_widgets.ui`),
+the resume fingerprint (:func:`fingerprint`) and README's flag table are all derived from
+these declarations: a new setting is one field here.
+
+A bad value raises :class:`~analyzer_widgets.errors.ConfigError` naming the field and the
+value, before any process starts.
 
 Example::
 
@@ -15,11 +22,13 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import hashlib
 import math
 import operator
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +38,7 @@ import numpy as np
 from analyzer_widgets.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
+MAX_CLIENT_PROCESSES = 32
 
 
 class LaunchMode(str, enum.Enum):
@@ -44,26 +54,197 @@ class Protocol(str, enum.Enum):
     HTTP = "http"
 
 
-def _positive_int(field_name: str, value: object) -> int:
+# -- the declaration of a setting ----------------------------------------------------------------
+#: a check takes the field's name and the value given (a text where it came from the command
+#: line or the panel) and returns the value to keep, or raises ConfigError naming the field
+Check = Callable[[str, Any], Any]
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a settings field is beyond its type and default; declared with :func:`setting`."""
+
+    help: str
+    #: command-line option strings; none: set from Python only
+    flags: tuple[str, ...] = ()
+    check: Check | None = None
+    #: command-line (and panel) text to the value the check takes, where that is not the text
+    #: itself; for a repeatable flag it takes the list of texts
+    parse: Callable[[Any], Any] | None = None
+    repeat: bool = False
+    metavar: str | None = None
+    #: it shapes the measured figures: part of the resume fingerprint (a callable turns the
+    #: value into what is recorded, as a file into its digest)
+    fingerprint: bool | Callable[[Any], Any] = False
+    #: the label of its field in the panel's settings; "": not in the panel
+    panel: str = ""
+    #: the default as the docs say it, where the value alone would not tell
+    default_text: str = ""
+    #: the command line's own default where it differs from Python's (the export folder)
+    cli_default: Any = _UNSET
+    #: the demo's default (``analyzer-widgets demo``: short windows, a small grid)
+    demo_default: Any = _UNSET
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, flags: tuple[str, ...] = (),  # noqa: A002
+            check: Check | None = None, parse: Callable[[Any], Any] | None = None, repeat: bool = False,
+            metavar: str | None = None, fingerprint: bool | Callable[[Any], Any] = False, panel: str = "",
+            default_text: str = "", cli_default: Any = _UNSET, demo_default: Any = _UNSET,
+            default_factory: Callable[[], Any] | Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that is a setting: everything about it in one place."""
+    meta = {"setting": Setting(help, flags, check, parse, repeat, metavar, fingerprint, panel, default_text,
+                               cli_default, demo_default)}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def declared(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
+    """The settings fields of a settings class, in declaration order, with their declarations."""
+    for f in dataclasses.fields(cls):
+        if "setting" in f.metadata:
+            yield f, f.metadata["setting"]
+
+
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+class _Checked:
+    """Runs every field's declared check, then the checks that involve several fields."""
+
+    def __post_init__(self) -> None:
+        for f, s in declared(type(self)):
+            if s.check is not None:
+                object.__setattr__(self, f.name, s.check(f.name, getattr(self, f.name)))
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Checks across fields; each field's own check has run."""
+
+
+# -- checks --------------------------------------------------------------------------------------
+def _whole(name: str, value: object, minimum: int, reason: str) -> int:
     # bool is an int subclass; True as a batch size is a mistake, not 1
     if isinstance(value, bool):
-        raise ConfigError(field_name, value, "must be a positive whole number")
+        raise ConfigError(name, value, reason)
     if isinstance(value, float | np.floating):
         if not float(value).is_integer():
-            raise ConfigError(field_name, value, "must be a positive whole number")
+            raise ConfigError(name, value, reason)
         value = int(value)
     if isinstance(value, str):
         try:
             value = int(value.strip())
         except ValueError:
-            raise ConfigError(field_name, value, "must be a positive whole number") from None
+            raise ConfigError(name, value, reason) from None
     try:
-        value = operator.index(value)  # int, numpy integers, anything integral
+        number = operator.index(value)  # int, numpy integers, anything integral
     except TypeError:
-        raise ConfigError(field_name, value, "must be a positive whole number") from None
-    if value <= 0:
-        raise ConfigError(field_name, value, "must be 1 or more")
-    return value
+        raise ConfigError(name, value, reason) from None
+    if number < minimum:
+        raise ConfigError(name, value, reason if minimum == 0 else "must be 1 or more")
+    return number
+
+
+def positive_int(name: str, value: object) -> int:
+    return _whole(name, value, 1, "must be a positive whole number")
+
+
+def count(name: str, value: object) -> int:
+    """0 or a positive whole number."""
+    return _whole(name, value, 0, "must be 0 or a positive whole number")
+
+
+def _number(name: str, value: object, reason: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ConfigError(name, value, reason) from None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigError(name, value, reason)
+    if not math.isfinite(value):
+        raise ConfigError(name, value, reason)
+    return float(value) if isinstance(value, float | np.floating) else int(value)
+
+
+def seconds(name: str, value: object) -> float:
+    """A positive number of seconds."""
+    number = _number(name, value, "must be a positive number of seconds")
+    if number <= 0:
+        raise ConfigError(name, value, "must be a positive number of seconds")
+    return number
+
+
+def seconds_or_zero(name: str, value: object) -> float:
+    number = _number(name, value, "must be 0 or a positive number of seconds")
+    if number < 0:
+        raise ConfigError(name, value, "must be 0 or a positive number of seconds")
+    return number
+
+
+def sampling_interval(name: str, value: object) -> float:
+    reason = "must be a number of seconds between 0.001 and 60"
+    number = _number(name, value, reason)
+    if not 0.001 <= number <= 60:
+        raise ConfigError(name, value, reason)
+    return number
+
+
+def percentage(name: str, value: object) -> float:
+    """Above 0 and below 100."""
+    reason = "must be a percentage above 0 and below 100"
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(name, value, reason)
+    number = _number(name, value, reason)
+    if not 0 < number < 100:
+        raise ConfigError(name, value, reason)
+    return number
+
+
+def flag(name: str, value: object) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ConfigError(name, value, "must be True or False")
+
+
+def port(name: str, value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    number = positive_int(name, value)
+    if number > 65535:
+        raise ConfigError(name, number, "must be a TCP port between 1 and 65535")
+    return number
+
+
+def optional_path(name: str, value: object) -> Path | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(name, value, "must be a path")
+    return Path(value).expanduser()
+
+
+def optional_text(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(name, value, "must be text")
+    return value.strip() or None
+
+
+def one_of(kind: type[enum.Enum]) -> Check:
+    def check(name: str, value: object) -> enum.Enum:
+        try:
+            return kind(value.strip().lower() if isinstance(value, str) else value)
+        except ValueError:
+            raise ConfigError(name, value, f"must be one of {', '.join(m.value for m in kind)}") from None
+    return check
 
 
 def positive_int_list(field_name: str, values: object) -> tuple[int, ...]:
@@ -89,12 +270,27 @@ def positive_int_list(field_name: str, values: object) -> tuple[int, ...]:
     out: list[int] = []
     for item in items:
         try:
-            number = _positive_int(field_name, item)
+            number = positive_int(field_name, item)
         except ConfigError as e:
             raise ConfigError(field_name, values, f"item {item!r} {e.reason}") from None
         if number not in out:
             out.append(number)
     return tuple(out)
+
+
+def model_names(name: str, value: object) -> tuple[str, ...]:
+    models = value
+    if isinstance(models, str):
+        models = tuple(m for m in models.replace(" ", "").split(",") if m)
+    if not isinstance(models, Iterable):
+        raise ConfigError(name, value, "must be model names")
+    models = tuple(models)
+    if not models:
+        raise ConfigError(name, value, "must name at least one model")
+    for m in models:
+        if not isinstance(m, str) or not m.strip():
+            raise ConfigError(name, value, f"item {m!r} is not a model name")
+    return tuple(dict.fromkeys(models))
 
 
 def parse_shape(field_name: str, text: str) -> tuple[str, tuple[int, ...]]:
@@ -127,11 +323,107 @@ def parse_header(field_name: str, text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-MAX_CLIENT_PROCESSES = 32
+def input_shapes(name: str, value: object) -> dict[str, tuple[int, ...]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, value, "must map input names to shapes, like {'SEQUENCE': (128, 32)}")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, shape in dict(value).items():
+        dims = tuple(shape)
+        if not dims or any(isinstance(d, bool) or not isinstance(d, int | np.integer) or d <= 0 for d in dims):
+            raise ConfigError(name, {key: shape}, "dimensions must be whole numbers of 1 or more")
+        shapes[key] = tuple(int(d) for d in dims)
+    return shapes
 
 
+def input_data(name: str, value: object) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if value in ("random", "zero"):
+        return str(value)
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        if path.suffix == ".npz" and path.is_file():
+            return value
+    raise ConfigError(name, value, "must be 'random', 'zero' or an existing .npz file")
+
+
+def headers(name: str, value: object) -> dict[str, str]:
+    """Access headers as every request and control call sends them: a name is a token (no
+    spaces, colons or line breaks), a value holds no line break (it would end the header)."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, value, "must map header names to values")
+    checked = {}
+    for key, text in dict(value).items():
+        key, text = str(key).strip(), str(text).strip()
+        if not key or any(c in key for c in " \t:\r\n") or not key.isascii():
+            raise ConfigError(name, {key: text}, f"{key!r} is not a header name")
+        if "\r" in text or "\n" in text:
+            raise ConfigError(name, {key: text}, f"the value of {key} holds a line break")
+        checked[key] = text
+    return checked
+
+
+GPU_KEYWORDS = ("auto", "all", "none")
+
+
+def gpu_selection(name: str, value: object) -> str:
+    """``gpus`` as Docker's device request takes it: auto, all, none, or a comma-separated
+    list of GPU indexes or UUIDs (``GPU-...``, ``MIG-...``), each once."""
+    reason = ("must be auto, all, none, or GPU indexes or UUIDs separated by commas, like 0,1 or GPU-5b7c... "
+              "(a MIG instance by its MIG- UUID)")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(name, value, reason)
+    text = value.strip()
+    if text.lower() in GPU_KEYWORDS:
+        return text.lower()
+    ids = [part.strip() for part in text.split(",")]
+    for gpu in ids:
+        if not (gpu.isascii() and gpu.isdigit() or gpu.startswith(("GPU-", "MIG-")) and len(gpu) > 4):
+            raise ConfigError(name, value, f"{gpu!r} is not a GPU index or UUID: {reason}")
+    if len(set(ids)) != len(ids):
+        raise ConfigError(name, value, "names a GPU twice")
+    return ",".join(ids)
+
+
+def texts(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigError(name, value, "must be a list of texts")
+    items = tuple(value)
+    if not all(isinstance(item, str) for item in items):
+        raise ConfigError(name, value, "must be a list of texts")
+    return items
+
+
+def _milliseconds_to_seconds(text: Any) -> Any:
+    try:
+        return float(text) / 1000.0
+    except ValueError:
+        return text  # the check refuses it, naming the field and the value
+
+
+def _shapes_from_flags(items: list[str]) -> dict[str, tuple[int, ...]]:
+    return dict(parse_shape("--shape", item) for item in items)
+
+
+def _headers_from_flags(items: list[str]) -> dict[str, str]:
+    return dict(parse_header("--header", item) for item in items)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _input_data_fingerprint(value: str) -> str:
+    return value if value in ("random", "zero") else f"npz:{file_digest(Path(value).expanduser())}"
+
+
+# -- the settings ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MeasurementSettings:
+class MeasurementSettings(_Checked):
     """How each point is measured; defaults follow perf_analyzer's stability rule.
 
     A point is measured in windows of ``window_ms``. It is stable when the last
@@ -139,167 +431,130 @@ class MeasurementSettings:
     throughput and on average latency; after ``max_trials`` windows it is kept as unstable.
     """
 
-    window_ms: int = 1000
-    stability_pct: float = 10.0
-    stable_windows: int = 3
-    max_trials: int = 10
-    protocol: Protocol = Protocol.GRPC
-    client_processes: int = 0  # 0: choose from the concurrency and the CPU count
-    request_timeout_s: float = 30.0
-    warmup_requests: int = 1  # per request slot, not counted; 0 turns warm-up off
+    window_ms: int = setting(
+        1000, check=positive_int, flags=("--window-ms", "--measurement-interval"), fingerprint=True,
+        panel="Window (ms)", demo_default=500, help="measurement window length in ms")
+    stability_pct: float = setting(
+        10.0, check=percentage, flags=("--stability-pct", "--stability-percentage"), fingerprint=True,
+        panel="Stability %", help="windows agree when each lies within this percentage of their mean")
+    stable_windows: int = setting(
+        3, check=positive_int, flags=("--stable-windows",), fingerprint=True, panel="Stable windows",
+        help="how many last windows must agree for a point to be stable")
+    max_trials: int = setting(
+        10, check=positive_int, flags=("--max-trials",), fingerprint=True, panel="Max windows",
+        help="windows at most; then the point is kept and marked unstable")
+    protocol: Protocol = setting(
+        Protocol.GRPC, check=one_of(Protocol), flags=("--protocol",), fingerprint=True, panel="Protocol",
+        help="the protocol inferences are sent with")
+    client_processes: int = setting(
+        0, check=count, flags=("--client-processes",), default_text="0 (automatic)",
+        help="client processes per point; 0 chooses from the concurrency and the usable CPUs")
+    request_timeout_s: float = setting(
+        30.0, check=seconds, flags=("--request-timeout",),
+        help="seconds before a request (or a statistics call) counts as failed; after a failed point the "
+             "server must also answer a health check within 5 s, or it counts as hung and is stopped")
+    warmup_requests: int = setting(
+        1, check=count, flags=("--warmup-requests",), fingerprint=True,
+        help="requests each request slot sends before a point's windows start, not counted; 0 turns warm-up off")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "window_ms", _positive_int("window_ms", self.window_ms))
-        if isinstance(self.stability_pct, bool) or not (
-            isinstance(self.stability_pct, int | float) and 0 < self.stability_pct < 100
-        ):
-            raise ConfigError("stability_pct", self.stability_pct, "must be a percentage above 0 and below 100")
-        object.__setattr__(self, "stable_windows", _positive_int("stable_windows", self.stable_windows))
-        object.__setattr__(self, "max_trials", _positive_int("max_trials", self.max_trials))
+    def _check_together(self) -> None:
         if self.max_trials < self.stable_windows:
-            raise ConfigError(
-                "max_trials", self.max_trials, f"must be at least stable_windows ({self.stable_windows})"
-            )
-        try:
-            object.__setattr__(self, "protocol", Protocol(self.protocol))
-        except ValueError:
-            raise ConfigError("protocol", self.protocol, "must be 'grpc' or 'http'") from None
-        if isinstance(self.client_processes, bool) or not isinstance(self.client_processes, int) or self.client_processes < 0:
-            raise ConfigError("client_processes", self.client_processes, "must be 0 (automatic) or a positive whole number")
-        if not (isinstance(self.request_timeout_s, int | float) and self.request_timeout_s > 0):
-            raise ConfigError("request_timeout_s", self.request_timeout_s, "must be a positive number of seconds")
-        if isinstance(self.warmup_requests, bool) or not isinstance(self.warmup_requests, int) or self.warmup_requests < 0:
-            raise ConfigError("warmup_requests", self.warmup_requests, "must be 0 or a positive whole number")
+            raise ConfigError("max_trials", self.max_trials, f"must be at least stable_windows ({self.stable_windows})")
 
     def processes_for(self, concurrency: int) -> int:
         """Client processes for one point: never more than the requests in flight."""
         if self.client_processes:
             return min(self.client_processes, concurrency)
-        # One request slot per process where the cores allow: threads of one process
-        # wait for each other's GIL on every response. On the H100 host (16 cores) at
-        # batch 1, concurrency 16, 16 processes gave 3655 infer/s, 4 processes 2939 and one
-        # 2672 (benchmarks/client_variants.py, docs/benchmarks.md). Two cores are left to the
-        # server; on a 2-core machine everything shares one process, since extra processes
-        # would only take CPU from the server.
+        # One request slot per process where the cores allow: threads of one process wait
+        # for each other's GIL on every response (benchmarks/client_variants.py,
+        # docs/benchmarks.md). Two cores are left to the server; on a 2-core machine
+        # everything shares one process, since extra processes would only take CPU from it.
         spare = max(1, (os.cpu_count() or 1) - 2)
         return max(1, min(concurrency, spare, MAX_CLIENT_PROCESSES))
 
 
-def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Access headers as every request and control call sends them: a name is a token (no
-    spaces, colons or line breaks), a value holds no line break (it would end the header)."""
-    checked = {}
-    for name, value in dict(headers).items():
-        name, value = str(name).strip(), str(value).strip()
-        if not name or any(c in name for c in " \t:\r\n") or not name.isascii():
-            raise ConfigError("headers", {name: value}, f"{name!r} is not a header name")
-        if "\r" in value or "\n" in value:
-            raise ConfigError("headers", {name: value}, f"the value of {name} holds a line break")
-        checked[name] = value
-    return checked
-
-
-GPU_KEYWORDS = ("auto", "all", "none")
-
-
-def _gpu_selection(value: object) -> str:
-    """``gpus`` as Docker's device request takes it: auto, all, none, or a comma-separated
-    list of GPU indexes or UUIDs (``GPU-...``, ``MIG-...``), each once."""
-    reason = ("must be auto, all, none, or GPU indexes or UUIDs separated by commas, like 0,1 or GPU-5b7c... "
-              "(a MIG instance by its MIG- UUID)")
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError("gpus", value, reason)
-    text = value.strip()
-    if text.lower() in GPU_KEYWORDS:
-        return text.lower()
-    ids = [part.strip() for part in text.split(",")]
-    for gpu in ids:
-        if not (gpu.isascii() and gpu.isdigit() or gpu.startswith(("GPU-", "MIG-")) and len(gpu) > 4):
-            raise ConfigError("gpus", value, f"{gpu!r} is not a GPU index or UUID: {reason}")
-    if len(set(ids)) != len(ids):
-        raise ConfigError("gpus", value, "names a GPU twice")
-    return ",".join(ids)
-
-
 @dataclass(frozen=True)
-class ServerSettings:
+class ServerSettings(_Checked):
     """Where the Triton server comes from and how to reach it."""
 
-    launch_mode: LaunchMode = LaunchMode.LOCAL
-    url: str | None = None  # remote: host:port of gRPC (or HTTP with protocol=http)
-    http_url: str | None = None  # remote: HTTP endpoint for health and repository calls
-    tritonserver_path: Path | None = None  # local: a tritonserver binary instead of the embedded one
-    backend_python: Path | None = None  # local: the Python whose packages the models use
-    triton_version: str | None = None  # docker mode (nvcr.io/nvidia/tritonserver:<version>-py3)
-    triton_image: str | None = None  # docker mode: an image instead of the NGC one for triton_version
-    gpus: str = "auto"  # docker mode: auto (all where NVML sees GPUs), all, none, or ids "0,1"
-    host: str = DEFAULT_HOST
-    http_port: int | None = None
-    grpc_port: int | None = None
-    metrics_port: int | None = None
-    startup_timeout_s: float = 120.0
+    launch_mode: LaunchMode = setting(
+        LaunchMode.LOCAL, check=one_of(LaunchMode), flags=("--launch-mode",), fingerprint=True, panel="Launch",
+        help="`local` (embedded server), `remote` (attach to `--url`), `docker` (a Triton container)")
+    url: str | None = setting(
+        None, check=optional_text, flags=("--url",), panel="URL",
+        help="remote: the server's gRPC `host:port` (HTTP with `--protocol http`)")
+    headers: Mapping[str, str] = setting(
+        check=headers, flags=("-H", "--header"), repeat=True, parse=_headers_from_flags, metavar="NAME:VALUE",
+        panel="Headers", default_factory=dict,
+        help="a header sent with every request and control call (for example the key of a server started with "
+             "`--grpc-restricted-protocol` / `--http-restricted-api`); repeatable")
+    triton_version: str | None = setting(
+        None, check=optional_text, flags=("--triton-version",), fingerprint=True, panel="Triton version",
+        help="docker: run `nvcr.io/nvidia/tritonserver:<version>-py3`")
+    triton_image: str | None = setting(
+        None, check=optional_text, flags=("--triton-image",), fingerprint=True, panel="Triton image",
+        help="docker: run this image instead (tritonserver on its PATH)")
+    gpus: str = setting(
+        "auto", check=gpu_selection, flags=("--gpus",), panel="GPUs (docker)",
+        help="docker: `auto` (all GPUs where NVML sees any), `all`, `none`, or GPU indexes or UUIDs, "
+             "`0,1` or `GPU-5b7c...`")
+    tritonserver_path: Path | None = setting(
+        None, check=optional_path, flags=("--tritonserver",), metavar="PATH", default_text="embedded",
+        help="local: run this tritonserver binary instead of the embedded one")
+    backend_python: Path | None = setting(
+        None, check=optional_path, flags=("--backend-python",), metavar="PATH", default_text="this Python",
+        help="local: the Python whose packages the models import (also `$ANALYZER_WIDGETS_BACKEND_PYTHON`)")
+    host: str = setting(DEFAULT_HOST, check=optional_text, flags=("--host",), help="the address a local server binds")
+    http_port: int | None = setting(None, check=port, flags=("--http-port",), panel="HTTP port",
+                                    default_text="a free port", help="where a local server serves HTTP")
+    grpc_port: int | None = setting(None, check=port, flags=("--grpc-port",), panel="gRPC port",
+                                    default_text="a free port", help="where a local server serves gRPC")
+    metrics_port: int | None = setting(None, check=port, flags=("--metrics-port",), panel="Metrics port",
+                                       default_text="a free port", help="where a local server serves /metrics")
+    startup_timeout_s: float = setting(120.0, check=seconds, flags=("--startup-timeout",),
+                                       help="seconds to wait for the server to be ready")
     # a model load (a TensorRT engine build can take minutes) may take this long before the
     # server is taken to be hung; every other call has the measurement's request timeout
-    model_load_timeout_s: float = 600.0
-    extra_args: tuple[str, ...] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)
-    log_path: Path | None = None
+    model_load_timeout_s: float = setting(600.0, check=seconds, flags=("--model-load-timeout",),
+                                          help="seconds a model load may take before the server counts as hung")
+    extra_args: tuple[str, ...] = setting((), check=texts, help="more tritonserver arguments (local and docker)")
+    log_path: Path | None = setting(
+        None, check=optional_path,
+        help="where the server's whole log is kept (the CLI puts it beside the CSV files); "
+             "none: a temporary file, removed on stop")
 
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "launch_mode", LaunchMode(self.launch_mode))
-        except ValueError:
-            modes = ", ".join(m.value for m in LaunchMode)
-            raise ConfigError("launch_mode", self.launch_mode, f"must be one of {modes}") from None
-        for name in ("http_port", "grpc_port", "metrics_port"):
-            port = getattr(self, name)
-            if port is None:
-                continue
-            port = _positive_int(name, port)
-            if port > 65535:
-                raise ConfigError(name, port, "must be a TCP port between 1 and 65535")
-            object.__setattr__(self, name, port)
+    def _check_together(self) -> None:
         ports = [p for p in (self.http_port, self.grpc_port, self.metrics_port) if p is not None]
         if len(ports) != len(set(ports)):
             raise ConfigError("ports", tuple(ports), "HTTP, gRPC and metrics ports must differ")
         if self.launch_mode is LaunchMode.DOCKER and not (self.triton_image or self.triton_version):
             raise ConfigError("triton_image", self.triton_image,
                               "docker launch mode needs --triton-image or --triton-version (for example 24.08)")
-        object.__setattr__(self, "gpus", _gpu_selection(self.gpus))
         if self.launch_mode is LaunchMode.REMOTE and not self.url:
             raise ConfigError("url", self.url, "remote launch mode needs the server's URL (for example localhost:8001)")
-        for name in ("tritonserver_path", "backend_python", "log_path"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
-        for name in ("startup_timeout_s", "model_load_timeout_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
-                raise ConfigError(name, value, "must be a positive number of seconds")
-        object.__setattr__(self, "extra_args", tuple(self.extra_args))
-        object.__setattr__(self, "headers", _checked_headers(self.headers))
+        if self.host is None:
+            raise ConfigError("host", self.host, "must be an address, like 127.0.0.1")
 
 
 @dataclass(frozen=True)
-class MonitorSettings:
+class MonitorSettings(_Checked):
     """Which samplers run and how often. ``nvml`` may be turned off; it is off by itself
     (columns NaN, one notice) where NVML is absent."""
 
-    nvml: bool = True
-    nvml_interval_s: float = 0.05
-    process_sampling: bool = True
-    process_interval_s: float = 0.1
-    triton_metrics: bool = True
-    triton_metrics_interval_s: float = 0.5
-
-    def __post_init__(self) -> None:
-        for name in ("nvml_interval_s", "process_interval_s", "triton_metrics_interval_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.001 <= value <= 60:
-                raise ConfigError(name, value, "must be a number of seconds between 0.001 and 60")
+    nvml: bool = setting(True, check=flag, flags=("--nvml",), default_text="on where NVML is present",
+                         help="sample the GPUs through NVML")
+    nvml_interval_s: float = setting(
+        0.05, check=sampling_interval, flags=("--nvml-interval-ms",), parse=_milliseconds_to_seconds,
+        default_text="50 (20 Hz)", help="GPU sampling interval (ms on the command line)")
+    process_sampling: bool = setting(True, check=flag,
+                                     help="sample the CPU and memory of the server and its model stubs (psutil)")
+    process_interval_s: float = setting(0.1, check=sampling_interval, help="process sampling interval")
+    triton_metrics: bool = setting(True, check=flag, help="sample the server's own /metrics")
+    triton_metrics_interval_s: float = setting(0.5, check=sampling_interval, help="/metrics sampling interval")
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepSpec(_Checked):
     """One sweep: which models, over which batch sizes and concurrency values, and how.
 
     ``input_shapes`` gives the shape (without the batch dimension) of inputs whose
@@ -308,70 +563,142 @@ class SweepSpec:
     or a path to a ``.npz`` file whose arrays are keyed by input name.
     """
 
-    models: tuple[str, ...]
-    model_repository: Path | None = None
-    batch_sizes: tuple[int, ...] = (1,)
-    concurrency: tuple[int, ...] = (1,)
+    models: tuple[str, ...] = setting(check=model_names, flags=("-m", "--model-names"), fingerprint=True,
+                                      default_text="required", help="comma-separated models to profile")
+    model_repository: Path | None = setting(
+        None, check=optional_path, flags=("--model-folder", "--model-repository"), default_text="required for `local`",
+        help="the model repository")
+    batch_sizes: tuple[int, ...] = setting(
+        (1,), check=positive_int_list, flags=("-b", "--batch"), fingerprint=True, demo_default="1,8",
+        help="comma-separated batch sizes")
+    concurrency: tuple[int, ...] = setting(
+        (1,), check=positive_int_list, flags=("-c", "--concurrency"), fingerprint=True, demo_default="1,2",
+        help="comma-separated concurrency values (requests kept in flight)")
     server: ServerSettings = field(default_factory=ServerSettings)
     measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
-    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    input_data: str = "random"
-    baseline_s: float = 2.0
-    export_path: Path | None = None
-    check_environment: bool = True
+    input_shapes: Mapping[str, tuple[int, ...]] = setting(
+        check=input_shapes, flags=("--shape",), repeat=True, parse=_shapes_from_flags, metavar="NAME:D1,D2",
+        fingerprint=True, default_factory=dict,
+        help="shape of an input with variable (-1) dims, no batch dim; repeatable")
+    input_data: str = setting("random", check=input_data, flags=("--input-data",),
+                              fingerprint=_input_data_fingerprint,
+                              help="`random`, `zero`, or a `.npz` file of arrays by input name")
+    baseline_s: float = setting(2.0, check=seconds_or_zero, flags=("--baseline-seconds",), demo_default=1.0,
+                                help="how long to record the server with no models")
+    check_environment: bool = setting(True, check=flag,
+                                      help="check the models' Python (numpy 1.x) before a local sweep")
 
-    def __post_init__(self) -> None:
-        models = self.models
-        if isinstance(models, str):
-            models = tuple(m for m in models.replace(" ", "").split(",") if m)
-        models = tuple(models)
-        if not models:
-            raise ConfigError("models", self.models, "must name at least one model")
-        for m in models:
-            if not isinstance(m, str) or not m.strip():
-                raise ConfigError("models", self.models, f"item {m!r} is not a model name")
-        object.__setattr__(self, "models", tuple(dict.fromkeys(models)))
-        object.__setattr__(self, "batch_sizes", positive_int_list("batch_sizes", self.batch_sizes))
-        object.__setattr__(self, "concurrency", positive_int_list("concurrency", self.concurrency))
-        if self.model_repository is not None:
-            object.__setattr__(self, "model_repository", Path(self.model_repository).expanduser())
-        elif self.server.launch_mode is not LaunchMode.REMOTE:
+    def _check_together(self) -> None:
+        if self.model_repository is None and self.server.launch_mode is not LaunchMode.REMOTE:
             raise ConfigError("model_repository", None, "local and docker launch modes need a model repository")
-        shapes: dict[str, tuple[int, ...]] = {}
-        for name, shape in dict(self.input_shapes).items():
-            dims = tuple(shape)
-            if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in dims):
-                raise ConfigError("input_shapes", {name: shape}, "dimensions must be whole numbers of 1 or more")
-            shapes[name] = dims
-        object.__setattr__(self, "input_shapes", shapes)
-        if self.input_data not in ("random", "zero"):
-            path = Path(self.input_data).expanduser()
-            if path.suffix != ".npz" or not path.is_file():
-                raise ConfigError("input_data", self.input_data, "must be 'random', 'zero' or an existing .npz file")
-        if not (isinstance(self.baseline_s, int | float) and math.isfinite(self.baseline_s) and self.baseline_s >= 0):
-            raise ConfigError("baseline_s", self.baseline_s, "must be 0 or a positive number of seconds")
-        if self.export_path is not None:
-            object.__setattr__(self, "export_path", Path(self.export_path).expanduser())
 
     @property
     def points_per_model(self) -> int:
         return len(self.batch_sizes) * len(self.concurrency)
 
-    def describe(self) -> dict[str, Any]:
-        """A plain dictionary of the spec, for logs and result files."""
-        return {
-            "models": list(self.models),
-            "model_repository": str(self.model_repository) if self.model_repository else None,
-            "batch_sizes": list(self.batch_sizes),
-            "concurrency": list(self.concurrency),
-            "launch_mode": self.server.launch_mode.value,
-            "protocol": self.measurement.protocol.value,
-            "window_ms": self.measurement.window_ms,
-            "stability_pct": self.measurement.stability_pct,
-            "stable_windows": self.measurement.stable_windows,
-            "max_trials": self.measurement.max_trials,
-            "input_shapes": {k: list(v) for k, v in self.input_shapes.items()},
-            "input_data": self.input_data,
-            "baseline_s": self.baseline_s,
-        }
+
+@dataclass(frozen=True)
+class ExportSettings(_Checked):
+    """Where a run's results go, and what happens to results already there."""
+
+    export_path: Path | None = setting(
+        None, check=optional_path, flags=("-e", "--export-path"), cli_default="results",
+        default_text="`./results` (Python: none, rows kept in memory)", help="folder for the CSV files")
+    write_files: bool = setting(True, check=flag, flags=("--export",), help="write the CSV files to the export folder")
+    overwrite: bool = setting(False, check=flag, flags=("--overwrite",), demo_default=True,
+                              default_text="off: refuses", help="replace results already in the export folder")
+    resume: bool = setting(
+        False, check=flag, flags=("--resume",),
+        help="keep the points already measured in the export folder, measure the rest; refused (saying what "
+             "changed) when the spec, the model files, the server version or the GPUs differ "
+             "(docs/reliability.md)")
+    keep_apart: bool = setting(
+        False, check=flag, flags=("--keep-apart",),
+        help="with `--resume`: on such a change, move the earlier results into `previous-<time>/` and start over")
+
+    def _check_together(self) -> None:
+        if self.resume and self.overwrite:
+            raise ConfigError("resume", self.resume,
+                              "and overwrite exclude each other: resume keeps the rows, overwrite drops them")
+        if self.keep_apart and not self.resume:
+            raise ConfigError("keep_apart", self.keep_apart, "only applies when resuming (resume=True, --resume)")
+
+    @property
+    def directory(self) -> Path | None:
+        """The folder results are written to, or None when nothing is written."""
+        return self.export_path if self.write_files else None
+
+
+#: every settings class, in the order the docs list them; flat keyword settings are routed
+#: to them by name (:func:`make_settings`)
+SETTINGS_CLASSES: tuple[type, ...] = (SweepSpec, ServerSettings, MeasurementSettings, MonitorSettings, ExportSettings)
+
+
+def _owners() -> dict[str, type]:
+    owners: dict[str, type] = {}
+    for cls in SETTINGS_CLASSES:
+        for f, _ in declared(cls):
+            if f.name in owners:
+                # routing by name would send it to one class silently: refuse at import
+                raise TypeError(f"setting {f.name!r} is declared in {owners[f.name].__name__} and {cls.__name__}")
+            owners[f.name] = cls
+    return owners
+
+
+#: setting name -> the class that declares it
+OWNERS: dict[str, type] = _owners()
+
+
+def group_settings(settings: Mapping[str, Any]) -> dict[type, dict[str, Any]]:
+    """Flat keyword settings grouped by the class that declares each; an unknown name is refused."""
+    grouped: dict[type, dict[str, Any]] = {cls: {} for cls in SETTINGS_CLASSES}
+    for name, value in settings.items():
+        if name not in OWNERS:
+            known = ", ".join(sorted(OWNERS))
+            raise ConfigError(name, value, f"is not a setting; the settings are: {known}")
+        grouped[OWNERS[name]][name] = value
+    return grouped
+
+
+def make_settings(**settings: Any) -> tuple[SweepSpec, ExportSettings]:
+    """A :class:`SweepSpec` and :class:`ExportSettings` from flat keyword settings; each goes
+    to the class that declares it.
+
+    >>> make_settings(models="mlp_numpy", model_repository=".", window_ms=500)[0].measurement.window_ms
+    500
+    """
+    grouped = group_settings(settings)
+    for cls, group in grouped.items():
+        for f, _ in declared(cls):
+            if f.name not in group and default_of(f) is dataclasses.MISSING:
+                raise ConfigError(f.name, None, "is required")
+    spec = SweepSpec(server=ServerSettings(**grouped[ServerSettings]),
+                     measurement=MeasurementSettings(**grouped[MeasurementSettings]),
+                     monitor=MonitorSettings(**grouped[MonitorSettings]), **grouped[SweepSpec])
+    return spec, ExportSettings(**grouped[ExportSettings])
+
+
+def _recorded(value: Any) -> Any:
+    """A setting's value as JSON records it."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _recorded(v) for k, v in sorted(value.items())}
+    if isinstance(value, tuple | list):
+        return [_recorded(v) for v in value]
+    return value
+
+
+def fingerprint(spec: SweepSpec) -> dict[str, Any]:
+    """The settings that shape the measured figures (those declared with ``fingerprint``),
+    by name: what a resumed sweep must share with the one it continues."""
+    out: dict[str, Any] = {}
+    for settings in (spec, spec.server, spec.measurement, spec.monitor):
+        for f, s in declared(type(settings)):
+            if s.fingerprint:
+                value = getattr(settings, f.name)
+                out[f.name] = s.fingerprint(value) if callable(s.fingerprint) else _recorded(value)
+    return out

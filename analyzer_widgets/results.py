@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer_widgets import events
 from analyzer_widgets.config import SweepSpec
 from analyzer_widgets.errors import AnalyzerError
 from analyzer_widgets.schema import _NAN, MODEL_COLUMNS, SERVER_COLUMNS, Column, Status
@@ -274,22 +275,20 @@ class ResultCollector:
         self.writer = writer
 
     def __call__(self, event: object) -> None:
-        from analyzer_widgets import runner
-
         result = self.result
-        if isinstance(event, runner.ServerReady):
+        if isinstance(event, events.ServerReady):
             result.server_version = event.server_version
-        elif isinstance(event, runner.BaselineFinished):
+        elif isinstance(event, events.BaselineFinished):
             result.baseline_row = dict(event.row)
             if self.writer:
                 self.writer.add_baseline(event.row)
-        elif isinstance(event, runner.PointFinished):
+        elif isinstance(event, events.PointFinished):
             result.rows.append(dict(event.row))
             if self.writer:
                 self.writer.add_point(event.row)
-        elif isinstance(event, runner.Notice) and event.level != "progress":
+        elif isinstance(event, events.Notice) and event.level is not events.Level.PROGRESS:
             result.warnings.append(event.message)
-        elif isinstance(event, runner.SweepFinished):
+        elif isinstance(event, events.SweepFinished):
             result.cancelled = event.cancelled
             result.error = event.error
             result.unavailable = dict(event.unavailable)

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer_widgets.config import LaunchMode, SweepSpec
@@ -25,102 +24,30 @@ from analyzer_widgets.errors import (
     ServerError,
     SweepCancelled,
 )
-from analyzer_widgets.loadgen._worker import PointJob
-from analyzer_widgets.loadgen.generator import ClientPool, LoadError, PointLoad
+from analyzer_widgets.events import (
+    BaselineFinished,
+    Event,
+    EventHandler,
+    Level,
+    ModelLoaded,
+    ModelLoading,
+    Notice,
+    PointFinished,
+    PointStarted,
+    ServerReady,
+    SweepFinished,
+    SweepStarted,
+    WindowMeasured,
+)
+from analyzer_widgets.loadgen import ClientPool, LoadError, PointJob, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
 from analyzer_widgets.loadgen.stats import Window, is_stable, summarize
 from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.repository import ModelInfo, concrete_shape, resolve_models
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Status, empty_row
-from analyzer_widgets.server import TritonControl, TritonServer, make_server
-from analyzer_widgets.server._embedded import check_models_environment, models_python
-from analyzer_widgets.server.control import ModelStats
+from analyzer_widgets.server import ModelStats, TritonControl, TritonServer, check_models_environment, make_server
 
 log = logging.getLogger("analyzer_widgets")
-
-
-# -- events --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SweepStarted:
-    spec: SweepSpec
-    total_points: int
-
-
-@dataclass(frozen=True)
-class ServerReady:
-    launch_mode: str
-    server_version: str
-    endpoint: str
-    startup_s: float
-
-
-@dataclass(frozen=True)
-class BaselineFinished:
-    row: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ModelLoading:
-    model: str
-
-
-@dataclass(frozen=True)
-class ModelLoaded:
-    model: str
-    info: ModelInfo
-    load_s: float
-
-
-@dataclass(frozen=True)
-class PointStarted:
-    model: str
-    batch_size: int
-    concurrency: int
-    index: int  # 0-based among all points of the sweep
-    total: int
-
-
-@dataclass(frozen=True)
-class WindowMeasured:
-    model: str
-    batch_size: int
-    concurrency: int
-    trial: int  # 1-based
-    throughput: float
-    latency_avg_ms: float
-    failed: int
-
-
-@dataclass(frozen=True)
-class PointFinished:
-    row: dict[str, Any]
-    index: int
-    total: int
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something the user should read (a skipped model, a metric that is not available)."""
-
-    message: str
-    level: str = "warning"  # "warning", "info", or "progress" (what a long step is doing now)
-
-
-@dataclass(frozen=True)
-class SweepFinished:
-    cancelled: bool
-    error: str | None
-    elapsed_s: float
-    server_version: str = ""
-    rows: tuple[dict[str, Any], ...] = field(default=())
-    #: every monitor sample of the sweep, tagged with its phase and point (a DataFrame)
-    samples: Any = None
-    #: why some columns are NaN, by sampler or metric
-    unavailable: dict[str, str] = field(default_factory=dict)
-
-
-Event = Any
-EventHandler = Callable[[Event], None]
 
 
 def _utc_now() -> str:
@@ -138,7 +65,7 @@ def preflight(spec: SweepSpec) -> list[ModelInfo]:
                 if spec.input_data in ("random", "zero"):
                     concrete_shape(tensor, spec.input_shapes)
     if spec.server.launch_mode is LaunchMode.LOCAL and spec.check_environment:
-        check_models_environment(models_python(spec.server.backend_python))
+        check_models_environment(spec.server.backend_python)
     return infos
 
 
@@ -212,10 +139,10 @@ class SweepRunner:
                 monitors.begin("startup")
                 monitors.start_gpu()  # before the server, to know the GPU memory without it
                 for what, why in monitors.reasons.items():
-                    self.emit(Notice(f"{what} columns are NaN: {why}", "info"))
+                    self.emit(Notice(f"{what} columns are NaN: {why}", Level.INFO))
                 server = self._given_server or make_server(
                     spec.server, spec.model_repository, spec.measurement.protocol,
-                    on_progress=lambda message: self.emit(Notice(message, "progress")),
+                    on_progress=lambda message: self.emit(Notice(message, Level.PROGRESS)),
                 )
                 t0 = time.monotonic()
                 if self._given_server is None:
@@ -239,12 +166,12 @@ class SweepRunner:
                 pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
                 monitors.attach_server(server.pid, server.endpoints.metrics)
                 if "server process" in monitors.reasons:
-                    self.emit(Notice(monitors.reasons["server process"], "info"))
+                    self.emit(Notice(monitors.reasons["server process"], Level.INFO))
                 self._baseline(version)
                 # a resumed sweep counts on from the points already measured
                 index = sum(1 for m, b, c in self.skip if m in spec.models and b in spec.batch_sizes and c in spec.concurrency)
                 if index:
-                    self.emit(Notice(f"resuming: {index} of {total} points were measured before and are kept", "info"))
+                    self.emit(Notice(f"resuming: {index} of {total} points were measured before and are kept", Level.INFO))
                 for model in spec.models:
                     index = self._run_model(model, server, control, pool, index, total, endpoint)
         except SweepCancelled:

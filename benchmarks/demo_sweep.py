@@ -21,7 +21,7 @@ from collections import Counter
 from _machine import machine_line
 
 import analyzer_widgets as aw
-from analyzer_widgets import runner as ev
+from analyzer_widgets import events as ev
 from analyzer_widgets.cli import DEMO_SHAPES
 
 

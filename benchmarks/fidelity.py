@@ -70,7 +70,7 @@ from _machine import machine_line
 
 import analyzer_widgets as aw
 from analyzer_widgets.config import positive_int_list
-from analyzer_widgets.runner import ModelLoaded
+from analyzer_widgets.events import ModelLoaded
 from analyzer_widgets.server.control import TritonControl
 from analyzer_widgets.server.local import LocalServer
 
@@ -166,7 +166,7 @@ def profile_remote(server: LocalServer, args: argparse.Namespace, **settings: ob
     monitors = args.monitors == "on"
     return aw.profile(**{
         "models": [args.model], "launch_mode": "remote", "url": endpoint(server, args),
-        "http_url": server.endpoints.http, "protocol": args.protocol, "batch_sizes": args.batch_sizes,
+        "protocol": args.protocol, "batch_sizes": args.batch_sizes,
         "concurrency": args.concurrency, "window_ms": args.window_ms, "stability_pct": args.stability_pct,
         "max_trials": args.max_trials, "baseline_s": args.baseline_s,
         "nvml": monitors, "process_sampling": monitors, "triton_metrics": monitors, **settings,

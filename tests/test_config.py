@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 
 from analyzer_widgets.config import (
+    OWNERS,
+    SETTINGS_CLASSES,
+    ExportSettings,
     LaunchMode,
     MeasurementSettings,
     Protocol,
     ServerSettings,
     SweepSpec,
+    declared,
+    fingerprint,
+    make_settings,
     parse_shape,
     positive_int_list,
 )
@@ -308,16 +314,71 @@ def test_parse_shape_rejects_bad_text(text: str, reason: str) -> None:
 
 
 def test_setting_names_are_unique_across_the_settings_classes() -> None:
-    # make_spec routes flat keyword settings by name: a name in two classes would be misrouted
+    # flat keyword settings are routed by name: a name in two classes would be misrouted
+    names = [f.name for cls in SETTINGS_CLASSES for f, _ in declared(cls)]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert set(OWNERS) == set(names)
+
+
+def test_a_name_declared_twice_is_refused_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from analyzer_widgets.config import MeasurementSettings, MonitorSettings, ServerSettings, SweepSpec
+    from analyzer_widgets import config
 
-    groups = [{f.name for f in dataclasses.fields(c)} for c in (ServerSettings, MeasurementSettings, MonitorSettings)]
-    groups.append({f.name for f in dataclasses.fields(SweepSpec)})
-    for i, a in enumerate(groups):
-        for b in groups[i + 1:]:
-            assert not a & b, f"setting names in two classes: {a & b}"
+    @dataclasses.dataclass(frozen=True)
+    class Clash:
+        window_ms: int = config.setting(5, help="a second window_ms")
+
+    monkeypatch.setattr(config, "SETTINGS_CLASSES", (*config.SETTINGS_CLASSES, Clash))
+    with pytest.raises(TypeError, match="window_ms.*MeasurementSettings and Clash"):
+        config._owners()
+
+
+def test_every_setting_has_help_and_its_flags_are_unique() -> None:
+    flags: list[str] = []
+    for cls in SETTINGS_CLASSES:
+        for f, s in declared(cls):
+            assert s.help.strip(), f.name
+            flags += s.flags
+    assert len(flags) == len(set(flags))
+
+
+def test_make_settings_routes_each_setting_to_its_class_and_refuses_unknown_names() -> None:
+    spec, export = make_settings(models="a", model_repository="r", window_ms="250", url="h:1", launch_mode="remote",
+                                 nvml=False, export_path="out", resume=True)
+    assert spec.measurement.window_ms == 250 and spec.server.url == "h:1" and spec.monitor.nvml is False
+    assert export.export_path == Path("out") and export.resume and export.directory == Path("out")
+    with pytest.raises(ConfigError, match="is not a setting") as info:
+        make_settings(models="a", model_repository="r", windw_ms=250)
+    assert info.value.field == "windw_ms"
+    with pytest.raises(ConfigError, match="is required") as info:
+        make_settings(model_repository="r")
+    assert info.value.field == "models"
+
+
+def test_export_settings_refuse_resume_with_overwrite_and_keep_apart_without_resume() -> None:
+    with pytest.raises(ConfigError, match="exclude each other") as info:
+        ExportSettings(resume=True, overwrite=True)
+    assert info.value.field == "resume"
+    with pytest.raises(ConfigError, match="only applies when resuming") as info:
+        ExportSettings(keep_apart=True)
+    assert info.value.field == "keep_apart"
+    assert ExportSettings(export_path="x", write_files=False).directory is None
+
+
+def test_the_fingerprint_is_every_setting_declared_to_shape_the_figures(tmp_path: Path) -> None:
+    shaping = {f.name for cls in SETTINGS_CLASSES for f, s in declared(cls) if s.fingerprint}
+    base = spec()
+    assert set(fingerprint(base)) == shaping
+    assert {"window_ms", "batch_sizes", "protocol", "launch_mode", "input_data"} <= shaping
+    assert "nvml_interval_s" not in shaping and "export_path" not in shaping
+    assert fingerprint(spec(batch_sizes=[1, 2])) != fingerprint(base)
+    assert fingerprint(spec(measurement=MeasurementSettings(window_ms=500))) != fingerprint(base)
+    npz = tmp_path / "in.npz"
+    np.savez(npz, X=np.zeros(2))
+    first = fingerprint(spec(input_data=str(npz)))["input_data"]
+    np.savez(npz, X=np.ones(2))
+    assert first.startswith("npz:") and fingerprint(spec(input_data=str(npz)))["input_data"] != first
 
 
 def test_docker_mode_needs_an_image_or_a_version() -> None:

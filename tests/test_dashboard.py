@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import analyzer_widgets as aw
-from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
+from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.ui._series import Series, decimate
 from analyzer_widgets.ui.charts import result_figures, static_bundle
 
@@ -60,24 +60,41 @@ def test_bad_values_turn_the_field_red_name_it_and_disable_run() -> None:
 
 def test_settings_section_reaches_the_spec() -> None:
     panel = aw.Dashboard(models=["mlp_numpy"])
-    panel.port_fields["grpc_port"].value = 18001
-    panel.window_ms.value = 250
-    panel.protocol.value = "http"
+    fields = panel.settings_fields
+    fields["grpc_port"].value = "18001"
+    fields["window_ms"].value = "250"
+    fields["protocol"].value = "http"
     spec = aw.make_spec(**panel.spec_settings())
     assert spec.server.grpc_port == 18001 and spec.server.http_port is None
     assert spec.measurement.window_ms == 250 and spec.measurement.protocol.value == "http"
-    panel.launch_mode.value = "remote"
-    assert panel.run_button.disabled and "URL" in panel.input_error.value
-    panel.url_field.value = "127.0.0.1:18001"
+    fields["launch_mode"].value = "remote"
+    assert panel.run_button.disabled and "URL" in panel.settings_errors["url"].value
+    fields["url"].value = "127.0.0.1:18001"
     assert not panel.run_button.disabled
     assert aw.make_spec(**panel.spec_settings()).server.url == "127.0.0.1:18001"
-    panel.launch_mode.value = "docker"
-    assert panel.run_button.disabled and "docker mode needs" in panel.input_error.value
-    panel.triton_version.value = "24.08"
+    fields["launch_mode"].value = "docker"
+    assert panel.run_button.disabled and "docker launch mode needs" in panel.settings_errors["triton_image"].value
+    fields["triton_version"].value = "24.08"
     assert not panel.run_button.disabled
     assert aw.make_spec(**panel.spec_settings()).server.triton_version == "24.08"
-    panel.triton_version.value = "local/triton:2.51"
+    fields["triton_image"].value = "local/triton:2.51"
     assert aw.make_spec(**panel.spec_settings()).server.triton_image == "local/triton:2.51"
+
+
+def test_settings_fields_are_the_declared_ones_and_refuse_bad_values_by_field() -> None:
+    from analyzer_widgets.config import SETTINGS_CLASSES, declared
+
+    panel = aw.Dashboard(models=["mlp_numpy"], window_ms=300)
+    labelled = [f.name for cls in SETTINGS_CLASSES for f, s in declared(cls) if s.panel]
+    assert list(panel.settings_fields) == labelled
+    assert panel.settings_fields["window_ms"].value == "300"  # a setting given to the panel shows in its field
+    assert panel.settings_fields["stability_pct"].value == "" and panel.settings_fields["stability_pct"].placeholder == "10"
+    panel.settings_fields["stability_pct"].value = "150"
+    assert panel.run_button.disabled
+    assert "percentage" in panel.settings_errors["stability_pct"].value
+    panel.settings_fields["stability_pct"].value = "5"
+    assert not panel.run_button.disabled and panel.settings_errors["stability_pct"].value == ""
+    assert aw.make_spec(**panel.spec_settings()).measurement.stability_pct == 5
 
 
 def test_model_picker_lists_the_repository_with_backend_and_max_batch() -> None:
@@ -181,10 +198,10 @@ def test_stop_ends_the_sweep_within_seconds_and_keeps_finished_rows() -> None:
 
 def test_headers_field_is_checked_and_reaches_the_spec() -> None:
     panel = aw.Dashboard(models=["mlp_numpy"])
-    panel.headers_field.value = "admin-key"
+    panel.settings_fields["headers"].value = "admin-key"
     assert panel.run_button.disabled
-    assert "headers" in panel.input_error.value and "admin-key" in panel.input_error.value
-    panel.headers_field.value = "admin-key: s3cret, x-team:ml"
+    assert "admin-key" in panel.input_error.value and "NAME:VALUE" in panel.input_error.value
+    panel.settings_fields["headers"].value = "admin-key: s3cret, x-team:ml"
     assert not panel.run_button.disabled
     assert aw.make_spec(**panel.spec_settings()).server.headers == {"admin-key": "s3cret", "x-team": "ml"}
 

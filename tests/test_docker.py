@@ -20,7 +20,7 @@ import pytest
 from conftest import FAST, TRITON_TEST_IMAGE, docker_client, triton_test_image_problem
 
 import analyzer_widgets as aw
-from analyzer_widgets import runner as events
+from analyzer_widgets import events
 from analyzer_widgets.server.docker import LABEL, DockerServer
 
 IMAGE = TRITON_TEST_IMAGE

@@ -18,7 +18,7 @@ import pytest
 from conftest import BROKEN_MESSAGE, FAST, add_broken_model, wait_gone
 
 import analyzer_widgets as aw
-from analyzer_widgets import runner as events
+from analyzer_widgets import events
 from analyzer_widgets.server.control import TritonControl
 from analyzer_widgets.server.local import LocalServer, _stop_process_group
 

@@ -20,8 +20,9 @@ import psutil
 import pytest
 
 import analyzer_widgets as aw
-from analyzer_widgets.monitor.nvml import NvmlSampler, nvml_unavailable_reason
-from analyzer_widgets.runner import PointStarted
+from analyzer_widgets.events import PointStarted
+from analyzer_widgets.machine import nvml_unavailable_reason
+from analyzer_widgets.monitor.nvml import NvmlSampler
 from analyzer_widgets.server import LocalServer, TritonControl
 
 REASON = nvml_unavailable_reason()

@@ -16,10 +16,10 @@ import pytest
 from conftest import FAST
 
 import analyzer_widgets as aw
-from analyzer_widgets import runner as events
+from analyzer_widgets import events
+from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.monitor.base import Sample, Sampler, reduce_samples
 from analyzer_widgets.monitor.host import ProcessTreeSampler
-from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
 from analyzer_widgets.monitor.session import REDUCTIONS, MonitorSession
 from analyzer_widgets.monitor.triton_metrics import parse_metrics
 from analyzer_widgets.results import load_samples

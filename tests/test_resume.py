@@ -13,7 +13,7 @@ import pytest
 from conftest import FAST
 
 import analyzer_widgets as aw
-from analyzer_widgets import runner as events
+from analyzer_widgets import events
 from analyzer_widgets.checkpoint import MANIFEST, Manifest, ResumePlan, plan_resume
 
 pytestmark = [pytest.mark.faults]

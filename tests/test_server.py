@@ -13,7 +13,7 @@ import pytest
 from conftest import FAST, describe, server_processes, wait_gone
 
 import analyzer_widgets as aw
-from analyzer_widgets import runner as events
+from analyzer_widgets import events
 from analyzer_widgets.server import LocalServer, RemoteServer, TritonControl
 
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import BROKEN_MESSAGE, FAST, add_broken_model, own_children, server_processes
 
 import analyzer_widgets as aw
-from analyzer_widgets import runner as events
+from analyzer_widgets import events
 
 MEASURED = {"ok", "unstable"}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from analyzer_widgets.config import LaunchMode, Protocol, ServerSettings
 from analyzer_widgets.errors import ConfigError
+from analyzer_widgets.server import _embedded
 from analyzer_widgets.server.base import Endpoints, TritonServer
 from analyzer_widgets.server.control import ModelStats, TritonControl
 from analyzer_widgets.server.local import LocalServer
@@ -19,8 +20,15 @@ __all__ = [
     "RemoteServer",
     "TritonControl",
     "TritonServer",
+    "check_models_environment",
     "make_server",
 ]
+
+
+def check_models_environment(backend_python: Path | None) -> None:
+    """Refuse a models' Python that the embedded server's Python backend cannot serve
+    with (numpy 2: every output would come back empty); ``None``: the default Python."""
+    _embedded.check_models_environment(_embedded.models_python(backend_python))
 
 
 def make_server(

@@ -14,11 +14,15 @@ batched update per figure.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 import html
 import math
+import os
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +31,23 @@ import ipywidgets as w
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyzer_widgets import runner as ev
-from analyzer_widgets.api import make_spec, prepare_sweep
-from analyzer_widgets.config import MeasurementSettings, parse_header, positive_int_list
+from analyzer_widgets import events as ev
+from analyzer_widgets.api import prepare_sweep
+from analyzer_widgets.config import (
+    _UNSET,
+    SETTINGS_CLASSES,
+    ExportSettings,
+    Setting,
+    declared,
+    default_of,
+    make_settings,
+    positive_int_list,
+)
 from analyzer_widgets.errors import AnalyzerError, ConfigError
-from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
+from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import ResultCollector, SweepResult, check_export_target
+from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.ui._series import Series
 from analyzer_widgets.ui.charts import result_figures, static_bundle
 
@@ -85,20 +99,61 @@ def _live_charts(gpu_names: list[str] | None) -> list[_Chart]:
 
 
 def _gpu_names() -> tuple[list[str] | None, str | None]:
+    """The names of the GPUs the sampler will chart (CUDA_VISIBLE_DEVICES's), or None and why."""
     reason = nvml_unavailable_reason()
     if reason is not None:
         return None, reason
-    import pynvml
+    names = [gpu.name for gpu in visible_gpus()]
+    if not names:
+        return None, f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} leaves no GPU visible"
+    return names, None
 
-    pynvml.nvmlInit()
-    try:
-        names = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
-            names.append(name.decode() if isinstance(name, bytes) else name)
-        return names, None
-    finally:
-        pynvml.nvmlShutdown()
+
+def panel_settings() -> list[tuple[dataclasses.Field[Any], Setting]]:
+    """The settings the panel shows: those declared with a panel label."""
+    return [(f, s) for cls in SETTINGS_CLASSES for f, s in declared(cls) if s.panel]
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}:{v}" for k, v in value.items())
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _setting_widget(f: dataclasses.Field[Any], declaration: Setting, given: Any) -> w.ValueWidget:
+    """A field for one setting, by its default's type; ``given``: the value the panel was made with."""
+    default = default_of(f)
+    style = {"description_width": "110px"}
+    if isinstance(default, enum.Enum):
+        options = [m.value for m in type(default)]
+        chosen = _as_text(given if given is not _UNSET else default)
+        kind = w.ToggleButtons if len(options) <= 3 else w.Dropdown
+        widget: w.ValueWidget = kind(options=options, value=chosen, description=declaration.panel, style=style)
+    elif isinstance(default, bool):
+        widget = w.Checkbox(value=bool(default if given is _UNSET else given), description=declaration.panel)
+    else:
+        shown = declaration.default_text or _as_text(default) or "none"
+        widget = w.Text(value="" if given is _UNSET else _as_text(given), placeholder=shown.replace("`", ""),
+                        description=declaration.panel, style=style, layout=w.Layout(width="420px"))
+    widget.tooltip = declaration.help.replace("`", "")
+    return widget
+
+
+def _widget_value(widget: w.ValueWidget, declaration: Setting) -> Any:
+    """What a field holds as the setting's check takes it; _UNSET for an empty text field."""
+    value = widget.value
+    if not isinstance(widget, w.Text):
+        return value
+    text = value.strip()
+    if not text:
+        return _UNSET
+    if declaration.repeat:  # one text field for a repeatable flag: its items separated by commas
+        return declaration.parse([part for part in text.split(",") if part.strip()]) if declaration.parse else text
+    return declaration.parse(text) if declaration.parse else text
 
 
 class Dashboard:
@@ -125,10 +180,10 @@ class Dashboard:
         self.model_repository = Path(model_repository) if model_repository else EXAMPLE_REPOSITORY
         self.settings = dict(settings)
         # a misspelt or bad setting is an error now, naming it, not when Run is pressed
-        make_spec(models=["-"], model_repository=self.model_repository, **self.settings)
+        make_settings(models=["-"], model_repository=self.model_repository, **self.settings)
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._runner: ev.SweepRunner | None = None
+        self._runner: SweepRunner | None = None
         self._collector: ResultCollector | None = None
         self._error: str | None = None
         self._series: dict[tuple[str, str], Series] = {}
@@ -145,7 +200,6 @@ class Dashboard:
         self._tick_scheduled = False
         self._finished_shown = False
 
-        defaults = MeasurementSettings()
         # -- controls ----------------------------------------------------------------
         self.repository_note = w.HTML()
         try:
@@ -164,30 +218,16 @@ class Dashboard:
         self.batch_error = w.HTML()
         self.concurrency_error = w.HTML()
         self.input_error = w.HTML()
-        self.launch_mode = w.ToggleButtons(
-            options=[("local (embedded)", "local"), ("docker", "docker"), ("remote", "remote")],
-            value="local", description="Launch",
-        )
-        self.url_field = w.Text(description="URL", placeholder="host:8001 (remote mode)")
-        self.headers_field = w.Text(description="Headers", placeholder="name:value, name2:value2 (sent with every call)")
-        self.triton_version = w.Text(description="Triton", placeholder="docker: 24.08 or an image name")
-        # 0 = let the tool pick a free port
-        self.port_fields = {
-            name: w.BoundedIntText(value=int(settings.get(name) or 0), min=0, max=65535, description=label)
-            for name, label in (("http_port", "HTTP port"), ("grpc_port", "gRPC port"), ("metrics_port", "Metrics port"))
-        }
-        self.protocol = w.Dropdown(options=["grpc", "http"], value="grpc", description="Protocol")
-        self.window_ms = w.BoundedIntText(value=int(settings.get("window_ms", defaults.window_ms)), min=50, max=600_000,
-                                          description="Window (ms)")
-        self.stability_pct = w.BoundedFloatText(value=float(settings.get("stability_pct", defaults.stability_pct)),
-                                                min=0.1, max=99, description="Stability %")
-        self.max_trials = w.BoundedIntText(value=int(settings.get("max_trials", defaults.max_trials)), min=1, max=1000,
-                                           description="Max windows")
+        # one field per setting declared with a panel label (config.py), in declaration order
+        self.settings_fields: dict[str, w.ValueWidget] = {}
+        self.settings_errors: dict[str, w.HTML] = {}
+        for f, declaration in panel_settings():
+            self.settings_fields[f.name] = _setting_widget(f, declaration, settings.get(f.name, _UNSET))
+            self.settings_errors[f.name] = w.HTML()
         self.settings_box = w.Accordion(children=[w.VBox([
-            self.launch_mode, self.url_field, self.headers_field, self.triton_version, *self.port_fields.values(),
-            self.protocol,
-            self.window_ms, self.stability_pct, self.max_trials,
-            w.HTML("<small>Ports 0: free ports are chosen. The local server binds 127.0.0.1.</small>"),
+            *(w.HBox([field, self.settings_errors[name]]) for name, field in self.settings_fields.items()),
+            w.HTML("<small>Empty fields take their defaults (greyed). Ports: free ones are chosen. "
+                   "The local server binds 127.0.0.1.</small>"),
         ])])
         self.settings_box.set_title(0, "Launch and measurement settings")
         self.settings_box.selected_index = None
@@ -221,8 +261,7 @@ class Dashboard:
             self.figures.append(fig)
 
         # -- wiring --------------------------------------------------------------------
-        for field in (self.batch_field, self.concurrency_field, self.model_picker, self.launch_mode, self.url_field,
-                      self.headers_field, self.triton_version):
+        for field in (self.batch_field, self.concurrency_field, self.model_picker, *self.settings_fields.values()):
             field.observe(lambda _change: self.validate(), names="value")
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
@@ -274,16 +313,20 @@ class Dashboard:
         batches = self._field_state(self.batch_field, self.batch_error, "batch_sizes")
         concurrency = self._field_state(self.concurrency_field, self.concurrency_error, "concurrency")
         problems = []
+        for error in self.settings_errors.values():
+            error.value = ""
         if not self.model_picker.value:
             problems.append("pick at least one model")
-        if self.launch_mode.value == "remote" and not self.url_field.value.strip():
-            problems.append("remote mode needs the server's URL")
-        if self.launch_mode.value == "docker" and not self.triton_version.value.strip():
-            problems.append("docker mode needs a Triton version (24.08) or image in the settings")
-        try:
-            self.headers()
-        except ConfigError as e:
-            problems.append(str(e))
+        elif batches is not None and concurrency is not None:
+            try:  # every setting's own check, and those across settings, as a sweep would run them
+                make_settings(**self.spec_settings())
+            except ConfigError as e:
+                message = f"<span style='color:#b00'>{html.escape(e.reason if e.field in self.settings_errors else str(e))}</span>"
+                if e.field in self.settings_errors:
+                    self.settings_errors[e.field].value = message
+                    self.settings_box.selected_index = 0  # open, so the message is seen
+                else:
+                    problems.append(str(e))
         self.input_error.value = (f"<span style='color:#b00'>{html.escape('; '.join(problems))}</span>"
                                   if problems else "")
         ok = batches is not None and concurrency is not None and not problems
@@ -294,33 +337,19 @@ class Dashboard:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def headers(self) -> dict[str, str]:
-        """The settings' Headers field: ``name:value`` pairs separated by commas."""
-        items = [part for part in self.headers_field.value.split(",") if part.strip()]
-        return dict(parse_header("headers", item) for item in items)
-
     # -- the sweep -----------------------------------------------------------------------
     def spec_settings(self) -> dict[str, Any]:
+        """The sweep's settings as the panel's fields give them (text read by each setting's
+        own parse; an empty field leaves the declared default)."""
         settings = dict(self.settings)
-        settings.update(
-            models=list(self.model_picker.value), batch_sizes=self.batch_field.value,
-            concurrency=self.concurrency_field.value, launch_mode=self.launch_mode.value,
-            protocol=self.protocol.value, window_ms=self.window_ms.value, stability_pct=self.stability_pct.value,
-            max_trials=max(self.max_trials.value, int(settings.get("stable_windows", 3))),
-        )
-        headers = self.headers()
-        if headers:
-            settings["headers"] = headers
-        if self.launch_mode.value == "remote":
-            settings["url"] = self.url_field.value.strip()
-        else:
+        settings.update(models=list(self.model_picker.value), batch_sizes=self.batch_field.value,
+                        concurrency=self.concurrency_field.value)
+        for f, declaration in panel_settings():
+            value = _widget_value(self.settings_fields[f.name], declaration)
+            if value is not _UNSET:
+                settings[f.name] = value
+        if settings.get("launch_mode") != "remote":
             settings["model_repository"] = self.model_repository
-            for name, field in self.port_fields.items():
-                settings[name] = field.value or None
-        triton = self.triton_version.value.strip()
-        if triton:
-            # an image has a registry path or a tag; anything else is an NGC release
-            settings["triton_image" if ("/" in triton or ":" in triton) else "triton_version"] = triton
         return settings
 
     def run(self) -> None:
@@ -332,13 +361,12 @@ class Dashboard:
             return
         mode = self.save_mode.value
         try:
-            spec = make_spec(**self.spec_settings())
+            spec, _ = make_settings(**self.spec_settings())
+            export = ExportSettings(export_path=None if mode == "panel" else self.export_field.value,
+                                    resume=mode == "resume")
             # bad input, an export folder that would be overwritten, a resume refused for a
             # changed spec or model: said here, before anything is launched
-            runner, collector = prepare_sweep(
-                spec, export_path=None if mode == "panel" else Path(self.export_field.value).expanduser(),
-                resume=mode == "resume",
-            )
+            runner, collector = prepare_sweep(spec, export)
         except AnalyzerError as e:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return

@@ -1,0 +1,120 @@
+"""What the engine reports while it runs: plain frozen dataclasses.
+
+The runner emits them to the handlers it is given and knows nothing of how they are shown
+or stored: the CLI turns them into a progress bar, the panel into charts,
+:mod:`analyzer_widgets.results` into rows and CSV lines. Every module that names an event
+imports it from here, never from the runner.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:  # for the annotations only: events import nothing at run time
+    import pandas as pd
+
+    from analyzer_widgets.config import SweepSpec
+    from analyzer_widgets.repository import ModelInfo
+
+
+class Level(str, enum.Enum):
+    """How a :class:`Notice` is meant: a warning to read, information, or what a long step
+    is doing now (shown while it lasts, not kept with the results)."""
+
+    WARNING = "warning"
+    INFO = "info"
+    PROGRESS = "progress"
+
+
+@dataclass(frozen=True)
+class SweepStarted:
+    spec: SweepSpec
+    total_points: int
+
+
+@dataclass(frozen=True)
+class ServerReady:
+    launch_mode: str
+    server_version: str
+    endpoint: str  # host:port the inferences go to
+    startup_s: float
+
+
+@dataclass(frozen=True)
+class BaselineFinished:
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelLoading:
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    model: str
+    info: ModelInfo
+    load_s: float
+
+
+@dataclass(frozen=True)
+class PointStarted:
+    model: str
+    batch_size: int
+    concurrency: int
+    index: int  # 0-based among all points of the sweep
+    total: int
+
+
+@dataclass(frozen=True)
+class WindowMeasured:
+    model: str
+    batch_size: int
+    concurrency: int
+    trial: int  # 1-based
+    throughput: float
+    latency_avg_ms: float
+    failed: int
+
+
+@dataclass(frozen=True)
+class PointFinished:
+    row: dict[str, Any]
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should read (a skipped model, a metric that is not available)."""
+
+    message: str
+    level: Level = Level.WARNING
+
+
+@dataclass(frozen=True)
+class SweepFinished:
+    cancelled: bool
+    error: str | None
+    elapsed_s: float
+    server_version: str = ""
+    rows: tuple[dict[str, Any], ...] = field(default=())
+    #: every monitor sample of the sweep, tagged with its phase and point
+    samples: pd.DataFrame | None = None
+    #: why some columns are NaN, by sampler or metric
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+Event = Union[  # noqa: UP007 - a runtime alias, read by isinstance checks and by mypy
+    SweepStarted, ServerReady, BaselineFinished, ModelLoading, ModelLoaded, PointStarted, WindowMeasured,
+    PointFinished, Notice, SweepFinished,
+]
+EventHandler = Callable[[Event], None]
+
+__all__ = [
+    "BaselineFinished", "Event", "EventHandler", "Level", "ModelLoaded", "ModelLoading", "Notice", "PointFinished",
+    "PointStarted", "ServerReady", "SweepFinished", "SweepStarted", "WindowMeasured",
+]
