@@ -27,7 +27,8 @@ from analyzer_widgets.config import MonitorSettings, positive_int_list
 from analyzer_widgets.loadgen._worker import PointJob
 from analyzer_widgets.loadgen.generator import ClientPool
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
-from analyzer_widgets.monitor.nvml import NvmlSampler, nvml_unavailable_reason
+from analyzer_widgets.machine import nvml_unavailable_reason
+from analyzer_widgets.monitor.nvml import NvmlSampler
 from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.server import LocalServer, TritonControl
 

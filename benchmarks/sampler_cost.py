@@ -17,9 +17,10 @@ import time
 import psutil
 from _machine import machine_line
 
+from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.monitor.base import Sampler
 from analyzer_widgets.monitor.host import ProcessTreeSampler
-from analyzer_widgets.monitor.nvml import NvmlSampler, nvml_unavailable_reason
+from analyzer_widgets.monitor.nvml import NvmlSampler
 
 
 def thread_cpu_s(native_id: int) -> float:

@@ -4,17 +4,18 @@ NVML is initialised lazily, in the sampler's own thread when it starts, never at
 and shut down when the sampler stops (NVML counts its inits, so several samplers are
 fine). A query a board does not support (power on some boards, utilization under MIG)
 gives NaN for that value and one entry in :attr:`Sampler.unavailable`; it never stops
-sampling. GPUs are identified by UUID, which stays fixed when indices are renumbered.
+sampling. GPUs are identified by UUID, which stays fixed when indices are renumbered; the
+GPUs sampled are those CUDA_VISIBLE_DEVICES leaves visible (:mod:`analyzer_widgets.machine`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from analyzer_widgets.machine import visible_handles
 from analyzer_widgets.monitor.base import Sampler
 
 #: the values of one GPU in each sample, keyed "gpu<i>.<metric>" (i: position in .gpus)
@@ -27,42 +28,10 @@ PROCESS_KEY = "pid{pid}.gpu_memory_mb"
 
 @dataclass(frozen=True)
 class GpuInfo:
-    index: int  # NVML index
-    uuid: str
+    index: int  # NVML index (of the GPU that holds it, for a MIG device)
+    uuid: str  # "GPU-...", or "MIG-..." where CUDA_VISIBLE_DEVICES names a MIG device
     name: str
     memory_total_mb: float
-
-
-def nvml_unavailable_reason() -> str | None:
-    """Why NVML cannot be used on this machine, or None if it can."""
-    try:
-        import pynvml
-    except ImportError:
-        return "nvidia-ml-py is not installed (pip install nvidia-ml-py)"
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        return f"NVML is not available ({e}); no NVIDIA driver on this machine"
-    try:
-        if pynvml.nvmlDeviceGetCount() == 0:
-            return "NVML found no GPU"
-    finally:
-        pynvml.nvmlShutdown()
-    return None
-
-
-def _visible(handles: list[tuple[int, Any, str]]) -> list[tuple[int, Any, str]]:
-    """Honour CUDA_VISIBLE_DEVICES (indices or UUIDs) where it is set."""
-    setting = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if setting is None or setting.strip() == "":
-        return handles
-    wanted = [w.strip() for w in setting.split(",") if w.strip()]
-    chosen = []
-    for w in wanted:
-        for index, handle, uuid in handles:
-            if (w.isdigit() and int(w) == index) or (not w.isdigit() and uuid.startswith(w)):
-                chosen.append((index, handle, uuid))
-    return chosen
 
 
 class NvmlSampler(Sampler):
@@ -85,15 +54,9 @@ class NvmlSampler(Sampler):
 
         pynvml.nvmlInit()
         self._nvml = pynvml
-        found = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            uuid = pynvml.nvmlDeviceGetUUID(handle)
-            found.append((i, handle, uuid.decode() if isinstance(uuid, bytes) else uuid))
-        for index, handle, uuid in _visible(found):
-            name = pynvml.nvmlDeviceGetName(handle)
+        for gpu, handle in visible_handles(pynvml):
             total = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
-            self.gpus.append(GpuInfo(index, uuid, name.decode() if isinstance(name, bytes) else name, total))
+            self.gpus.append(GpuInfo(gpu.index, gpu.uuid, gpu.name, total))
             self._handles.append(handle)
 
     def _memory_info(self, handle: Any) -> Any:

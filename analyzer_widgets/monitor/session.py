@@ -22,9 +22,10 @@ from typing import Any
 import pandas as pd
 
 from analyzer_widgets.config import MonitorSettings
+from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.monitor.base import Sample, Sampler
 from analyzer_widgets.monitor.host import ProcessTreeSampler
-from analyzer_widgets.monitor.nvml import NvmlSampler, nvml_unavailable_reason
+from analyzer_widgets.monitor.nvml import NvmlSampler
 from analyzer_widgets.monitor.triton_metrics import TritonMetricsSampler
 
 #: (row column, per-sample key, reduction): every figure a row takes from the samplers

@@ -192,7 +192,7 @@ class DockerServer(TritonServer):
             ) from e
 
     def _device_requests(self) -> list[Any]:
-        from analyzer_widgets.monitor.nvml import nvml_unavailable_reason
+        from analyzer_widgets.machine import nvml_unavailable_reason
 
         gpus = self.settings.gpus
         return device_requests(gpus, host_has_gpus=gpus != "auto" or nvml_unavailable_reason() is None)
