@@ -19,23 +19,11 @@ from typing import Any
 
 from analyzer_widgets.errors import RepositoryError
 
-# Triton's wire names for each model_config DataType; TYPE_STRING travels as BYTES.
-_WIRE_DTYPE = {
-    "TYPE_BOOL": "BOOL",
-    "TYPE_UINT8": "UINT8",
-    "TYPE_UINT16": "UINT16",
-    "TYPE_UINT32": "UINT32",
-    "TYPE_UINT64": "UINT64",
-    "TYPE_INT8": "INT8",
-    "TYPE_INT16": "INT16",
-    "TYPE_INT32": "INT32",
-    "TYPE_INT64": "INT64",
-    "TYPE_FP16": "FP16",
-    "TYPE_FP32": "FP32",
-    "TYPE_FP64": "FP64",
-    "TYPE_STRING": "BYTES",
-    "TYPE_BF16": "BF16",
-}
+
+def _wire_datatype(config_datatype: str) -> str:
+    """Triton's wire name for a model_config DataType: TYPE_FP32 -> FP32; TYPE_STRING
+    travels as BYTES. Neither tritonclient nor model_config.proto has this table."""
+    return "BYTES" if config_datatype == "TYPE_STRING" else config_datatype.removeprefix("TYPE_")
 
 
 @dataclass(frozen=True)
@@ -85,7 +73,7 @@ def _from_proto(config: Any, path: Path | None = None) -> ModelInfo:
         for t in items:
             dtype = model_config_pb2.DataType.Name(t.data_type)
             dims = tuple(int(d) for d in t.dims)
-            out.append(TensorSpec(t.name, _WIRE_DTYPE.get(dtype, dtype.removeprefix("TYPE_")), dims))
+            out.append(TensorSpec(t.name, _wire_datatype(dtype), dims))
         return tuple(out)
 
     return ModelInfo(

@@ -25,6 +25,7 @@ so the parent can cut windows across workers by these stamps.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -73,10 +74,19 @@ class PointJob:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-_ITEMSIZE = {
-    "BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2,
-    "UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8,
-}
+@functools.cache
+def _itemsize(datatype: str) -> int | None:
+    """Bytes per element of a wire datatype, from tritonclient's numpy dtype for it; None for
+    BYTES (each element carries its own length) and for a datatype tritonclient does not know.
+    BF16 is 2 bytes on the wire whatever tritonclient maps it to (float32 in older releases)."""
+    if datatype == "BF16":
+        return 2
+    if datatype == "BYTES":
+        return None
+    from tritonclient.utils import triton_to_np_dtype
+
+    dtype = triton_to_np_dtype(datatype)
+    return None if dtype is None else np.dtype(dtype).itemsize
 
 
 def check_output(check: OutputCheck, shape: tuple[int, ...], nbytes: int | None) -> str | None:
@@ -89,7 +99,7 @@ def check_output(check: OutputCheck, shape: tuple[int, ...], nbytes: int | None)
     count = math.prod(shape)
     if count == 0:
         return f"output {check.name} came back empty (shape {list(shape)})"
-    size = _ITEMSIZE.get(check.datatype)
+    size = _itemsize(check.datatype)
     if nbytes is not None:
         if nbytes == 0:
             return f"output {check.name} came back with no data"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,17 +12,23 @@ from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.loadgen._worker import OutputCheck
 from analyzer_widgets.repository import ModelInfo, concrete_shape
 
-_NUMPY_DTYPE = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
-}
+
+def _numpy_dtype(datatype: str) -> np.dtype[Any] | None:
+    """tritonclient's numpy dtype for a wire datatype (object for BYTES); None for one it does
+    not know, and for BF16: tritonclient maps BF16 to float32 in older releases (4 bytes, for
+    its own converter) and to ml_dtypes.bfloat16 in newer ones, while we send raw bytes."""
+    if datatype == "BF16":
+        return None
+    from tritonclient.utils import triton_to_np_dtype
+
+    dtype = triton_to_np_dtype(datatype)
+    return None if dtype is None else np.dtype(dtype)
 
 
 def _synthesise(datatype: str, shape: tuple[int, ...], mode: str, rng: np.random.Generator) -> np.ndarray:
-    if datatype not in _NUMPY_DTYPE:
+    dtype = _numpy_dtype(datatype)
+    if dtype is None:
         raise ConfigError("input_data", mode, f"cannot synthesise inputs of datatype {datatype}; give a .npz file")
-    dtype = _NUMPY_DTYPE[datatype]
     if datatype == "BYTES":
         fill = b"" if mode == "zero" else b"analyzer-widgets"
         return np.full(shape, fill, dtype=np.object_)
@@ -58,7 +65,8 @@ def build_inputs(
             sample = user[tensor.name]
             if info.max_batch_size > 0:
                 sample = np.broadcast_to(sample[None, ...], (batch_size, *sample.shape)).copy()
-            arrays[tensor.name] = sample.astype(_NUMPY_DTYPE.get(tensor.datatype, sample.dtype))
+            dtype = _numpy_dtype(tensor.datatype)
+            arrays[tensor.name] = sample.astype(sample.dtype if dtype is None else dtype)
             continue
         shape = concrete_shape(tensor, shapes)
         full = (batch_size, *shape) if info.max_batch_size > 0 else shape

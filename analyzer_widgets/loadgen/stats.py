@@ -52,7 +52,8 @@ def percentile(values: np.ndarray | Sequence[float], q: float) -> float:
         return math.nan
     if not 0 < q <= 100:
         raise ValueError(f"percentile q={q!r} must be in (0, 100]")
-    # q * n first: q / 100 * n rounds up to the next rank for some q (7 / 100 * 100 = 7.000000000000001)
+    # q * n first: q / 100 * n rounds up to the next rank for some q (7 / 100 * 100 = 7.000000000000001).
+    # np.percentile(method="inverted_cdf") divides first, so it gives the 8th of 100 values for q=7
     rank = max(1, math.ceil(q * data.size / 100.0))
     return float(data[rank - 1])
 
