@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
+import queue
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from analyzer_widgets.config import ServerSettings
 from analyzer_widgets.errors import EnvironmentCheckError, ServerError, ServerStartError
@@ -133,15 +137,16 @@ class LocalServer(TritonServer):
             self._log_is_temporary = True
         self._log_file = open(self._log_path, "wb")  # noqa: SIM115 - closed in stop()
         try:
-            self._proc = subprocess.Popen(
-                cmd,
+            # No preexec_fn: unsafe while other threads run (the child may deadlock before its
+            # exec); _die_with_parent sets the parent-death signal, forked by a lasting thread.
+            self._proc = _launcher.popen(
+                _dying_with_this_process(cmd),
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 # its own process group, so stop() reaches the stubs it forks too
                 start_new_session=True,
-                preexec_fn=_terminate_with_parent,
             )
             _running.add(self)
         except OSError as e:
@@ -307,15 +312,62 @@ def _stop_leftovers() -> None:
         server.stop()
 
 
-def _terminate_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM the server when the thread that
-    started it dies, which covers a parent killed with SIGKILL (no atexit then).
-    LocalServer.start() and stop() are meant to run in one thread (the runner's)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: atexit still stops the server on a normal exit
+_DIE_WITH_PARENT = Path(__file__).with_name("_die_with_parent.py")
+
+
+def _dying_with_this_process(cmd: list[str]) -> list[str]:
+    """``cmd`` run so that Linux SIGTERMs it when this process dies, which covers a parent
+    killed with SIGKILL (no atexit then): through _die_with_parent, which sets
+    PR_SET_PDEATHSIG and execs ``cmd`` (same pid). SIGTERM, not SIGKILL: the server then
+    stops its model stubs, which a SIGKILLed server would leave waiting for good.
+    Elsewhere than Linux, atexit still stops the server on a normal exit."""
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return cmd
+    return [sys.executable, "-I", "-S", str(_DIE_WITH_PARENT), str(os.getpid()), str(int(signal.SIGTERM)), *cmd]
+
+
+class _Launcher:
+    """Starts the servers from one thread that lives as long as this process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not its process:
+    forked from a sweep's worker thread (the panel's), a server would die with that thread."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[Future[subprocess.Popen[bytes]], list[str], dict[str, Any]]] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            # not alive in a child forked from this process (multiprocessing's fork)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="analyzer-widgets-launcher", daemon=True)
+                self._thread.start()
+        started: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((started, cmd, kwargs))
+        try:
+            return started.result()
+        except BaseException:
+            # interrupted (Ctrl-C) while the launcher forks: stop what it starts
+            started.add_done_callback(_stop_unwanted)
+            raise
+
+    def _serve(self) -> None:
+        while True:
+            started, cmd, kwargs = self._requests.get()
+            try:
+                started.set_result(subprocess.Popen(cmd, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, which raises it
+                started.set_exception(e)
+
+
+def _stop_unwanted(started: Future[subprocess.Popen[bytes]]) -> None:
+    if started.exception() is None:
+        _stop_process_group(started.result(), 0)
+
+
+_launcher = _Launcher()
 
 
 def _stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
