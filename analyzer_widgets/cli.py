@@ -32,19 +32,17 @@ from analyzer_widgets.config import (
     declared,
     default_of,
     make_settings,
+    shown_default,
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
+from analyzer_widgets.schema import table_columns
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXAMPLE_REPOSITORY = Path(__file__).parent / "examples" / "model_repository"
 DEMO_SHAPES = {"SEQUENCE": (128, 32)}
 
-TABLE_COLUMNS = [
-    "model", "batch_size", "concurrency", "status", "throughput_infer_per_s",
-    "latency_avg_ms", "latency_p99_ms", "server_compute_infer_ms", "error_count",
-]
 
 
 class Progress:
@@ -115,7 +113,7 @@ class Progress:
             else:
                 self._line(self._bar(note))
         elif isinstance(event, events.Notice):
-            self._message(f"{event.level}: {event.message}")
+            self._message(f"{event.level.value}: {event.message}")
         elif isinstance(event, events.SweepFinished):
             if self.live and not self.quiet:
                 self.stream.write("\n")
@@ -139,29 +137,10 @@ FLAG_GROUPS: tuple[tuple[type, str], ...] = (
 DEMO_HIDDEN = ("models", "model_repository", "resume", "keep_apart")
 
 
-def _shown_default(f: dataclasses.Field[Any], s: Setting, demo: bool) -> str:
-    """The default as help and the docs say it."""
-    if demo and s.demo_default is not _UNSET:
-        value = s.demo_default
-    elif s.default_text:
-        return s.default_text
-    else:
-        value = s.cli_default if s.cli_default is not _UNSET else default_of(f)
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if value is None or value == {}:
-        return "none"
-    if isinstance(value, enum.Enum):
-        value = value.value
-    if isinstance(value, tuple):
-        value = ",".join(str(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _add_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], s: Setting, demo: bool) -> None:
     # Every flag defaults to "not given": the declaration's default then applies, so no
     # default is typed twice. Values stay text here; the setting's own check reads them.
-    help_text = f"{s.help} (default: {_shown_default(f, s, demo)})".replace("%", "%%").replace("`", "")
+    help_text = f"{s.help} (default: {shown_default(f, s, demo)})".replace("%", "%%").replace("`", "")
     default = default_of(f)
     metavar = s.metavar or s.flags[-1].lstrip("-").upper().replace("-", "_")
     if isinstance(default, bool):
@@ -216,10 +195,10 @@ def flag_table() -> str:
                 names = " / ".join([*s.flags, *(f"--no-{n[2:]}" for n in s.flags if n.startswith("--"))])
             if s.metavar:
                 names += f" {s.metavar}"
-            default = _shown_default(f, s, demo=False)
+            default = shown_default(f, s, demo=False)
             shown = default if s.default_text or default == "none" else f"`{default}`"
             if s.demo_default is not _UNSET:
-                shown += f" (demo: `{_shown_default(f, s, demo=True)}`)"
+                shown += f" (demo: `{shown_default(f, s, demo=True)}`)"
             lines.append(f"| `{names}` | {s.help} | {shown} |")
     return "\n".join(lines) + "\n"
 
@@ -263,11 +242,7 @@ def print_table(result: SweepResult, out: TextIO) -> None:
     if df.empty:
         out.write("no points were measured\n")
         return
-    columns = list(TABLE_COLUMNS)
-    if df["gpu_memory_max_mb"].notna().any():
-        columns[-1:-1] = ["gpu_memory_max_mb", "model_gpu_memory_max_mb", "gpu_util_max_pct"]
-    else:
-        columns[-1:-1] = ["server_cpu_util_max_pct"]
+    columns = [c for c in table_columns(df) if c != "reason"]  # the reasons follow the table, one per line
     with pd.option_context("display.width", 250, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
         out.write(df[columns].to_string(index=False) + "\n")
     for what, why in result.unavailable.items():

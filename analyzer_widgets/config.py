@@ -28,6 +28,7 @@ import hashlib
 import math
 import operator
 import os
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,25 @@ def default_of(f: dataclasses.Field[Any]) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return dataclasses.MISSING
+
+
+def shown_default(f: dataclasses.Field[Any], s: Setting, demo: bool = False) -> str:
+    """A setting's default as the help, the docs and the panel say it."""
+    if demo and s.demo_default is not _UNSET:
+        value = s.demo_default
+    elif s.default_text:
+        return s.default_text
+    else:
+        value = s.cli_default if s.cli_default is not _UNSET else default_of(f)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == {}:
+        return "none"
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, tuple):
+        value = ",".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class _Checked:
@@ -228,6 +248,14 @@ def optional_path(name: str, value: object) -> Path | None:
     if not isinstance(value, str | os.PathLike):
         raise ConfigError(name, value, "must be a path")
     return Path(value).expanduser()
+
+
+def existing_file(name: str, value: object) -> Path | None:
+    """A path to a file that exists (none: not given)."""
+    path = optional_path(name, value)
+    if path is not None and not path.is_file():
+        raise ConfigError(name, value, "must be an existing file" + (" (it is a folder)" if path.is_dir() else ""))
+    return path
 
 
 def optional_text(name: str, value: object) -> str | None:
@@ -421,6 +449,65 @@ def _input_data_fingerprint(value: str) -> str:
     return value if value in ("random", "zero") else f"npz:{file_digest(Path(value).expanduser())}"
 
 
+#: a remote URL's scheme -> (the protocol it speaks, whether it asks for TLS)
+URL_SCHEMES: dict[str, tuple[Protocol, bool]] = {
+    "grpc": (Protocol.GRPC, False), "grpcs": (Protocol.GRPC, True),
+    "http": (Protocol.HTTP, False), "https": (Protocol.HTTP, True),
+}
+
+
+def split_url(url: str) -> tuple[str | None, str]:
+    """A remote URL's scheme (None where it has none) and its ``host:port``.
+
+    >>> split_url("grpcs://triton.example.com:8001/")
+    ('grpcs', 'triton.example.com:8001')
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None, url.rstrip("/")
+    return scheme.lower(), rest.rstrip("/")
+
+
+def remote_url(name: str, value: object) -> str | None:
+    """``host:port``, or a URL whose scheme says the protocol and whether to use TLS."""
+    url = optional_text(name, value)
+    if url is not None:
+        scheme, address = split_url(url)
+        if scheme is not None and scheme not in URL_SCHEMES:
+            raise ConfigError(name, value, "must be host:port or a URL of grpc://, grpcs://, http:// or https://")
+        if not address:
+            raise ConfigError(name, value, "names no host:port")
+    return url
+
+
+@dataclass(frozen=True)
+class Tls:
+    """What a client needs for a verified TLS connection to a remote server: plain paths,
+    so a load generator's job (pickled to its client processes) carries it, and each
+    process makes its own :class:`ssl.SSLContext` from it."""
+
+    ca: Path | None = None  # the CA bundle the server's certificate is checked against; none: the system's
+    cert: Path | None = None  # the client's certificate (chain), for mutual TLS
+    key: Path | None = None  # its private key
+
+    def context(self, alpn: str, create: Callable[..., ssl.SSLContext] = ssl.create_default_context) -> ssl.SSLContext:
+        """A client context that verifies the server's certificate and host name and offers
+        ``alpn`` ("h2": gRPC servers refuse a TLS connection that does not offer it);
+        ``create`` makes the context (gevent's, for tritonclient's HTTP client)."""
+        context = create(cafile=str(self.ca) if self.ca else None)
+        context.check_hostname = True
+        context.verify_mode = ssl.CERT_REQUIRED
+        if self.cert is not None:
+            # a key with a passphrase is refused rather than asked for on the terminal
+            context.load_cert_chain(self.cert, self.key, password=_no_passphrase)
+        context.set_alpn_protocols([alpn])
+        return context
+
+
+def _no_passphrase() -> bytes:
+    raise ValueError("the key is encrypted: give an unencrypted key (gRPC takes none other)")
+
+
 # -- the settings ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MeasurementSettings(_Checked):
@@ -481,8 +568,19 @@ class ServerSettings(_Checked):
         LaunchMode.LOCAL, check=one_of(LaunchMode), flags=("--launch-mode",), fingerprint=True, panel="Launch",
         help="`local` (embedded server), `remote` (attach to `--url`), `docker` (a Triton container)")
     url: str | None = setting(
-        None, check=optional_text, flags=("--url",), panel="URL",
-        help="remote: the server's gRPC `host:port` (HTTP with `--protocol http`)")
+        None, check=remote_url, flags=("--url",), panel="URL",
+        help="remote: the server's gRPC `host:port` (HTTP with `--protocol http`); `grpcs://host:port` "
+             "(`https://host:port` with `--protocol http`) for TLS")
+    ssl_ca: Path | None = setting(
+        None, check=existing_file, flags=("--ssl-ca",), metavar="PATH", panel="TLS CA file",
+        default_text="the system's CAs",
+        help="remote over TLS: the CA bundle (PEM) that the server's certificate is checked against")
+    ssl_cert: Path | None = setting(
+        None, check=existing_file, flags=("--ssl-cert",), metavar="PATH", panel="TLS client cert",
+        help="remote over TLS: this client's certificate (PEM), for a server that asks for one (mutual TLS)")
+    ssl_key: Path | None = setting(
+        None, check=existing_file, flags=("--ssl-key",), metavar="PATH", panel="TLS client key",
+        help="remote over TLS: the private key (PEM) of `--ssl-cert`")
     headers: Mapping[str, str] = setting(
         check=headers, flags=("-H", "--header"), repeat=True, parse=_headers_from_flags, metavar="NAME:VALUE",
         panel="Headers", default_factory=dict,
@@ -534,6 +632,41 @@ class ServerSettings(_Checked):
             raise ConfigError("url", self.url, "remote launch mode needs the server's URL (for example localhost:8001)")
         if self.host is None:
             raise ConfigError("host", self.host, "must be an address, like 127.0.0.1")
+        if (self.ssl_cert is None) != (self.ssl_key is None):
+            given, missing = ("ssl_cert", "ssl_key") if self.ssl_key is None else ("ssl_key", "ssl_cert")
+            raise ConfigError(given, getattr(self, given), f"needs {missing} too: mutual TLS takes a certificate "
+                                                           "and its private key (--ssl-cert and --ssl-key)")
+        if self.launch_mode is LaunchMode.REMOTE and not self.uses_tls:
+            for name in ("ssl_ca", "ssl_cert", "ssl_key"):
+                if getattr(self, name) is not None:
+                    # refused, not ignored: whoever gave a CA expects TLS, and would get clear text
+                    raise ConfigError(name, getattr(self, name), f"applies only to a TLS URL, and {self.url} asks for "
+                                                                 "none: write grpcs://host:port or https://host:port")
+        if self.ssl_cert is not None and self.ssl_key is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(self.ssl_cert, self.ssl_key, password=_no_passphrase)
+            except (ssl.SSLError, OSError, ValueError) as e:
+                raise ConfigError("ssl_key", self.ssl_key, f"does not go with ssl_cert {self.ssl_cert} "
+                                                           f"(or one of them is not PEM): {e}") from None
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether the remote URL asks for TLS (``grpcs://``, ``https://``)."""
+        scheme = split_url(self.url)[0] if self.url else None
+        return scheme is not None and URL_SCHEMES[scheme][1]
+
+    @property
+    def address(self) -> str | None:
+        """The remote server's ``host:port``: the URL without its scheme."""
+        return split_url(self.url)[1] if self.url else None
+
+    @property
+    def tls(self) -> Tls | None:
+        """What every client of a remote server over TLS needs; None where there is no TLS
+        (a local or docker server, or a plain-text URL)."""
+        if self.launch_mode is not LaunchMode.REMOTE or not self.uses_tls:
+            return None
+        return Tls(self.ssl_ca, self.ssl_cert, self.ssl_key)
 
 
 @dataclass(frozen=True)
@@ -592,6 +725,15 @@ class SweepSpec(_Checked):
     def _check_together(self) -> None:
         if self.model_repository is None and self.server.launch_mode is not LaunchMode.REMOTE:
             raise ConfigError("model_repository", None, "local and docker launch modes need a model repository")
+        scheme = split_url(self.server.url)[0] if self.server.url else None
+        if self.server.launch_mode is LaunchMode.REMOTE and scheme is not None:
+            speaks = URL_SCHEMES[scheme][0]
+            if speaks is not self.measurement.protocol:
+                mine = next(s for s, (p, tls) in URL_SCHEMES.items()
+                            if p is self.measurement.protocol and tls == URL_SCHEMES[scheme][1])
+                raise ConfigError("url", self.server.url,
+                                  f"is a {speaks.value} URL, but the protocol is {self.measurement.protocol.value}: "
+                                  f"use --protocol {speaks.value}, or a {mine}:// URL")
 
     @property
     def points_per_model(self) -> int:

@@ -41,10 +41,10 @@ from analyzer_widgets.events import (
 )
 from analyzer_widgets.loadgen import ClientPool, LoadError, PointJob, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
-from analyzer_widgets.loadgen.stats import Window, is_stable, summarize
+from analyzer_widgets.loadgen.stats import PointSummary, Window, is_stable, summarize
 from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.repository import ModelInfo, concrete_shape, resolve_models
-from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Status, empty_row
+from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Row, Status
 from analyzer_widgets.server import ModelStats, TritonControl, TritonServer, check_models_environment, make_server
 
 log = logging.getLogger("analyzer_widgets")
@@ -153,7 +153,7 @@ class SweepRunner:
                 endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
                 control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
                                         timeout_s=spec.measurement.request_timeout_s,
-                                        load_timeout_s=spec.server.model_load_timeout_s)
+                                        load_timeout_s=spec.server.model_load_timeout_s, tls=spec.server.tls)
                 stack.callback(control.close)
                 version = control.server_version()
                 # A remote server may restrict its repository API to callers with a header:
@@ -198,7 +198,7 @@ class SweepRunner:
             raise SweepCancelled("stopped")
 
     def _baseline(self, version: str) -> None:
-        row = empty_row(SERVER_COLUMNS)
+        row = Row(SERVER_COLUMNS)
         row.update(launch_mode=self.spec.server.launch_mode.value, server_version=version, started_at=_utc_now())
         monitors = self.monitors
         monitors.begin("baseline")
@@ -206,14 +206,13 @@ class SweepRunner:
         self._wait(self.spec.baseline_s)
         end = time.monotonic()
         row["duration_s"] = end - start
-        reduced = monitors.reduce(start, end)
-        row.update({k: v for k, v in reduced.items() if k in row})
+        row.update(monitors.reduce(start, end, SERVER_COLUMNS))
         row.update(monitors.gpu_descriptions(), gpu_memory_before_server_mb=monitors.gpu_memory_before_server_mb)
         monitors.baseline_gpu_memory_mb = row["gpu_memory_max_mb"]
         self.emit(BaselineFinished(row))
 
-    def _point_row(self, model: str, batch: int, concurrency: int, status: Status, reason: str = "") -> dict[str, Any]:
-        row = empty_row(MODEL_COLUMNS)
+    def _point_row(self, model: str, batch: int, concurrency: int, status: Status, reason: str = "") -> Row:
+        row = Row(MODEL_COLUMNS)
         row.update(model=model, batch_size=batch, concurrency=concurrency, status=status.value, reason=reason,
                    window_ms=self.spec.measurement.window_ms, started_at=_utc_now())
         return row
@@ -282,24 +281,52 @@ class SweepRunner:
         return index
 
     def _measure_point(self, model: str, version: str, info: ModelInfo, batch: int, concurrency: int,
-                       control: TritonControl, pool: ClientPool, endpoint: str) -> dict[str, Any]:
-        spec = self.spec
-        settings = spec.measurement
+                       control: TritonControl, pool: ClientPool, endpoint: str) -> Row:
         row = self._point_row(model, batch, concurrency, Status.FAILED)
         try:
-            arrays, datatypes = build_inputs(info, batch, spec.input_shapes, spec.input_data)
+            job = self._point_job(model, version, info, batch, concurrency, endpoint)
         except (AnalyzerError, ValueError) as e:
             row["reason"] = f"could not build inputs: {e}"
             return row
+        windows: list[Window] = []
+        snapshots: list[ModelStats] = []
+        try:
+            self._measure_windows(job, batch, control, pool, windows, snapshots)
+        except (LoadError, ServerError) as e:
+            row.update(reason=str(e), window_count=len(windows))
+            return row  # the caller asks whether the server is still alive
+        settings = self.spec.measurement
+        reported = windows[-settings.stable_windows:]
+        summary = summarize(reported)
+        row.update(client_figures(summary), window_count=len(windows))
+        row.update(server_figures(snapshots[-1] - snapshots[-1 - len(reported)]))
+        reduced = self.monitors.reduce(reported[0].start, reported[-1].end, MODEL_COLUMNS, model)
+        row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb)
+        status, reason = verdict(summary, is_stable(windows, settings.stable_windows, settings.stability_pct),
+                                 settings.stability_pct, len(windows))
+        row.update(status=status.value, reason=reason)
+        return row
+
+    def _point_job(self, model: str, version: str, info: ModelInfo, batch: int, concurrency: int,
+                   endpoint: str) -> PointJob:
+        """What the client processes send for one point (the inputs built here)."""
+        spec = self.spec
+        settings = spec.measurement
+        arrays, datatypes = build_inputs(info, batch, spec.input_shapes, spec.input_data)
         job = PointJob(
             url=endpoint, protocol=settings.protocol.value, model=model, version=version,
             inputs=arrays, input_datatypes=datatypes, outputs=expected_outputs(info, batch),
             concurrency=concurrency, timeout_s=settings.request_timeout_s,
-            warmup_requests=settings.warmup_requests, headers=dict(spec.server.headers),
+            warmup_requests=settings.warmup_requests, headers=dict(spec.server.headers), tls=spec.server.tls,
         )
+        return job
+
+    def _measure_windows(self, job: PointJob, batch: int, control: TritonControl, pool: ClientPool,
+                         windows: list[Window], snapshots: list[ModelStats]) -> None:
+        """Load the server with ``job`` and append windows (and the server's statistics at
+        each cut) until the point is stable, every request fails, or max_trials is reached."""
+        settings = self.spec.measurement
         window_s = settings.window_ms / 1000.0
-        windows: list[Window] = []
-        snapshots: list[ModelStats] = []
         load: PointLoad | None = None
 
         def snapshot() -> float:
@@ -311,7 +338,7 @@ class SweepRunner:
             best: tuple[float, float, ModelStats] | None = None
             for _ in range(_SNAPSHOT_TRIES):
                 before = time.monotonic()
-                stats = control.statistics(model, version)
+                stats = control.statistics(job.model, job.version)
                 after = time.monotonic()
                 if best is None or after - before < best[1] - best[0]:
                     best = (before, after, stats)
@@ -322,7 +349,7 @@ class SweepRunner:
             return (best[0] + best[1]) / 2
 
         try:
-            load = pool.start_point(job, settings.processes_for(concurrency))
+            load = pool.start_point(job, settings.processes_for(job.concurrency))
             boundary = snapshot()
             load.window(boundary)  # drop what completed before the first snapshot
             while len(windows) < settings.max_trials:
@@ -330,64 +357,60 @@ class SweepRunner:
                 self._wait(max(0.0, boundary - time.monotonic()))
                 window = load.window(snapshot())
                 windows.append(window)
-                self.emit(WindowMeasured(model, batch, concurrency, len(windows), window.throughput,
+                self.emit(WindowMeasured(job.model, batch, job.concurrency, len(windows), window.throughput,
                                          window.latency_avg_ms, window.failed))
                 if window.ok == 0 and window.failed > 0:
                     break  # every request failed: nothing to wait for
                 if is_stable(windows, settings.stable_windows, settings.stability_pct):
                     break
-        except (LoadError, ServerError) as e:
-            row["reason"] = str(e)
-            row["window_count"] = len(windows)
-            return row  # the caller asks whether the server is still alive
         finally:
             if load is not None:
                 load.stop()
-        stable = is_stable(windows, settings.stable_windows, settings.stability_pct)
-        reported = windows[-settings.stable_windows:]
-        summary = summarize(reported)
-        total_requests = summary.request_count + summary.error_count
-        row.update(
-            throughput_infer_per_s=summary.throughput,
-            latency_avg_ms=summary.latency_avg_ms,
-            latency_p50_ms=summary.latency_p50_ms,
-            latency_p90_ms=summary.latency_p90_ms,
-            latency_p95_ms=summary.latency_p95_ms,
-            latency_p99_ms=summary.latency_p99_ms,
-            request_count=summary.request_count,
-            error_count=summary.error_count,
-            error_rate=summary.error_count / total_requests if total_requests else math.nan,
-            client_inference_count=summary.inference_count,
-            window_count=len(windows),
-            measured_s=summary.duration_s,
-        )
-        served = snapshots[-1] - snapshots[-1 - len(reported)]
-        row.update(
-            server_inference_count=served.inference_count,
-            server_request_count=served.success_count,
-            server_execution_count=served.execution_count,
-            server_request_ms=_per_request_ms(served.success_ns, served.success_count),
-            server_queue_ms=_per_request_ms(served.queue_ns, served.success_count),
-            server_compute_input_ms=_per_request_ms(served.compute_input_ns, served.success_count),
-            server_compute_infer_ms=_per_request_ms(served.compute_infer_ns, served.success_count),
-            server_compute_output_ms=_per_request_ms(served.compute_output_ns, served.success_count),
-        )
-        reduced = self.monitors.reduce(reported[0].start, reported[-1].end, model)
-        row.update(reduced)
-        row["gpu_memory_above_baseline_mb"] = reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb
-        top_errors = "; ".join(f"{n}x {msg}" for msg, n in summary.errors.most_common(3))
-        failures = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
-        if summary.request_count == 0:
-            row["status"] = Status.FAILED.value
-            row["reason"] = f"every request failed: {top_errors}" if top_errors else "no request completed"
-        elif not stable:
-            row["status"] = Status.UNSTABLE.value
-            row["reason"] = (f"not stable within {settings.stability_pct:g}% after {len(windows)} windows"
-                             + (f"; {failures}" if failures else ""))
-        else:
-            row["status"] = Status.OK.value
-            row["reason"] = failures
-        return row
+
+
+def client_figures(summary: PointSummary) -> dict[str, Any]:
+    """A row's figures from the client's requests over the reported windows."""
+    total_requests = summary.request_count + summary.error_count
+    return {
+        "throughput_infer_per_s": summary.throughput,
+        "latency_avg_ms": summary.latency_avg_ms,
+        "latency_p50_ms": summary.latency_p50_ms,
+        "latency_p90_ms": summary.latency_p90_ms,
+        "latency_p95_ms": summary.latency_p95_ms,
+        "latency_p99_ms": summary.latency_p99_ms,
+        "request_count": summary.request_count,
+        "error_count": summary.error_count,
+        "error_rate": summary.error_count / total_requests if total_requests else math.nan,
+        "client_inference_count": summary.inference_count,
+        "measured_s": summary.duration_s,
+    }
+
+
+def server_figures(served: ModelStats) -> dict[str, Any]:
+    """A row's figures from the server's own statistics over the same span."""
+    return {
+        "server_inference_count": served.inference_count,
+        "server_request_count": served.success_count,
+        "server_execution_count": served.execution_count,
+        "server_request_ms": _per_request_ms(served.success_ns, served.success_count),
+        "server_queue_ms": _per_request_ms(served.queue_ns, served.success_count),
+        "server_compute_input_ms": _per_request_ms(served.compute_input_ns, served.success_count),
+        "server_compute_infer_ms": _per_request_ms(served.compute_infer_ns, served.success_count),
+        "server_compute_output_ms": _per_request_ms(served.compute_output_ns, served.success_count),
+    }
+
+
+def verdict(summary: PointSummary, stable: bool, stability_pct: float, windows: int) -> tuple[Status, str]:
+    """A measured point's status and the reason the row gives."""
+    total_requests = summary.request_count + summary.error_count
+    top_errors = "; ".join(f"{n}x {msg}" for msg, n in summary.errors.most_common(3))
+    failures = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
+    if summary.request_count == 0:
+        return Status.FAILED, f"every request failed: {top_errors}" if top_errors else "no request completed"
+    if not stable:
+        return Status.UNSTABLE, (f"not stable within {stability_pct:g}% after {windows} windows"
+                                 + (f"; {failures}" if failures else ""))
+    return Status.OK, failures
 
 
 #: a statistics read slower than this is taken again (at most _SNAPSHOT_TRIES reads)

@@ -1,15 +1,28 @@
-"""The result columns, declared once: name (with its unit), kind, meaning.
+"""The metrics, declared once: what the samplers record, and every result column.
+
+Two tables:
+
+- :data:`SAMPLE_METRICS`: the values a sampler puts in each sample (key with its unit,
+  source, how a GPU total is formed, the live chart that shows it).
+- :data:`MODEL_COLUMNS` and :data:`SERVER_COLUMNS`: the columns of a point's row and of
+  the baseline's (name with its unit, kind, meaning, and for a figure taken from the
+  samples the sample key it reduces and how; whether the results table shows it).
+
+Everything else reads these tables: the CSV header and the DataFrame dtypes
+(:mod:`analyzer_widgets.results`), the reductions over samples
+(:mod:`analyzer_widgets.monitor.session`), the NVML sampler's per-GPU keys and totals, the
+live charts and the results table of the panel and the CLI, and docs/metrics.md
+(:func:`metrics_doc`, checked by a test). Rows are filled through :class:`Row`, which
+refuses a key that is not a column.
 
 Memory is in MB of 2**20 bytes (MiB), as nvidia-smi reports it.
-
-The runner fills rows with these keys; the CSV header, the DataFrame dtypes and
-docs/metrics.md all read these tables.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,85 +34,244 @@ class Status(str, enum.Enum):
     SKIPPED = "skipped"  # not sent (batch size above max_batch_size); reason says why
 
 
+class Kind(str, enum.Enum):
+    TEXT = "str"
+    INT = "int"
+    FLOAT = "float"
+
+
+class Reduction(str, enum.Enum):
+    """How a span of samples becomes one figure (NaN samples left out; NaN when none)."""
+
+    MAX = "max"
+    MEAN = "mean"
+    SUM = "sum"
+
+    def __call__(self, values: Sequence[float]) -> float:
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return math.nan
+        if self is Reduction.MAX:
+            return max(finite)
+        total = math.fsum(finite)
+        return total if self is Reduction.SUM else total / len(finite)
+
+
+# -- what the samplers record ------------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleMetric:
+    key: str  # the sample key, its unit in the name
+    source: str  # the sampler that records it: nvml, host, triton-metrics
+    unit: str
+    doc: str
+    #: nvml: one GPU's value is keyed "gpu<i>.<per_gpu>" and ``key`` is their total
+    per_gpu: str = ""
+    across_gpus: Reduction = Reduction.SUM
+    #: the title of the live chart that shows it ("": not charted)
+    chart: str = ""
+
+
+SAMPLE_METRICS: tuple[SampleMetric, ...] = (
+    SampleMetric("gpu_memory_used_mb", "nvml", "MB", "GPU memory used, summed over the monitored GPUs",
+                 per_gpu="memory_used_mb", chart="GPU memory used"),
+    SampleMetric("gpu_util_pct", "nvml", "%", "GPU utilization (share of time a kernel ran), the busiest GPU",
+                 per_gpu="util_pct", across_gpus=Reduction.MAX, chart="GPU utilization"),
+    SampleMetric("gpu_mem_util_pct", "nvml", "%",
+                 "memory utilization (share of time device memory was read or written), the busiest GPU",
+                 per_gpu="mem_util_pct", across_gpus=Reduction.MAX,
+                 chart="Memory utilization (time device memory was read or written)"),
+    SampleMetric("gpu_power_w", "nvml", "W", "board power draw, summed over the monitored GPUs", per_gpu="power_w"),
+    SampleMetric("server_gpu_memory_mb", "nvml", "MB",
+                 "GPU memory of the server's processes, its model stubs included (NVML per process)"),
+    SampleMetric("model_gpu_memory_mb", "nvml", "MB",
+                 "GPU memory of the stub processes of the model being measured (NVML per process)"),
+    SampleMetric("server_cpu_util_pct", "host", "% of one core", "CPU utilization of the server and its stubs",
+                 chart="Server CPU utilization (server and model stubs)"),
+    SampleMetric("server_rss_mb", "host", "MB", "resident memory of the server and its stubs",
+                 chart="Server resident memory"),
+    SampleMetric("triton_gpu_memory_used_mb", "triton-metrics", "MB", "GPU memory used, from the server's /metrics"),
+    SampleMetric("triton_gpu_memory_total_mb", "triton-metrics", "MB", "GPU memory in all, from the server's /metrics"),
+    SampleMetric("triton_gpu_util_pct", "triton-metrics", "%", "GPU utilization, from the server's /metrics"),
+    SampleMetric("triton_gpu_power_w", "triton-metrics", "W", "GPU power, from the server's /metrics"),
+    SampleMetric("triton_cpu_util_pct", "triton-metrics", "%", "host CPU utilization, from the server's /metrics",
+                 chart="Host CPU utilization (Triton /metrics)"),
+    SampleMetric("triton_cpu_memory_used_mb", "triton-metrics", "MB", "host memory used, from the server's /metrics"),
+)
+SAMPLE_KEYS = {m.key: m for m in SAMPLE_METRICS}
+
+
+def sample_metrics(source: str) -> tuple[SampleMetric, ...]:
+    return tuple(m for m in SAMPLE_METRICS if m.source == source)
+
+
+# -- result columns ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Column:
-    name: str
-    kind: str  # "str", "int" or "float"
+    name: str  # its unit in the name
+    kind: Kind
     doc: str
+    unit: str = ""
+    #: a figure reduced from the samples: the sample key and how
+    sample_key: str = ""
+    reduction: Reduction | None = None
+    #: shown in the results table of the CLI and the panel (left out there when all NaN)
+    table: bool = False
 
+    def __post_init__(self) -> None:
+        if (self.sample_key == "") != (self.reduction is None):
+            raise ValueError(f"column {self.name}: a sampled column needs both its sample key and its reduction")
+        if self.sample_key and self.sample_key not in SAMPLE_KEYS:
+            raise ValueError(f"column {self.name} reduces {self.sample_key!r}, which no sampler records")
+
+
+def _sampled(name: str, key: str, how: Reduction, doc: str, table: bool = False) -> Column:
+    return Column(name, Kind.FLOAT, doc, SAMPLE_KEYS[key].unit, key, how, table)
+
+
+_S, _I, _F = Kind.TEXT, Kind.INT, Kind.FLOAT
+_MAX, _MEAN = Reduction.MAX, Reduction.MEAN
+_SPAN = "over the span measured (a point's reported windows; the baseline)"
+
+#: the figures both a point's row and the baseline take from the samples
+_SERVER_SAMPLED: tuple[Column, ...] = (
+    _sampled("gpu_memory_max_mb", "gpu_memory_used_mb", _MAX,
+             f"max GPU memory used on the monitored GPUs (NVML), {_SPAN}", table=True),
+    _sampled("server_gpu_memory_max_mb", "server_gpu_memory_mb", _MAX,
+             "max GPU memory of the server's processes, its stubs included (NVML per process)"),
+)
+_MODEL_SAMPLED: tuple[Column, ...] = (
+    _sampled("model_gpu_memory_max_mb", "model_gpu_memory_mb", _MAX,
+             "max GPU memory of this model's own stub processes (NVML per process)", table=True),
+)
+_USE_SAMPLED: tuple[Column, ...] = (
+    _sampled("gpu_util_max_pct", "gpu_util_pct", _MAX, "max GPU utilization (NVML: share of time a kernel ran)",
+             table=True),
+    _sampled("gpu_util_mean_pct", "gpu_util_pct", _MEAN, "mean GPU utilization"),
+    _sampled("gpu_mem_util_max_pct", "gpu_mem_util_pct", _MAX,
+             "max memory utilization (NVML: share of time device memory was read or written)"),
+    _sampled("gpu_mem_util_mean_pct", "gpu_mem_util_pct", _MEAN, "mean memory utilization"),
+    _sampled("gpu_power_max_w", "gpu_power_w", _MAX, "max board power draw of the monitored GPUs"),
+    _sampled("gpu_power_mean_w", "gpu_power_w", _MEAN, "mean board power draw"),
+    _sampled("triton_gpu_memory_max_mb", "triton_gpu_memory_used_mb", _MAX,
+             "max GPU memory used as the server's own /metrics reports it (cross-check)"),
+    _sampled("triton_gpu_util_max_pct", "triton_gpu_util_pct", _MAX,
+             "max GPU utilization as the server's own /metrics reports it"),
+    _sampled("server_cpu_util_max_pct", "server_cpu_util_pct", _MAX,
+             "max CPU utilization of the server and its stubs (100 = one core)", table=True),
+    _sampled("server_cpu_util_mean_pct", "server_cpu_util_pct", _MEAN, "mean CPU utilization of the server and its stubs"),
+    _sampled("server_rss_max_mb", "server_rss_mb", _MAX, "max resident memory of the server and its stubs"),
+)
 
 MODEL_COLUMNS: tuple[Column, ...] = (
-    Column("model", "str", "model name"),
-    Column("model_version", "str", "version the server loaded"),
-    Column("batch_size", "int", "inferences per request"),
-    Column("concurrency", "int", "requests kept outstanding"),
-    Column("status", "str", "ok, unstable, failed or skipped"),
-    Column("reason", "str", "why the row is not ok, or which requests failed"),
-    Column("throughput_infer_per_s", "float", "successful inferences per second (requests x batch size)"),
-    Column("latency_avg_ms", "float", "mean client-side request latency"),
-    Column("latency_p50_ms", "float", "50th percentile latency (nearest rank)"),
-    Column("latency_p90_ms", "float", "90th percentile latency"),
-    Column("latency_p95_ms", "float", "95th percentile latency"),
-    Column("latency_p99_ms", "float", "99th percentile latency"),
-    Column("server_request_ms", "float", "mean server time per successful request, from its arrival to its response (queue, compute and the server's own overhead: perf_analyzer's server \"Avg request latency\")"),
-    Column("server_queue_ms", "float", "mean time a request waited in the server's queue"),
-    Column("server_compute_input_ms", "float", "mean server time to prepare inputs, per request"),
-    Column("server_compute_infer_ms", "float", "mean server time in the model, per request"),
-    Column("server_compute_output_ms", "float", "mean server time to extract outputs, per request"),
-    Column("request_count", "int", "successful requests in the reported windows"),
-    Column("error_count", "int", "failed requests in the reported windows"),
-    Column("error_rate", "float", "failed / all requests in the reported windows"),
-    Column("client_inference_count", "int", "inferences the client counted in the reported windows"),
-    Column("server_inference_count", "int", "inferences the server's statistics counted over the same span"),
-    Column("server_request_count", "int", "requests the server counted as successful over the same span (a model's error response, as a Python model returns one, counts there: compare with request_count + error_count)"),
-    Column("server_execution_count", "int", "model executions the server ran over the same span (a dynamic batch is one): server_inference_count / server_execution_count is the mean batch the model ran"),
-    Column("window_ms", "int", "length of one measurement window"),
-    Column("window_count", "int", "windows measured (trials), the reported ones included"),
-    Column("measured_s", "float", "length of the reported span"),
-    Column("gpu_memory_max_mb", "float", "max GPU memory used on the monitored GPUs (NVML), over the reported windows"),
-    Column("gpu_memory_above_baseline_mb", "float", "gpu_memory_max_mb minus the baseline's (the server with no models)"),
-    Column("server_gpu_memory_max_mb", "float", "max GPU memory of the server's processes, its stubs included (NVML per process)"),
-    Column("model_gpu_memory_max_mb", "float", "max GPU memory of this model's own stub processes (NVML per process)"),
-    Column("gpu_util_max_pct", "float", "max GPU utilization (NVML: share of time a kernel ran)"),
-    Column("gpu_util_mean_pct", "float", "mean GPU utilization"),
-    Column("gpu_mem_util_max_pct", "float", "max memory utilization (NVML: share of time device memory was read or written)"),
-    Column("gpu_mem_util_mean_pct", "float", "mean memory utilization"),
-    Column("gpu_power_max_w", "float", "max board power draw of the monitored GPUs"),
-    Column("gpu_power_mean_w", "float", "mean board power draw"),
-    Column("triton_gpu_memory_max_mb", "float", "max GPU memory used as the server's own /metrics reports it (cross-check)"),
-    Column("triton_gpu_util_max_pct", "float", "max GPU utilization as the server's own /metrics reports it"),
-    Column("server_cpu_util_max_pct", "float", "max CPU utilization of the server and its stubs (100 = one core)"),
-    Column("server_cpu_util_mean_pct", "float", "mean CPU utilization of the server and its stubs"),
-    Column("server_rss_max_mb", "float", "max resident memory of the server and its stubs"),
-    Column("started_at", "str", "UTC time the point started"),
+    Column("model", _S, "model name", table=True),
+    Column("model_version", _S, "version the server loaded"),
+    Column("batch_size", _I, "inferences per request", table=True),
+    Column("concurrency", _I, "requests kept outstanding", table=True),
+    Column("status", _S, "ok, unstable, failed or skipped", table=True),
+    Column("reason", _S, "why the row is not ok, or which requests failed", table=True),
+    Column("throughput_infer_per_s", _F, "successful inferences per second (requests x batch size)", "infer/s",
+           table=True),
+    Column("latency_avg_ms", _F, "mean client-side request latency", "ms", table=True),
+    Column("latency_p50_ms", _F, "50th percentile latency (nearest rank)", "ms"),
+    Column("latency_p90_ms", _F, "90th percentile latency", "ms"),
+    Column("latency_p95_ms", _F, "95th percentile latency", "ms"),
+    Column("latency_p99_ms", _F, "99th percentile latency", "ms", table=True),
+    Column("server_request_ms", _F, "mean server time per successful request, from its arrival to its response (queue, compute and the server's own overhead: perf_analyzer's server \"Avg request latency\")", "ms"),
+    Column("server_queue_ms", _F, "mean time a request waited in the server's queue", "ms"),
+    Column("server_compute_input_ms", _F, "mean server time to prepare inputs, per request", "ms"),
+    Column("server_compute_infer_ms", _F, "mean server time in the model, per request", "ms", table=True),
+    Column("server_compute_output_ms", _F, "mean server time to extract outputs, per request", "ms"),
+    Column("request_count", _I, "successful requests in the reported windows"),
+    Column("error_count", _I, "failed requests in the reported windows", table=True),
+    Column("error_rate", _F, "failed / all requests in the reported windows"),
+    Column("client_inference_count", _I, "inferences the client counted in the reported windows"),
+    Column("server_inference_count", _I, "inferences the server's statistics counted over the same span"),
+    Column("server_request_count", _I, "requests the server counted as successful over the same span (a model's error response, as a Python model returns one, counts there: compare with request_count + error_count)"),
+    Column("server_execution_count", _I, "model executions the server ran over the same span (a dynamic batch is one): server_inference_count / server_execution_count is the mean batch the model ran"),
+    Column("window_ms", _I, "length of one measurement window", "ms"),
+    Column("window_count", _I, "windows measured (trials), the reported ones included"),
+    Column("measured_s", _F, "length of the reported span", "s"),
+    _SERVER_SAMPLED[0],
+    Column("gpu_memory_above_baseline_mb", _F, "gpu_memory_max_mb minus the baseline's (the server with no models)",
+           "MB"),
+    *_SERVER_SAMPLED[1:],
+    *_MODEL_SAMPLED,
+    *_USE_SAMPLED,
+    Column("started_at", _S, "UTC time the point started"),
 )
 
 SERVER_COLUMNS: tuple[Column, ...] = (
-    Column("launch_mode", "str", "local, docker or remote"),
-    Column("server_version", "str", "Triton version the server reports"),
-    Column("duration_s", "float", "length of the baseline"),
-    Column("gpu_names", "str", "the monitored GPUs, by name"),
-    Column("gpu_uuids", "str", "the monitored GPUs, by UUID"),
-    Column("gpu_memory_before_server_mb", "float", "GPU memory used before the server started"),
-    Column("gpu_memory_max_mb", "float", "max GPU memory used with the server up and no models"),
-    Column("server_gpu_memory_max_mb", "float", "max GPU memory of the server's own processes"),
-    Column("gpu_util_max_pct", "float", "max GPU utilization with no models"),
-    Column("gpu_util_mean_pct", "float", "mean GPU utilization with no models"),
-    Column("gpu_mem_util_max_pct", "float", "max memory utilization with no models"),
-    Column("gpu_mem_util_mean_pct", "float", "mean memory utilization with no models"),
-    Column("gpu_power_max_w", "float", "max board power draw with no models"),
-    Column("gpu_power_mean_w", "float", "mean board power draw with no models"),
-    Column("triton_gpu_memory_max_mb", "float", "max GPU memory used as the server's /metrics reports it"),
-    Column("triton_gpu_util_max_pct", "float", "max GPU utilization as the server's /metrics reports it"),
-    Column("server_cpu_util_max_pct", "float", "max CPU utilization of the server with no models"),
-    Column("server_cpu_util_mean_pct", "float", "mean CPU utilization of the server with no models"),
-    Column("server_rss_max_mb", "float", "max resident memory of the server with no models"),
-    Column("started_at", "str", "UTC time the baseline started"),
+    Column("launch_mode", _S, "local, docker or remote"),
+    Column("server_version", _S, "Triton version the server reports"),
+    Column("duration_s", _F, "length of the baseline", "s"),
+    Column("gpu_names", _S, "the monitored GPUs, by name"),
+    Column("gpu_uuids", _S, "the monitored GPUs, by UUID"),
+    Column("gpu_memory_before_server_mb", _F, "GPU memory used before the server started", "MB"),
+    *_SERVER_SAMPLED,
+    *_USE_SAMPLED,
+    Column("started_at", _S, "UTC time the baseline started"),
 )
+
+#: the columns the results table of the CLI and the panel shows, in order; the reason, the
+#: longest text, last
+TABLE_COLUMNS: tuple[str, ...] = (*(c.name for c in MODEL_COLUMNS if c.table and c.name != "reason"), "reason")
 
 _NAN = float("nan")
 
 
-def empty_row(columns: Sequence[Column]) -> dict[str, Any]:
+def table_columns(frame: Any) -> list[str]:
+    """The results table's columns for the rows of ``frame`` (a DataFrame of MODEL_COLUMNS):
+    :data:`TABLE_COLUMNS`, less the resource columns no row has a value in (the GPU
+    columns on a machine without a GPU, the server's CPU where it runs elsewhere)."""
+    sampled = {c.name for c in sampled_columns(MODEL_COLUMNS)}
+    return [c for c in TABLE_COLUMNS if c in frame.columns and not (c in sampled and frame[c].isna().all())]
+
+
+def sampled_columns(columns: Sequence[Column]) -> tuple[Column, ...]:
+    """The columns of a table that reduce samples."""
+    return tuple(c for c in columns if c.reduction is not None)
+
+
+class Row(dict[str, Any]):
+    """One row of a table: every column present ("" for text, 0 for counts, NaN for
+    measurements), and setting a key that is not a column is an error (a misspelt key
+    would otherwise go silently missing from the CSV)."""
+
+    def __init__(self, columns: Sequence[Column], values: Mapping[str, Any] | None = None) -> None:
+        super().__init__((c.name, "" if c.kind is Kind.TEXT else (0 if c.kind is Kind.INT else _NAN)) for c in columns)
+        self._columns = frozenset(self)
+        if values:
+            self.update(values)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self._columns:
+            raise KeyError(f"{key!r} is not a result column (schema.py declares them)")
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **values: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **values).items():
+            self[key] = value
+
+    def __reduce__(self) -> Any:  # copies and pickles as the plain dict it holds
+        return (dict, (dict(self),))
+
+
+def empty_row(columns: Sequence[Column]) -> Row:
     """A row with every column present: "" for text, 0 for counts, NaN for measurements."""
-    return {c.name: ("" if c.kind == "str" else (0 if c.kind == "int" else _NAN)) for c in columns}
+    return Row(columns)
+
+
+def metrics_doc_table(columns: Iterable[Column]) -> str:
+    """A table of columns as docs/metrics.md shows it."""
+    lines = ["| column | kind | meaning |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.kind.value} | {c.doc} |" for c in columns]
+    return "\n".join(lines) + "\n"
+
+
+def samples_doc_table() -> str:
+    """The sampled values as docs/metrics.md lists them."""
+    lines = ["| key | source | unit | meaning |", "|---|---|---|---|"]
+    for m in SAMPLE_METRICS:
+        per_gpu = f"; each GPU's as `gpu<i>.{m.per_gpu}`" if m.per_gpu else ""
+        lines.append(f"| `{m.key}` | {m.source} | {m.unit} | {m.doc}{per_gpu} |")
+    return "\n".join(lines) + "\n"

@@ -18,12 +18,12 @@ from conftest import FAST
 import analyzer_widgets as aw
 from analyzer_widgets import events
 from analyzer_widgets.machine import nvml_unavailable_reason
-from analyzer_widgets.monitor.base import Sample, Sampler, reduce_samples
+from analyzer_widgets.monitor.base import Sampler
 from analyzer_widgets.monitor.host import ProcessTreeSampler
-from analyzer_widgets.monitor.session import REDUCTIONS, MonitorSession
+from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.monitor.triton_metrics import parse_metrics
 from analyzer_widgets.results import load_samples
-from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS
+from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, sampled_columns
 from analyzer_widgets.server import LocalServer, TritonControl
 
 
@@ -68,16 +68,33 @@ def test_sampler_that_cannot_start_records_why_and_does_not_raise() -> None:
     assert sampler.between(0, math.inf) == []
 
 
-def test_reduce_samples_ignores_nan_and_gives_nan_when_nothing_is_finite() -> None:
-    samples = [Sample(0, {"a": 1.0, "b": math.nan}), Sample(1, {"a": 3.0}), Sample(2, {"a": math.nan})]
-    reduced = reduce_samples(samples, ["a", "b"])
-    assert reduced["a"] == (3.0, 2.0)
-    assert all(math.isnan(v) for v in reduced["b"])
+class Scripted(Sampler):
+    """A sampler that gives the values it was handed, one per sample, then stops giving any."""
+
+    def __init__(self, name: str, values: list[dict[str, float]]) -> None:
+        super().__init__(name, 0.005)
+        self.script = list(values)
+
+    def sample(self) -> Mapping[str, float]:
+        return self.script.pop(0) if self.script else {}
 
 
-def test_every_reduction_is_a_declared_column() -> None:
-    columns = {c.name for c in MODEL_COLUMNS} | {c.name for c in SERVER_COLUMNS}
-    assert {column for column, _, _ in REDUCTIONS} <= columns
+def test_the_session_reduces_each_sampled_column_as_declared_ignoring_nan() -> None:
+    session = MonitorSession()
+    host = Scripted("host", [{"server_cpu_util_pct": 10.0, "server_rss_mb": 5.0},
+                             {"server_cpu_util_pct": 30.0, "server_rss_mb": math.nan},
+                             {"server_cpu_util_pct": math.nan, "server_rss_mb": 7.0}])
+    session.host = host  # type: ignore[assignment]
+    with host:
+        deadline = time.monotonic() + 2
+        while host.script and time.monotonic() < deadline:
+            time.sleep(0.01)
+    reduced = session.reduce(0, math.inf, MODEL_COLUMNS)
+    assert reduced["server_cpu_util_max_pct"] == 30.0 and reduced["server_cpu_util_mean_pct"] == 20.0
+    assert reduced["server_rss_max_mb"] == 7.0
+    assert math.isnan(reduced["gpu_memory_max_mb"])  # no sampler gave it
+    assert set(reduced) == {c.name for c in sampled_columns(MODEL_COLUMNS)}
+    assert set(session.reduce(0, math.inf, SERVER_COLUMNS)) == {c.name for c in sampled_columns(SERVER_COLUMNS)}
 
 
 def test_parse_metrics_scales_and_combines_gpus() -> None:
@@ -101,7 +118,7 @@ def test_without_nvml_the_session_says_why_and_gives_nan() -> None:
     try:
         assert session.nvml is None
         assert "NVML" in session.reasons["gpu"] or "nvidia-ml-py" in session.reasons["gpu"]
-        reduced = session.reduce(0, math.inf)
+        reduced = session.reduce(0, math.inf, MODEL_COLUMNS)
         assert math.isnan(reduced["gpu_memory_max_mb"]) and math.isnan(reduced["gpu_util_max_pct"])
     finally:
         session.stop()

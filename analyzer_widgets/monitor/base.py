@@ -7,11 +7,10 @@ from the buffer at their own pace.
 from __future__ import annotations
 
 import abc
-import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -115,13 +114,3 @@ class Sampler(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def reduce_samples(samples: Iterable[Sample], columns: Iterable[str]) -> dict[str, tuple[float, float]]:
-    """(max, mean) of each column over the samples, ignoring NaN; NaN where none is finite."""
-    out: dict[str, tuple[float, float]] = {}
-    samples = list(samples)
-    for column in columns:
-        values = [v for s in samples if (v := s.values.get(column, math.nan)) == v and math.isfinite(v)]
-        out[column] = (max(values), sum(values) / len(values)) if values else (math.nan, math.nan)
-    return out

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 import psutil
 
 from analyzer_widgets.monitor.base import Sampler
+from analyzer_widgets.schema import sample_metrics
 
-#: columns this sampler writes, with units in the names
-HOST_COLUMNS = ("server_cpu_util_pct", "server_rss_mb")
+#: the keys this sampler records, as schema.py declares them
+HOST_KEYS = tuple(m.key for m in sample_metrics("host"))
 
 
 class ProcessTreeSampler(Sampler):
@@ -33,7 +34,7 @@ class ProcessTreeSampler(Sampler):
         try:
             tree = [self._root, *self._root.children(recursive=True)]
         except psutil.Error:
-            return {c: math.nan for c in HOST_COLUMNS}
+            return {c: math.nan for c in HOST_KEYS}
         cpu = rss = 0.0
         read = 0
         alive: dict[int, psutil.Process] = {}
@@ -55,7 +56,7 @@ class ProcessTreeSampler(Sampler):
                 self.labels[proc.pid] = _label(proc)
         self._procs = alive
         if read == 0:  # the server is gone: no figure, rather than a false zero
-            return {c: math.nan for c in HOST_COLUMNS}
+            return {c: math.nan for c in HOST_KEYS}
         return {"server_cpu_util_pct": cpu, "server_rss_mb": rss / 2**20}
 
 

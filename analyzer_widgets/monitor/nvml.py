@@ -17,11 +17,11 @@ from typing import Any
 
 from analyzer_widgets.machine import visible_handles
 from analyzer_widgets.monitor.base import Sampler
+from analyzer_widgets.schema import sample_metrics
 
-#: the values of one GPU in each sample, keyed "gpu<i>.<metric>" (i: position in .gpus)
-GPU_METRICS = ("memory_used_mb", "util_pct", "mem_util_pct", "power_w")
-#: aggregates over the monitored GPUs, in every sample
-GPU_TOTALS = ("gpu_memory_used_mb", "gpu_util_pct", "gpu_mem_util_pct", "gpu_power_w")
+#: the values this sampler records, as schema.py declares them: one GPU's value keyed
+#: "gpu<i>.<per_gpu>" (i: position in .gpus), their total across the GPUs keyed by ``key``
+PER_GPU = tuple(m for m in sample_metrics("nvml") if m.per_gpu)
 #: GPU memory used by one process, keyed "pid<pid>.gpu_memory_mb"
 PROCESS_KEY = "pid{pid}.gpu_memory_mb"
 
@@ -89,23 +89,18 @@ class NvmlSampler(Sampler):
     def sample(self) -> Mapping[str, float]:
         nvml = self._nvml
         values: dict[str, float] = {}
-        totals: dict[str, list[float]] = {"mem": [], "util": [], "mem_util": [], "power": []}
         for i, handle in enumerate(self._handles):
             memory = self._memory_info(handle)
             rates = self._query("utilization", nvml.nvmlDeviceGetUtilizationRates, handle)
             power = self._query("power", nvml.nvmlDeviceGetPowerUsage, handle)
-            mem_mb = memory.used / 2**20 if memory is not None else math.nan
-            util = float(rates.gpu) if rates is not None else math.nan
-            mem_util = float(rates.memory) if rates is not None else math.nan
-            power_w = power / 1000.0 if power is not None else math.nan
-            values[f"gpu{i}.memory_used_mb"] = mem_mb
-            values[f"gpu{i}.util_pct"] = util
-            values[f"gpu{i}.mem_util_pct"] = mem_util
-            values[f"gpu{i}.power_w"] = power_w
-            totals["mem"].append(mem_mb)
-            totals["util"].append(util)
-            totals["mem_util"].append(mem_util)
-            totals["power"].append(power_w)
+            readings = {
+                "memory_used_mb": memory.used / 2**20 if memory is not None else math.nan,
+                "util_pct": float(rates.gpu) if rates is not None else math.nan,
+                "mem_util_pct": float(rates.memory) if rates is not None else math.nan,
+                "power_w": power / 1000.0 if power is not None else math.nan,
+            }
+            for metric in PER_GPU:  # a declared metric this loop does not read fails here, loudly
+                values[f"gpu{i}.{metric.per_gpu}"] = readings[metric.per_gpu]
             if self.per_process:
                 procs = self._query("processes", nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
                 for p in procs:
@@ -114,18 +109,6 @@ class NvmlSampler(Sampler):
                         continue  # not reported (e.g. inside a container without PID namespace access)
                     key = PROCESS_KEY.format(pid=p.pid)
                     values[key] = values.get(key, 0.0) + used / 2**20
-        values["gpu_memory_used_mb"] = _sum(totals["mem"])
-        values["gpu_util_pct"] = _max(totals["util"])
-        values["gpu_mem_util_pct"] = _max(totals["mem_util"])
-        values["gpu_power_w"] = _sum(totals["power"])
+        for metric in PER_GPU:  # memory and power add up across GPUs; utilization: the busiest
+            values[metric.key] = metric.across_gpus([values[f"gpu{i}.{metric.per_gpu}"] for i in range(len(self._handles))])
         return values
-
-
-def _sum(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) if finite else math.nan
-
-
-def _max(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return max(finite) if finite else math.nan

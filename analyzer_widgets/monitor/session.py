@@ -1,8 +1,8 @@
 """All the samplers of one sweep, the phases they are tagged with, and their reductions.
 
 The runner tells the session which phase the sweep is in (baseline, a point, a load),
-and asks it to reduce a span of samples into row columns. The reductions are declared
-once, in :data:`REDUCTIONS`.
+and asks it to reduce a span of samples into row columns. Which sample key each column
+reduces, and how, is declared with the columns in :mod:`analyzer_widgets.schema`.
 
 GPU memory per process: NVML lists each compute process with its memory; the host
 sampler names each process of the server's tree ("server", or the model whose Python
@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,24 +28,7 @@ from analyzer_widgets.monitor.base import Sample, Sampler
 from analyzer_widgets.monitor.host import ProcessTreeSampler
 from analyzer_widgets.monitor.nvml import NvmlSampler
 from analyzer_widgets.monitor.triton_metrics import TritonMetricsSampler
-
-#: (row column, per-sample key, reduction): every figure a row takes from the samplers
-REDUCTIONS: tuple[tuple[str, str, str], ...] = (
-    ("gpu_memory_max_mb", "gpu_memory_used_mb", "max"),
-    ("server_gpu_memory_max_mb", "server_gpu_memory_mb", "max"),
-    ("model_gpu_memory_max_mb", "model_gpu_memory_mb", "max"),
-    ("gpu_util_max_pct", "gpu_util_pct", "max"),
-    ("gpu_util_mean_pct", "gpu_util_pct", "mean"),
-    ("gpu_mem_util_max_pct", "gpu_mem_util_pct", "max"),
-    ("gpu_mem_util_mean_pct", "gpu_mem_util_pct", "mean"),
-    ("gpu_power_max_w", "gpu_power_w", "max"),
-    ("gpu_power_mean_w", "gpu_power_w", "mean"),
-    ("triton_gpu_memory_max_mb", "triton_gpu_memory_used_mb", "max"),
-    ("triton_gpu_util_max_pct", "triton_gpu_util_pct", "max"),
-    ("server_cpu_util_max_pct", "server_cpu_util_pct", "max"),
-    ("server_cpu_util_mean_pct", "server_cpu_util_pct", "mean"),
-    ("server_rss_max_mb", "server_rss_mb", "max"),
-)
+from analyzer_widgets.schema import Column, sampled_columns
 
 
 @dataclass(frozen=True)
@@ -141,9 +125,10 @@ class MonitorSession:
             out["model_gpu_memory_mb"] = model_mb
         return out
 
-    def reduce(self, start: float, end: float, model: str = "") -> dict[str, float]:
-        """Every column of :data:`REDUCTIONS` over ``[start, end]`` (NaN where no sampler
-        gave a value); ``model`` names the model whose stub memory to attribute."""
+    def reduce(self, start: float, end: float, columns: Sequence[Column], model: str = "") -> dict[str, float]:
+        """Each sampled column of ``columns`` over ``[start, end]``, by its declared
+        reduction (NaN where no sampler gave a value); ``model`` names the model whose stub
+        memory to attribute."""
         values: dict[str, list[float]] = {}
         for sampler in self.samplers:
             for sample in sampler.between(start, end):
@@ -153,14 +138,8 @@ class MonitorSession:
                 for key, value in merged.items():
                     if isinstance(value, float | int) and math.isfinite(value):
                         values.setdefault(key, []).append(float(value))
-        row: dict[str, float] = {}
-        for column, key, how in REDUCTIONS:
-            found = values.get(key)
-            if not found:
-                row[column] = math.nan
-            else:
-                row[column] = max(found) if how == "max" else sum(found) / len(found)
-        return row
+        return {c.name: c.reduction(values.get(c.sample_key, [])) for c in sampled_columns(columns)
+                if c.reduction is not None}
 
     # -- samples as a table ------------------------------------------------------------
     def samples_frame(self) -> pd.DataFrame:

@@ -42,20 +42,20 @@ from analyzer_widgets.config import (
     default_of,
     make_settings,
     positive_int_list,
+    shown_default,
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import ResultCollector, SweepResult, check_export_target
 from analyzer_widgets.runner import SweepRunner
+from analyzer_widgets.schema import MODEL_COLUMNS, SAMPLE_METRICS, table_columns
 from analyzer_widgets.ui._series import Series
 from analyzer_widgets.ui.charts import result_figures, static_bundle
 
 EXAMPLE_REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_repository"
 TICK_S = 0.25  # how often the panel applies what the sweep produced
 MAX_CHART_POINTS = 1500  # per trace sent to the browser
-TABLE_COLUMNS = ["model", "batch_size", "concurrency", "status", "throughput_infer_per_s", "latency_p99_ms",
-                 "gpu_memory_max_mb", "gpu_util_max_pct", "server_cpu_util_max_pct", "reason"]
 #: what Run does with the rows: keep them in the panel (Export CSV writes them), write each
 #: to the export folder as it is measured, or go on with a sweep saved there before
 SAVE_MODES = {
@@ -82,20 +82,15 @@ class _Chart:
 
 
 def _live_charts(gpu_names: list[str] | None) -> list[_Chart]:
+    """The live charts: each sampled metric declared with a chart title (schema.py); per GPU
+    where there are GPUs, else the server's CPU and memory."""
     if gpu_names:
-        def per_gpu(metric: str) -> tuple[_Trace, ...]:
-            return tuple(_Trace("nvml", f"gpu{i}.{metric}", f"GPU {i} {name}") for i, name in enumerate(gpu_names))
-        return [
-            _Chart("GPU memory used", "MB", per_gpu("memory_used_mb")),
-            _Chart("GPU utilization", "%", per_gpu("util_pct")),
-            _Chart("Memory utilization (time device memory was read or written)", "%", per_gpu("mem_util_pct")),
-        ]
-    return [
-        _Chart("Server CPU utilization (server and model stubs)", "% of one core",
-               (_Trace("host", "server_cpu_util_pct", "tritonserver + stubs"),)),
-        _Chart("Server resident memory", "MB", (_Trace("host", "server_rss_mb", "tritonserver + stubs"),)),
-        _Chart("Host CPU utilization (Triton /metrics)", "%", (_Trace("triton-metrics", "triton_cpu_util_pct", "host CPU"),)),
-    ]
+        return [_Chart(m.chart, m.unit, tuple(_Trace("nvml", f"gpu{i}.{m.per_gpu}", f"GPU {i} {name}")
+                                              for i, name in enumerate(gpu_names)))
+                for m in SAMPLE_METRICS if m.chart and m.source == "nvml"]
+    legend = {"host": "tritonserver + stubs", "triton-metrics": "host CPU"}
+    return [_Chart(m.chart, m.unit, (_Trace(m.source, m.key, legend[m.source]),))
+            for m in SAMPLE_METRICS if m.chart and m.source != "nvml"]
 
 
 def _gpu_names() -> tuple[list[str] | None, str | None]:
@@ -136,8 +131,8 @@ def _setting_widget(f: dataclasses.Field[Any], declaration: Setting, given: Any)
     elif isinstance(default, bool):
         widget = w.Checkbox(value=bool(default if given is _UNSET else given), description=declaration.panel)
     else:
-        shown = declaration.default_text or _as_text(default) or "none"
-        widget = w.Text(value="" if given is _UNSET else _as_text(given), placeholder=shown.replace("`", ""),
+        widget = w.Text(value="" if given is _UNSET else _as_text(given),
+                        placeholder=shown_default(f, declaration).replace("`", ""),
                         description=declaration.panel, style=style, layout=w.Layout(width="420px"))
     widget.tooltip = declaration.help.replace("`", "")
     return widget
@@ -329,7 +324,8 @@ class Dashboard:
                     problems.append(str(e))
         self.input_error.value = (f"<span style='color:#b00'>{html.escape('; '.join(problems))}</span>"
                                   if problems else "")
-        ok = batches is not None and concurrency is not None and not problems
+        ok = (batches is not None and concurrency is not None and not problems
+              and not any(error.value for error in self.settings_errors.values()))
         self.run_button.disabled = not ok or self.running
         return ok
 
@@ -498,9 +494,9 @@ class Dashboard:
             if event.row["status"] != "skipped":
                 self._point_durations.append(time.monotonic() - self._point_started)
             self._update_table()
-        elif isinstance(event, ev.Notice) and event.level == "progress":
+        elif isinstance(event, ev.Notice) and event.level is ev.Level.PROGRESS:
             self._current = event.message  # a long start (an image pull) says what it is doing
-        elif isinstance(event, ev.Notice) and event.level == "warning":
+        elif isinstance(event, ev.Notice) and event.level is ev.Level.WARNING:
             self.notice.value += f"<br><span style='color:#a60'>{html.escape(event.message)}</span>"
 
     def _update_status(self) -> None:
@@ -521,7 +517,7 @@ class Dashboard:
         df = self.results
         if df.empty:
             return
-        view = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+        view = df[table_columns(df)]
         table = view.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN", border=0,
                              classes="aw-results")
         # one line per row however long the reason; the box scrolls instead
@@ -604,7 +600,6 @@ class Dashboard:
         result = self.result
         if result is None:
             from analyzer_widgets.results import frame
-            from analyzer_widgets.schema import MODEL_COLUMNS
 
             return frame([], MODEL_COLUMNS)
         return result.to_frame()
