@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-torch test lint bench lab clean system-deps docker-image
+.PHONY: demo demo-torch test lint typecheck bench lab clean system-deps docker-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,11 +57,16 @@ docker-image: system-deps $(VENV)/.test-installed
 	@if bash scripts/start-dockerd.sh && bash scripts/build-triton-test-image.sh; then :; \
 	 elif [ "$$CI" = true ]; then exit 1; else echo "docker test image not built: the docker tests will skip"; fi
 
-test: system-deps $(VENV)/.test-installed docker-image
+test: system-deps $(VENV)/.test-installed docker-image lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, its banned-api rule included (only analyzer_widgets/ui imports ipywidgets or plotly);
+# the other layer rules of DESIGN.md are tests/test_layers.py
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check analyzer_widgets tests benchmarks
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy analyzer_widgets
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/demo_sweep.py

@@ -21,8 +21,8 @@ from typing import Any, TextIO
 from analyzer_widgets import events
 from analyzer_widgets.api import profile
 from analyzer_widgets.config import (
-    _UNSET,
     SETTINGS_CLASSES,
+    UNSET,
     ExportSettings,
     MeasurementSettings,
     MonitorSettings,
@@ -35,6 +35,7 @@ from analyzer_widgets.config import (
     shown_default,
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
+from analyzer_widgets.export import CSV_FILES
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
 from analyzer_widgets.schema import table_columns
@@ -175,9 +176,9 @@ def settings_from_args(args: argparse.Namespace, demo: bool = False) -> dict[str
             if f.name in given:
                 value = given[f.name]
                 settings[f.name] = s.parse(value) if s.parse is not None else value
-            elif demo and s.demo_default is not _UNSET:
+            elif demo and s.demo_default is not UNSET:
                 settings[f.name] = s.demo_default
-            elif s.cli_default is not _UNSET:
+            elif s.cli_default is not UNSET:
                 settings[f.name] = s.cli_default
     return settings
 
@@ -197,7 +198,7 @@ def flag_table() -> str:
                 names += f" {s.metavar}"
             default = shown_default(f, s, demo=False)
             shown = default if s.default_text or default == "none" else f"`{default}`"
-            if s.demo_default is not _UNSET:
+            if s.demo_default is not UNSET:
                 shown += f" (demo: `{shown_default(f, s, demo=True)}`)"
             lines.append(f"| `{names}` | {s.help} | {shown} |")
     return "\n".join(lines) + "\n"
@@ -289,8 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SweepCancelled:
         return EXIT_INTERRUPTED
     except (ConfigError, RepositoryError, ResumeError) as e:
-        # a bad model name, a missing or empty repository, results that cannot be resumed:
-        # the user's input, refused before anything was measured, so a usage error like `models`
+        # a bad model name, a missing or empty repository, an export folder that is a file,
+        # not writable or in use by another run, results that cannot be resumed: the user's
+        # input, refused before anything was measured, so a usage error like `models`
         print(f"error: {_with_flag(e) if isinstance(e, ConfigError) else e}", file=sys.stderr)
         return EXIT_USAGE
     except AnalyzerError as e:
@@ -298,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     print_table(result, out)
     if directory is not None:
-        out.write(f"results written to {directory}/: metrics-model.csv, metrics-server-only.csv, metrics-samples.csv\n")
+        out.write(f"results written to {directory}/: {', '.join(CSV_FILES)}\n")
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -59,7 +59,8 @@ class Protocol(str, enum.Enum):
 #: a check takes the field's name and the value given (a text where it came from the command
 #: line or the panel) and returns the value to keep, or raises ConfigError naming the field
 Check = Callable[[str, Any], Any]
-_UNSET: Any = object()
+#: "not given" (a declaration without a command-line or demo default; an empty panel field)
+UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,15 @@ class Setting:
     #: the default as the docs say it, where the value alone would not tell
     default_text: str = ""
     #: the command line's own default where it differs from Python's (the export folder)
-    cli_default: Any = _UNSET
+    cli_default: Any = UNSET
     #: the demo's default (``analyzer-widgets demo``: short windows, a small grid)
-    demo_default: Any = _UNSET
+    demo_default: Any = UNSET
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str, flags: tuple[str, ...] = (),  # noqa: A002
             check: Check | None = None, parse: Callable[[Any], Any] | None = None, repeat: bool = False,
             metavar: str | None = None, fingerprint: bool | Callable[[Any], Any] = False, panel: str = "",
-            default_text: str = "", cli_default: Any = _UNSET, demo_default: Any = _UNSET,
+            default_text: str = "", cli_default: Any = UNSET, demo_default: Any = UNSET,
             default_factory: Callable[[], Any] | Any = dataclasses.MISSING) -> Any:
     """A dataclass field that is a setting: everything about it in one place."""
     meta = {"setting": Setting(help, flags, check, parse, repeat, metavar, fingerprint, panel, default_text,
@@ -118,12 +119,12 @@ def default_of(f: dataclasses.Field[Any]) -> Any:
 
 def shown_default(f: dataclasses.Field[Any], s: Setting, demo: bool = False) -> str:
     """A setting's default as the help, the docs and the panel say it."""
-    if demo and s.demo_default is not _UNSET:
+    if demo and s.demo_default is not UNSET:
         value = s.demo_default
     elif s.default_text:
         return s.default_text
     else:
-        value = s.cli_default if s.cli_default is not _UNSET else default_of(f)
+        value = s.cli_default if s.cli_default is not UNSET else default_of(f)
     if isinstance(value, bool):
         return "on" if value else "off"
     if value is None or value == {}:
@@ -163,7 +164,7 @@ def _whole(name: str, value: object, minimum: int, reason: str) -> int:
         except ValueError:
             raise ConfigError(name, value, reason) from None
     try:
-        number = operator.index(value)  # int, numpy integers, anything integral
+        number = operator.index(value)  # type: ignore[arg-type]  # int, numpy integers, anything integral
     except TypeError:
         raise ConfigError(name, value, reason) from None
     if number < minimum:

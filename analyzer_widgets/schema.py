@@ -248,7 +248,7 @@ class Row(dict[str, Any]):
             raise KeyError(f"{key!r} is not a result column (schema.py declares them)")
         super().__setitem__(key, value)
 
-    def update(self, *args: Any, **values: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **values: Any) -> None:
         for key, value in dict(*args, **values).items():
             self[key] = value
 

@@ -34,8 +34,8 @@ import plotly.graph_objects as go
 from analyzer_widgets import events as ev
 from analyzer_widgets.api import prepare_sweep
 from analyzer_widgets.config import (
-    _UNSET,
     SETTINGS_CLASSES,
+    UNSET,
     ExportSettings,
     Setting,
     declared,
@@ -45,9 +45,10 @@ from analyzer_widgets.config import (
     shown_default,
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError
+from analyzer_widgets.export import ExportFolder
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.repository import list_models
-from analyzer_widgets.results import ResultCollector, SweepResult, check_export_target
+from analyzer_widgets.results import ResultCollector, SweepResult
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.schema import MODEL_COLUMNS, SAMPLE_METRICS, table_columns
 from analyzer_widgets.ui._series import Series
@@ -125,13 +126,13 @@ def _setting_widget(f: dataclasses.Field[Any], declaration: Setting, given: Any)
     style = {"description_width": "110px"}
     if isinstance(default, enum.Enum):
         options = [m.value for m in type(default)]
-        chosen = _as_text(given if given is not _UNSET else default)
+        chosen = _as_text(given if given is not UNSET else default)
         kind = w.ToggleButtons if len(options) <= 3 else w.Dropdown
         widget: w.ValueWidget = kind(options=options, value=chosen, description=declaration.panel, style=style)
     elif isinstance(default, bool):
-        widget = w.Checkbox(value=bool(default if given is _UNSET else given), description=declaration.panel)
+        widget = w.Checkbox(value=bool(default if given is UNSET else given), description=declaration.panel)
     else:
-        widget = w.Text(value="" if given is _UNSET else _as_text(given),
+        widget = w.Text(value="" if given is UNSET else _as_text(given),
                         placeholder=shown_default(f, declaration).replace("`", ""),
                         description=declaration.panel, style=style, layout=w.Layout(width="420px"))
     widget.tooltip = declaration.help.replace("`", "")
@@ -139,13 +140,13 @@ def _setting_widget(f: dataclasses.Field[Any], declaration: Setting, given: Any)
 
 
 def _widget_value(widget: w.ValueWidget, declaration: Setting) -> Any:
-    """What a field holds as the setting's check takes it; _UNSET for an empty text field."""
+    """What a field holds as the setting's check takes it; UNSET for an empty text field."""
     value = widget.value
     if not isinstance(widget, w.Text):
         return value
     text = value.strip()
     if not text:
-        return _UNSET
+        return UNSET
     if declaration.repeat:  # one text field for a repeatable flag: its items separated by commas
         return declaration.parse([part for part in text.split(",") if part.strip()]) if declaration.parse else text
     return declaration.parse(text) if declaration.parse else text
@@ -217,7 +218,7 @@ class Dashboard:
         self.settings_fields: dict[str, w.ValueWidget] = {}
         self.settings_errors: dict[str, w.HTML] = {}
         for f, declaration in panel_settings():
-            self.settings_fields[f.name] = _setting_widget(f, declaration, settings.get(f.name, _UNSET))
+            self.settings_fields[f.name] = _setting_widget(f, declaration, settings.get(f.name, UNSET))
             self.settings_errors[f.name] = w.HTML()
         self.settings_box = w.Accordion(children=[w.VBox([
             *(w.HBox([field, self.settings_errors[name]]) for name, field in self.settings_fields.items()),
@@ -342,7 +343,7 @@ class Dashboard:
                         concurrency=self.concurrency_field.value)
         for f, declaration in panel_settings():
             value = _widget_value(self.settings_fields[f.name], declaration)
-            if value is not _UNSET:
+            if value is not UNSET:
                 settings[f.name] = value
         if settings.get("launch_mode") != "remote":
             settings["model_repository"] = self.model_repository
@@ -360,16 +361,15 @@ class Dashboard:
             spec, _ = make_settings(**self.spec_settings())
             export = ExportSettings(export_path=None if mode == "panel" else self.export_field.value,
                                     resume=mode == "resume")
-            # bad input, an export folder that would be overwritten, a resume refused for a
-            # changed spec or model: said here, before anything is launched
+            # bad input, an export folder that would be overwritten (or is a file, or is in
+            # use by another run), a resume refused for a changed spec or model: said here,
+            # before anything is launched. The folder stays locked until the sweep ends.
             runner, collector = prepare_sweep(spec, export)
         except AnalyzerError as e:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return
         self._reset()
-        self.notice.value = self._gpu_notice
-        for note in collector.result.warnings:
-            self.notice.value += f"<br><span style='color:#a60'>{html.escape(note)}</span>"
+        self.notice.value = self._gpu_notice  # what the export folder says comes as notices
         self._collector = collector
         runner.subscribe(self._events.put)  # the only thing the sweep thread does to the panel
         self._runner = runner
@@ -387,6 +387,9 @@ class Dashboard:
             self._runner.run()
         except BaseException as e:  # noqa: BLE001 - shown in the panel, the kernel lives on
             self._error = f"{type(e).__name__}: {e}" if not isinstance(e, AnalyzerError) else str(e)
+        finally:
+            if self._collector is not None:
+                self._collector.close()  # the export folder's lock
 
     def stop(self) -> None:
         """End the point in flight (about a second) and keep what was measured."""
@@ -617,13 +620,14 @@ class Dashboard:
         display(static_bundle(self.result_figures()), raw=True)
 
     def export(self, path: Path | str | None = None, overwrite: bool = False) -> list[Path]:
-        """Write the last sweep's CSV files to ``path`` (default: the panel's export field)."""
+        """Write the last sweep's CSV files to ``path`` (default: the panel's export field),
+        refusing results already there unless ``overwrite``, and a folder another run is
+        writing to (it is locked while this writes)."""
         result = self.result
         if result is None:
             raise AnalyzerError("nothing to export: no sweep has run yet")
         directory = Path(path or self.export_field.value).expanduser()
-        check_export_target(directory, overwrite)
-        return result.export(directory)
+        return ExportFolder.save(result, directory, overwrite=overwrite)
 
     def _export_clicked(self) -> None:
         try:
