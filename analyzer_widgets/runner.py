@@ -89,6 +89,7 @@ class SweepRunner:
         self._given_server = server
         self._stop = threading.Event()
         self._checked = False
+        self._version = ""  # the server's, once it is up
         #: the samplers of the sweep in flight (the panel reads their buffers directly)
         self.monitors = MonitorSession(spec.monitor)
         self.rows: list[dict[str, Any]] = []
@@ -130,44 +131,17 @@ class SweepRunner:
         self.preflight()
         total = len(spec.models) * spec.points_per_model
         self.emit(SweepStarted(spec, total))
-        version = ""
+        self._version = ""
         error: BaseException | None = None
-        monitors = self.monitors
         try:
             with ExitStack() as stack:
-                stack.callback(monitors.stop)
-                monitors.begin("startup")
-                monitors.start_gpu()  # before the server, to know the GPU memory without it
-                for what, why in monitors.reasons.items():
-                    self.emit(Notice(f"{what} columns are NaN: {why}", Level.INFO))
-                server = self._given_server or make_server(
-                    spec.server, spec.model_repository, spec.measurement.protocol,
-                    on_progress=lambda message: self.emit(Notice(message, Level.PROGRESS)),
-                )
-                t0 = time.monotonic()
-                if self._given_server is None:
-                    server.start()
-                    stack.callback(server.stop)
-                # samplers stop before the server does, so none reports the server's exit as a fault
-                stack.callback(monitors.stop)
-                endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
-                control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
-                                        timeout_s=spec.measurement.request_timeout_s,
-                                        load_timeout_s=spec.server.model_load_timeout_s, tls=spec.server.tls)
-                stack.callback(control.close)
-                version = control.server_version()
-                # A remote server may restrict its repository API to callers with a header:
-                # find out now, not after the baseline
-                control.repository_index()
-                self.emit(ServerReady(spec.server.launch_mode.value, version, endpoint, time.monotonic() - t0))
-                if self.on_server_known is not None:
-                    self.on_server_known(version, monitors.gpu_uuids())
+                server, control, endpoint = self._start(stack)
                 pool = stack.enter_context(ClientPool())
                 pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
-                monitors.attach_server(server.pid, server.endpoints.metrics)
-                if "server process" in monitors.reasons:
-                    self.emit(Notice(monitors.reasons["server process"], Level.INFO))
-                self._baseline(version)
+                self.monitors.attach_server(server.pid, server.endpoints.metrics)
+                if "server process" in self.monitors.reasons:
+                    self.emit(Notice(self.monitors.reasons["server process"], Level.INFO))
+                self._baseline(self._version)
                 # a resumed sweep counts on from the points already measured
                 index = sum(1 for m, b, c in self.skip if m in spec.models and b in spec.batch_sizes and c in spec.concurrency)
                 if index:
@@ -178,20 +152,53 @@ class SweepRunner:
             pass
         except BaseException as e:  # KeyboardInterrupt too: finish the events, then re-raise
             error = e
-        cancelled = self.stopping or isinstance(error, KeyboardInterrupt)
         finished = SweepFinished(
-            cancelled=cancelled,
+            cancelled=self.stopping or isinstance(error, KeyboardInterrupt),
             error=None if error is None or isinstance(error, KeyboardInterrupt) else str(error),
             elapsed_s=time.monotonic() - started,
-            server_version=version,
+            server_version=self._version,
             rows=tuple(self.rows),
-            samples=monitors.samples_frame(),
-            unavailable=monitors.unavailable(),
+            samples=self.monitors.samples_frame(),
+            unavailable=self.monitors.unavailable(),
         )
         self.emit(finished)
         if error is not None:
             raise error
         return finished
+
+    def _start(self, stack: ExitStack) -> tuple[TritonServer, TritonControl, str]:
+        """The GPU sampler, then the server (started, or the one given) and its control
+        client, each stopped by ``stack``; the server's version is known after."""
+        spec = self.spec
+        monitors = self.monitors
+        stack.callback(monitors.stop)
+        monitors.begin("startup")
+        monitors.start_gpu()  # before the server, to know the GPU memory without it
+        for what, why in monitors.reasons.items():
+            self.emit(Notice(f"{what} columns are NaN: {why}", Level.INFO))
+        server = self._given_server or make_server(
+            spec.server, spec.model_repository, spec.measurement.protocol,
+            on_progress=lambda message: self.emit(Notice(message, Level.PROGRESS)),
+        )
+        t0 = time.monotonic()
+        if self._given_server is None:
+            server.start()
+            stack.callback(server.stop)
+        # samplers stop before the server does, so none reports the server's exit as a fault
+        stack.callback(monitors.stop)
+        endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
+        control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
+                                timeout_s=spec.measurement.request_timeout_s,
+                                load_timeout_s=spec.server.model_load_timeout_s, tls=spec.server.tls)
+        stack.callback(control.close)
+        self._version = control.server_version()
+        # A remote server may restrict its repository API to callers with a header:
+        # find out now, not after the baseline
+        control.repository_index()
+        self.emit(ServerReady(spec.server.launch_mode.value, self._version, endpoint, time.monotonic() - t0))
+        if self.on_server_known is not None:
+            self.on_server_known(self._version, monitors.gpu_uuids())
+        return server, control, endpoint
 
     def _wait(self, seconds: float) -> None:
         if self._stop.wait(seconds):

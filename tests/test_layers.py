@@ -130,3 +130,21 @@ def test_the_checker_sees_a_violation() -> None:
     assert _private_violation("analyzer_widgets.cli", PACKAGE / "cli.py", "analyzer_widgets.config._UNSET")
     local = PACKAGE / "server" / "local.py"
     assert _private_violation("analyzer_widgets.server.local", local, "analyzer_widgets.server._embedded.x") is None
+
+
+#: a function longer than this mixes jobs (STYLE.md: one job per function)
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_the_limit() -> None:
+    long = []
+    for module, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body
+                has_doc = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+                first = body[1] if has_doc and len(body) > 1 else body[0]
+                lines = (node.end_lineno or node.lineno) - first.lineno + 1  # the code, not the docstring
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{module}.{node.name}: {lines} lines")
+    assert not long, long

@@ -195,8 +195,18 @@ class Dashboard:
         self._static_handle: Any = None
         self._tick_scheduled = False
         self._finished_shown = False
+        self._make_sweep_fields(models, batch_sizes, concurrency)
+        self._make_settings_fields(settings)
+        self._make_run_controls(save, export_path)
+        self._make_live_charts()
+        self._wire()
+        self.widget = self._layout()
+        self.validate()
 
-        # -- controls ----------------------------------------------------------------
+    # -- building the panel --------------------------------------------------------------
+    def _make_sweep_fields(self, models: list[str] | None, batch_sizes: str, concurrency: str) -> None:
+        """The model picker (the repository's models, with backend and max batch size) and
+        the batch size and concurrency fields."""
         self.repository_note = w.HTML()
         try:
             infos = list_models(self.model_repository)
@@ -214,11 +224,14 @@ class Dashboard:
         self.batch_error = w.HTML()
         self.concurrency_error = w.HTML()
         self.input_error = w.HTML()
-        # one field per setting declared with a panel label (config.py), in declaration order
+
+    def _make_settings_fields(self, given: dict[str, Any]) -> None:
+        """One field per setting declared with a panel label (config.py), in declaration
+        order, each with its error line, in a collapsed section."""
         self.settings_fields: dict[str, w.ValueWidget] = {}
         self.settings_errors: dict[str, w.HTML] = {}
         for f, declaration in panel_settings():
-            self.settings_fields[f.name] = _setting_widget(f, declaration, settings.get(f.name, UNSET))
+            self.settings_fields[f.name] = _setting_widget(f, declaration, given.get(f.name, UNSET))
             self.settings_errors[f.name] = w.HTML()
         self.settings_box = w.Accordion(children=[w.VBox([
             *(w.HBox([field, self.settings_errors[name]]) for name, field in self.settings_fields.items()),
@@ -227,6 +240,8 @@ class Dashboard:
         ])])
         self.settings_box.set_title(0, "Launch and measurement settings")
         self.settings_box.selected_index = None
+
+    def _make_run_controls(self, save: str, export_path: str) -> None:
         self.run_button = w.Button(description="Run", button_style="success", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.save_mode = w.Dropdown(options=[(label, key) for key, label in SAVE_MODES.items()], value=save,
@@ -239,7 +254,9 @@ class Dashboard:
         self.export_button = w.Button(description="Export CSV", icon="download")
         self.export_status = w.HTML()
 
-        # -- live charts ---------------------------------------------------------------
+    def _make_live_charts(self) -> None:
+        """The live charts: per GPU where there are GPUs, else the server's CPU and memory
+        (and a notice saying so)."""
         gpu_names, no_gpu_reason = _gpu_names()
         self.has_gpu = gpu_names is not None
         self._gpu_notice = "" if self.has_gpu else (
@@ -256,14 +273,15 @@ class Dashboard:
             )
             self.figures.append(fig)
 
-        # -- wiring --------------------------------------------------------------------
+    def _wire(self) -> None:
         for field in (self.batch_field, self.concurrency_field, self.model_picker, *self.settings_fields.values()):
             field.observe(lambda _change: self.validate(), names="value")
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
         self.export_button.on_click(lambda _b: self._export_clicked())
 
-        self.widget = w.VBox([
+    def _layout(self) -> w.VBox:
+        return w.VBox([
             w.HTML("<h3 style='margin:4px 0'>analyzer-widgets: Triton model sweep</h3>"),
             self.repository_note,
             self.model_picker,
@@ -278,7 +296,6 @@ class Dashboard:
             self.table,
             w.HBox([self.export_field, self.export_button, self.export_status]),
         ])
-        self.validate()
 
     # -- display -------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
