@@ -10,8 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analyzer_widgets import events
 from analyzer_widgets.api import make_spec, profile
-from analyzer_widgets.config import LaunchMode, MeasurementSettings, Protocol, ServerSettings, SweepSpec
+from analyzer_widgets.config import (
+    ExportSettings,
+    LaunchMode,
+    MeasurementSettings,
+    MonitorSettings,
+    Protocol,
+    ServerSettings,
+    SweepSpec,
+)
 from analyzer_widgets.errors import (
     AnalyzerError,
     ConfigError,
@@ -24,8 +33,23 @@ from analyzer_widgets.errors import (
     ServerStartError,
     SweepCancelled,
 )
+from analyzer_widgets.events import (
+    BaselineFinished,
+    Event,
+    Level,
+    ModelLoaded,
+    ModelLoading,
+    Notice,
+    PointFinished,
+    PointStarted,
+    ServerReady,
+    SweepFinished,
+    SweepStarted,
+    WindowMeasured,
+)
+from analyzer_widgets.export import load_results
 from analyzer_widgets.repository import list_models
-from analyzer_widgets.results import SweepResult, load_results
+from analyzer_widgets.results import SweepResult
 from analyzer_widgets.runner import SweepRunner
 
 __version__ = "0.1.0"
@@ -37,11 +61,26 @@ __all__ = [
     "EXAMPLE_REPOSITORY",
     "Dashboard",
     "AnalyzerError",
+    "BaselineFinished",
     "ConfigError",
     "EnvironmentCheckError",
+    "Event",
+    "ExportSettings",
     "LaunchMode",
+    "Level",
     "MeasurementSettings",
     "ModelLoadError",
+    "ModelLoaded",
+    "ModelLoading",
+    "MonitorSettings",
+    "Notice",
+    "PointFinished",
+    "PointStarted",
+    "ServerReady",
+    "SweepFinished",
+    "SweepStarted",
+    "WindowMeasured",
+    "events",
     "PortInUseError",
     "Protocol",
     "RepositoryError",
