@@ -11,22 +11,29 @@ ask it.
     ['NVIDIA H100 80GB HBM3']
 
 Which GPUs are visible follows ``CUDA_VISIBLE_DEVICES`` as the CUDA Programming Guide
-("CUDA Environment Variables") documents it, so the GPUs sampled are the ones the server
-(which inherits the variable) uses:
+("CUDA Environment Variables") documents it, and as CUDA was seen to read it (driver 580,
+compared with what torch saw there), so the GPUs sampled are the ones the server (which
+inherits the variable) uses:
 
-- unset: every GPU; set but empty: none;
-- a comma-separated sequence of integer indices, ``GPU-`` UUIDs or any prefix of one that
-  names a single GPU, and MIG devices (``MIG-<uuid>``, or the older
-  ``MIG-GPU-<uuid>/<GPU instance>/<compute instance>``), kept in the order given;
+- unset: every GPU; set but empty (or blank): none;
+- a comma-separated sequence, kept in its order, of integer indices (read as C's strtol
+  reads them: " 1", "+1" and "1abc" are 1), UUIDs as ``nvidia-smi -L`` prints them or any
+  prefix of one that names a single device (case and blanks count: "GPU-5b7c" names the
+  GPU whose UUID starts so; "GPU-" alone names none), and MIG devices, by their UUID or in
+  the older ``MIG-GPU-<uuid>/<GPU instance>/<compute instance>`` form. CUDA compares the
+  digits after ``GPU-`` or ``MIG-`` with every device's, whichever of the two is written;
 - the first entry that names no device (``-1``, a prefix of two UUIDs) hides itself and
-  every entry after it; CUDA enumerates a single MIG device, so later ones are left out.
+  every entry after it; an index or a UUID written twice hides every device (a device
+  named once by index and once by UUID is simply visible); CUDA enumerates a single MIG
+  device, so later ones are left out.
 
 Indices are read as NVML's, which are PCI bus order. CUDA's own order is
 ``CUDA_DEVICE_ORDER``: PCI bus order with ``PCI_BUS_ID``, and by default (``FASTEST_FIRST``)
-fastest first, by a heuristic under which GPUs of one model keep their PCI order (in
-practice: the order among equals is not documented). So where GPUs of more than one model are named by index
-without ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, the selection may not be CUDA's: it is kept,
-and a warning says so and what to set instead. UUIDs are the same for both.
+fastest first, by a heuristic under which GPUs of one model keep their PCI order (so it is
+in practice; the order among equals is not documented). So where GPUs of more than one
+model are named by index without ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, the selection may not
+be CUDA's: it is kept, and a warning says so and what to set instead. UUIDs mean the same
+to both.
 """
 
 from __future__ import annotations
@@ -99,14 +106,27 @@ def select_visible(devices: Sequence[Gpu], setting: str | None, device_order: st
     if setting is None:
         return Selection(tuple(whole))
     chosen: list[Gpu] = []
+    indices: set[int] = set()
+    uuids: set[str] = set()
     by_index = False
-    for entry in (e.strip() for e in setting.split(",")):
-        device = _match(entry, devices)
+    for entry in setting.split(","):
+        index = _INDEX.match(entry)
+        if index:
+            number = int(index.group(1))
+            if number in indices:
+                return Selection(())  # CUDA shows no device at all then
+            indices.add(number)
+            device = next((d for d in whole if d.index == number), None)
+        else:
+            if entry in uuids:
+                return Selection(())
+            uuids.add(entry)
+            device = _by_uuid(entry, devices)
         if device is None:
             break  # CUDA hides an entry that names no device, and every entry after it
-        by_index = by_index or _is_index(entry)
+        by_index = by_index or index is not None
         if device in chosen or (device.is_mig and any(c.is_mig for c in chosen)):
-            continue  # a GPU is sampled once; CUDA enumerates one MIG device only
+            continue  # named by index and by UUID: visible once; CUDA enumerates one MIG device only
         chosen.append(device)
     warning = None
     if by_index and device_order != "PCI_BUS_ID" and len({g.name for g in whole}) > 1:
@@ -120,25 +140,20 @@ def select_visible(devices: Sequence[Gpu], setting: str | None, device_order: st
     return Selection(tuple(chosen), warning)
 
 
-def _match(entry: str, devices: Sequence[Gpu]) -> Gpu | None:
-    """The one device a CUDA_VISIBLE_DEVICES entry names, or None."""
-    whole = [d for d in devices if not d.is_mig]
-    if _is_index(entry):
-        return next((d for d in whole if d.index == int(entry)), None)
-    if entry.startswith("GPU-"):
-        return _only(d for d in whole if d.uuid.startswith(entry))
+#: an index as C's strtol reads one: blanks, a sign, digits; what follows is ignored
+_INDEX = re.compile(r"\s*([+-]?\d+)", re.ASCII)
+
+
+def _by_uuid(entry: str, devices: Sequence[Gpu]) -> Gpu | None:
+    """The one device a CUDA_VISIBLE_DEVICES entry that is no index names, or None."""
     legacy = re.fullmatch(r"MIG-(GPU-[^/]+)/(\d+)/(\d+)", entry)
     if legacy:
-        parent = _only(d for d in whole if d.uuid.startswith(legacy.group(1)))
+        parent = _only(d for d in devices if not d.is_mig and d.uuid.startswith(legacy.group(1)))
         ids = (int(legacy.group(2)), int(legacy.group(3)))
         return _only(d for d in devices if parent and d.parent_uuid == parent.uuid and d.instance_ids == ids)
-    if entry.startswith("MIG-"):
-        return _only(d for d in devices if d.is_mig and d.uuid.startswith(entry))
+    if entry.startswith(("GPU-", "MIG-")) and len(entry) > 4:
+        return _only(d for d in devices if d.uuid[4:].startswith(entry[4:]))
     return None
-
-
-def _is_index(entry: str) -> bool:
-    return entry.isascii() and entry.isdigit()
 
 
 def _only(candidates: Any) -> Gpu | None:

@@ -1,5 +1,8 @@
 """What this machine has: CUDA_VISIBLE_DEVICES as CUDA reads it (against a made-up list
-of devices: no GPU needed), cgroup CPU quotas and the CPUs this process may use."""
+of devices: no GPU needed), cgroup CPU quotas and the CPUs this process may use.
+
+Where the CUDA Programming Guide says nothing (blanks, duplicates, "MIG-" before a GPU's
+UUID), the expected selections are what CUDA (driver 580) showed torch on an H200."""
 
 from __future__ import annotations
 
@@ -37,9 +40,10 @@ def test_unset_shows_every_gpu_and_empty_shows_none() -> None:
     assert visible(" ") == []
 
 
-def test_indices_are_kept_in_the_order_given() -> None:
+def test_indices_are_kept_in_the_order_given_and_read_as_strtol_reads_them() -> None:
     assert visible("2,0") == [G2, G0]
     assert visible(" 1 , 2 ") == [G1, G2]
+    assert visible("+1,-0,2abc") == [G1, G0, G2]
 
 
 def test_an_invalid_entry_hides_itself_and_everything_after_it() -> None:
@@ -54,6 +58,14 @@ def test_a_uuid_prefix_names_the_one_gpu_it_starts() -> None:
     assert visible("GPU-9d") == [G2]
     assert visible(G1.uuid) == [G1]
     assert visible("GPU-5b7d,GPU-5b7c") == [G1, G0]
+    assert visible("GPU-9d2f4c3b-") == [G2]
+
+
+def test_a_uuid_is_matched_as_written() -> None:
+    assert visible("GPU-9D2F") == []  # case counts
+    assert visible("GPU-9d2f ") == []  # and blanks, unlike an index's
+    assert visible("GPU-9d2f4c3b1111") == []  # and the dashes
+    assert visible("GPU-") == []  # the prefix of every GPU names none
 
 
 def test_a_prefix_of_several_gpus_is_invalid_as_in_cuda() -> None:
@@ -61,8 +73,14 @@ def test_a_prefix_of_several_gpus_is_invalid_as_in_cuda() -> None:
     assert visible("5b7c0e1a") == []  # no "GPU-": not a UUID as nvidia-smi -L prints it
 
 
-def test_a_gpu_named_twice_is_sampled_once() -> None:
-    assert visible("0,GPU-5b7c,0") == [G0]
+def test_an_index_or_uuid_written_twice_hides_every_gpu() -> None:
+    assert visible("1,0,0") == []
+    assert visible("0,0x") == []  # "0x" is index 0 too
+    assert visible("GPU-9d,1,GPU-9d") == []
+
+
+def test_a_gpu_named_by_index_and_by_uuid_is_visible_once() -> None:
+    assert visible("0,GPU-5b7c,1") == [G0, G1]
 
 
 MIG_PARENT = Gpu(0, "GPU-aaaa0000-1111-2222-3333-444444444444", "NVIDIA A100-SXM4-80GB")
@@ -83,6 +101,12 @@ def test_a_mig_uuid_names_that_mig_device_not_its_gpu() -> None:
     assert visible(MIG_B.uuid, WITH_MIG) == [MIG_B]
     assert visible("MIG-1111", WITH_MIG) == [MIG_A]  # a prefix, as for GPU UUIDs
     assert visible("MIG-", WITH_MIG) == []  # the prefix of both
+
+
+def test_mig_before_a_gpu_uuid_names_that_gpu_as_cuda_reads_it() -> None:
+    # CUDA compares the digits with each device's UUID, whichever prefix is written
+    assert visible("MIG-9d2f") == [G2]
+    assert visible("MIG-" + G1.uuid.removeprefix("GPU-")) == [G1]
 
 
 def test_the_older_mig_form_names_gpu_instance_and_compute_instance() -> None:
