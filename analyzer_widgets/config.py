@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer_widgets import machine
 from analyzer_widgets.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -557,7 +558,7 @@ class MeasurementSettings(_Checked):
         # for each other's GIL on every response (benchmarks/client_variants.py,
         # docs/benchmarks.md). Two cores are left to the server; on a 2-core machine
         # everything shares one process, since extra processes would only take CPU from it.
-        spare = max(1, (os.cpu_count() or 1) - 2)
+        spare = max(1, machine.usable_cpu_count() - 2)
         return max(1, min(concurrency, spare, MAX_CLIENT_PROCESSES))
 
 

@@ -3,12 +3,12 @@ anything launches, with a ConfigError naming the field and the value."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from analyzer_widgets import machine
 from analyzer_widgets.config import (
     OWNERS,
     SETTINGS_CLASSES,
@@ -272,13 +272,13 @@ def test_processes_for_never_exceeds_fixed_processes_or_concurrency() -> None:
 
 
 def test_processes_for_automatic_follows_cpu_count_and_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(machine, "usable_cpu_count", lambda: 16)
     assert MeasurementSettings().processes_for(16) == 14  # two cores left to the server
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(machine, "usable_cpu_count", lambda: 2)
     assert MeasurementSettings().processes_for(16) == 1
     monkeypatch.undo()
     m = MeasurementSettings()
-    spare = min(max(1, (os.cpu_count() or 1) - 2), 32)
+    spare = min(max(1, machine.usable_cpu_count() - 2), 32)
     assert m.processes_for(1) == 1
     assert m.processes_for(1000) == spare
     assert 1 <= m.processes_for(2) <= 2
