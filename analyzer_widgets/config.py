@@ -507,7 +507,7 @@ class Tls:
 
 
 def _no_passphrase() -> bytes:
-    raise ValueError("the key is encrypted: give an unencrypted key (gRPC takes none other)")
+    raise ValueError("the key is encrypted: give an unencrypted key (gRPC takes no other)")
 
 
 # -- the settings ----------------------------------------------------------------------------------
@@ -647,7 +647,9 @@ class ServerSettings(_Checked):
         if self.ssl_cert is not None and self.ssl_key is not None:
             try:
                 ssl.create_default_context().load_cert_chain(self.ssl_cert, self.ssl_key, password=_no_passphrase)
-            except (ssl.SSLError, OSError, ValueError) as e:
+            except ValueError as e:  # from _no_passphrase
+                raise ConfigError("ssl_key", self.ssl_key, str(e)) from None
+            except (ssl.SSLError, OSError) as e:
                 raise ConfigError("ssl_key", self.ssl_key, f"does not go with ssl_cert {self.ssl_cert} "
                                                            f"(or one of them is not PEM): {e}") from None
 

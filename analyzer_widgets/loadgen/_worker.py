@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer_widgets.config import Tls
 from analyzer_widgets.loadgen._http2 import CallFailed, ConnectionFailed, GrpcConnection, Refused, grpc_message
 
 FLUSH_INTERVAL_S = 0.05
@@ -72,6 +73,9 @@ class PointJob:
     timeout_s: float
     warmup_requests: int = 1
     headers: dict[str, str] = field(default_factory=dict)
+    #: TLS to the server (grpcs://, https://): the files, not an SSLContext, since the job is
+    #: pickled to the client processes; None: plain text
+    tls: Tls | None = None
 
 
 @functools.cache
@@ -210,10 +214,11 @@ class _GrpcSender(_PerThread):
         self._parse = service_pb2.ModelInferResponse.FromString
         self._job = job
         self._outputs = job.outputs
+        self._tls = job.tls.context("h2") if job.tls is not None else None  # one per process, shared by its threads
 
     def _connect(self, timeout_s: float) -> GrpcConnection:
         job = self._job
-        return GrpcConnection(_address(job.url), job.url, GRPC_INFER, job.headers, job.timeout_s, timeout_s)
+        return GrpcConnection(_address(job.url), job.url, GRPC_INFER, job.headers, job.timeout_s, timeout_s, self._tls)
 
     @staticmethod
     def _shut(conn: GrpcConnection) -> None:
@@ -292,11 +297,14 @@ class _HttpSender(_PerThread):
         self._request = head.encode("latin-1") + body
         self._timeout = job.timeout_s
         self._outputs = job.outputs
+        self._tls = job.tls.context("http/1.1") if job.tls is not None else None
 
     def _connect(self, timeout_s: float) -> socket.socket:
         # each send sets the timeout to what its deadline leaves, before it sends
         sock = socket.create_connection(self._address, timeout=timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:  # before the first byte; the handshake closes the socket if it fails
+            sock = self._tls.wrap_socket(sock, server_hostname=self._address[0])
         self._local.buffer = bytearray(1 << 16)
         return sock
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from analyzer_widgets.config import Tls
 from analyzer_widgets.errors import ModelLoadError, ServerError
 from analyzer_widgets.repository import ModelInfo, model_info_from_server_config
+from analyzer_widgets.server._tls import tls_problem
 
 
 @dataclass(frozen=True)
@@ -51,26 +54,38 @@ class TritonControl:
     """
 
     def __init__(self, url: str, protocol: str = "grpc", headers: Mapping[str, str] | None = None,
-                 timeout_s: float = 60.0, load_timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 60.0, load_timeout_s: float = 600.0, tls: Tls | None = None) -> None:
         self.url = url
         self.protocol = protocol
         self.headers = dict(headers or {})
         self.timeout_s = timeout_s
         self.load_timeout_s = load_timeout_s
+        self.tls = tls  # None: plain text
         if protocol == "grpc":
             import tritonclient.grpc as grpcclient
 
-            self._client: Any = grpcclient.InferenceServerClient(url=url)
+            secure: dict[str, Any] = {}
+            if tls is not None:
+                secure = {"ssl": True, "root_certificates": _path(tls.ca), "private_key": _path(tls.key),
+                          "certificate_chain": _path(tls.cert)}
+            self._client: Any = grpcclient.InferenceServerClient(url=url, **secure)
             self._load_client: Any = self._client  # gRPC takes a deadline per call
         else:
             import tritonclient.http as httpclient
 
+            secure = {}
+            if tls is not None:
+                import gevent.ssl  # the HTTP client's sockets are gevent's: so must its TLS context be
+
+                # called with the CA bundle of geventhttpclient's choice (certifi's), which ours replaces
+                secure = {"ssl": True, "ssl_context_factory": lambda **_: tls.context(
+                    "http/1.1", create=gevent.ssl.create_default_context)}
             self._client = httpclient.InferenceServerClient(
-                url=url, connection_timeout=timeout_s, network_timeout=timeout_s
+                url=url, connection_timeout=timeout_s, network_timeout=timeout_s, **secure
             )
             # HTTP has one timeout per client: loads get their own, longer one
             self._load_client = httpclient.InferenceServerClient(
-                url=url, connection_timeout=timeout_s, network_timeout=load_timeout_s
+                url=url, connection_timeout=timeout_s, network_timeout=load_timeout_s, **secure
             )
 
     def close(self) -> None:
@@ -90,10 +105,22 @@ class TritonControl:
         try:
             return fn(*args, **kwargs)
         except InferenceServerException as e:
+            self._raise_tls_problem(e)
             message = e.message() or str(e)
             raise ServerError(f"{what} failed on the Triton server at {self.url}: {message}{_header_hint(message)}") from e
         except Exception as e:  # connection refused, reset, DNS: tritonclient raises plain errors
+            self._raise_tls_problem(e)
             raise ServerError(f"{what} failed: cannot reach the Triton server at {self.url} ({e})") from e
+
+    def _raise_tls_problem(self, e: Exception) -> None:
+        """Where a call over TLS could not reach the server, find out whether TLS is why, and
+        say so with the cause (tritonclient's own words on it are vague or none)."""
+        status = getattr(e, "status", None)
+        if self.tls is None or (callable(status) and status() not in (None, "StatusCode.UNAVAILABLE")):
+            return  # plain text, or the server answered
+        problem = tls_problem(self.url, self.protocol, self.tls, timeout_s=min(self.timeout_s, 10.0))
+        if problem is not None:
+            raise ServerError(problem) from e
 
     # -- health and metadata -------------------------------------------------------------
     def is_ready(self) -> bool:
@@ -148,6 +175,7 @@ class TritonControl:
                 if "polling is enabled" in message:
                     message = self._polling_refusal(name)
                 raise ModelLoadError(name, message + _header_hint(message)) from e
+            self._raise_tls_problem(e)
             raise ServerError(f"loading {name!r} failed: cannot reach the Triton server at {self.url} ({e})") from e
 
     def _polling_refusal(self, name: str) -> str:
@@ -204,6 +232,10 @@ class TritonControl:
                 totals.success_ns + part("success", "ns"),
             )
         return totals
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _timed_out(e: Exception) -> bool:

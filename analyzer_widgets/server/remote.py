@@ -1,9 +1,14 @@
-"""Launch mode ``remote``: attach to a Triton server that is already running."""
+"""Launch mode ``remote``: attach to a Triton server that is already running.
+
+Its URL may ask for TLS (``grpcs://``, ``https://``): then every client of the sweep (the
+control calls, this readiness check, the load generator's connections) speaks TLS only,
+and a certificate problem is found here, before any load (server/_tls.py)."""
 
 from __future__ import annotations
 
 from analyzer_widgets.config import Protocol, ServerSettings
 from analyzer_widgets.errors import ServerError, ServerStartError
+from analyzer_widgets.server._tls import tls_problem
 from analyzer_widgets.server.base import Endpoints, TritonServer
 from analyzer_widgets.server.control import TritonControl
 
@@ -19,12 +24,17 @@ class RemoteServer(TritonServer):
             raise ServerStartError("remote launch mode needs the server's URL")
         self.settings = settings
         self.protocol = Protocol(protocol)
-        url = settings.url.removeprefix("http://").removeprefix("https://").rstrip("/")
+        address = settings.address or ""
         # Only one endpoint is known; the control calls and the load use the same one.
-        self._endpoints = Endpoints(http=url, grpc=url, metrics=None)
+        self._endpoints = Endpoints(http=address, grpc=address, metrics=None)
 
     def start(self) -> None:
-        ctl = TritonControl(self._endpoints.grpc, self.protocol.value, self.settings.headers, timeout_s=10)
+        tls = self.settings.tls
+        if tls is not None:
+            problem = tls_problem(self.endpoints.grpc, self.protocol.value, tls)
+            if problem is not None:
+                raise ServerStartError(problem)
+        ctl = TritonControl(self.endpoints.grpc, self.protocol.value, self.settings.headers, timeout_s=10, tls=tls)
         try:
             if not ctl.is_ready():
                 ctl.server_version()  # raises the specific reason (refused, DNS, wrong protocol)
@@ -43,7 +53,8 @@ class RemoteServer(TritonServer):
         pass
 
     def check_alive(self) -> None:
-        ctl = TritonControl(self._endpoints.grpc, self.protocol.value, self.settings.headers, timeout_s=5)
+        ctl = TritonControl(self.endpoints.grpc, self.protocol.value, self.settings.headers, timeout_s=5,
+                            tls=self.settings.tls)
         try:
             if not ctl.is_ready():
                 raise ServerError(f"the remote Triton server at {self.settings.url} is not ready any more")
