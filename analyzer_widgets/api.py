@@ -7,7 +7,6 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from analyzer_widgets.checkpoint import plan_export
 from analyzer_widgets.config import (
     OWNERS,
     SETTINGS_CLASSES,
@@ -18,8 +17,9 @@ from analyzer_widgets.config import (
     make_settings,
 )
 from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.events import EventHandler, Notice
-from analyzer_widgets.results import SERVER_LOG, ResultCollector, ResultsWriter, SweepResult
+from analyzer_widgets.events import EventHandler, Notice, SweepStarted
+from analyzer_widgets.export import ExportFolder
+from analyzer_widgets.results import ResultCollector, SweepResult
 from analyzer_widgets.runner import SweepRunner
 
 
@@ -57,8 +57,9 @@ def profile(
         result.baseline        # the server with no models loaded
 
     With ``export_path``, ``metrics-model.csv`` and ``metrics-server-only.csv`` are written
-    there, each row as soon as it is measured. ``runner_hook`` receives the runner before
-    it starts (keep it to call ``runner.stop()`` from another thread).
+    there, each row as soon as it is measured; the folder is locked while the sweep runs,
+    so a second sweep into it is refused. ``runner_hook`` receives the runner before it
+    starts (keep it to call ``runner.stop()`` from another thread).
 
     With ``resume=True`` a sweep started again on the same export directory keeps the
     points measured there before and measures the rest, provided the spec, the models'
@@ -78,9 +79,12 @@ def profile(
         name = next(iter(grouped[ExportSettings]))
         raise ConfigError(name, settings[name], "give either export=ExportSettings(...) or its settings, not both")
     runner, collector = prepare_sweep(spec, export or from_keywords, runner_hook=runner_hook)
-    for handler in [on_event] if callable(on_event) else list(on_event or ()):
-        runner.subscribe(handler)
-    runner.run()
+    try:
+        for handler in [on_event] if callable(on_event) else list(on_event or ()):
+            runner.subscribe(handler)
+        runner.run()
+    finally:
+        collector.close()  # the export folder's lock, also on an error or Ctrl-C
     return collector.result
 
 
@@ -107,34 +111,41 @@ def prepare_sweep(
     *,
     runner_hook: Callable[[SweepRunner], None] | None = None,
 ) -> tuple[SweepRunner, ResultCollector]:
-    """The runner of a sweep, checked (bad input, a refused resume) and wired to its
-    collector and export files, not started: :func:`profile` runs it at once, the panel in
-    its own thread. Raises what :func:`profile` would before anything is launched."""
+    """The runner of a sweep, checked (bad input, an export folder refused, a refused
+    resume) and wired to its collector and export folder, not started: :func:`profile`
+    runs it at once, the panel in its own thread. Raises what :func:`profile` would before
+    anything is launched. The export folder is locked from here until the sweep ends; call
+    ``collector.close()`` when done with the runner (also if it never ran)."""
     export = export or ExportSettings()
-    directory = export.directory
-    if directory is not None and spec.server.log_path is None:
+    # the folder's path first (a file, not writable, inside the repository): nothing started yet
+    folder = ExportFolder(export, spec) if export.directory is not None else None
+    if folder is not None and spec.server.log_path is None:
         # keep the server's whole log beside the results it produced
-        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=directory / SERVER_LOG))
+        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
     runner = SweepRunner(spec)
     if runner_hook is not None:
         runner_hook(runner)
-    runner.preflight()  # bad input fails before an export file is touched
-    collector = ResultCollector(spec, export_path=directory)
-    if directory is not None:
-        plan = plan_export(directory, spec, overwrite=export.overwrite, resume=export.resume,
-                           keep_apart=export.keep_apart)
-        collector.result.warnings.extend(plan.notes)
-        runner.skip = plan.done
+    runner.preflight()  # bad input fails before the export folder is touched
+    collector = ResultCollector(spec, folder)
+    if folder is not None:
+        folder.open()  # locked for the run; a resume refused for a changed spec or model raises here
+        runner.skip = folder.done
+
+        def announce(event: object) -> None:
+            # what opening the folder found (a resume's kept rows, a lock taken over), told
+            # to every handler, the ones subscribed after this function returns too
+            if isinstance(event, SweepStarted):
+                for note in folder.notes:
+                    runner.emit(Notice(note))
 
         def on_server_known(version: str, gpus: list[str]) -> None:
             # Files are written only from here on: a resume refused for another server
             # version or other GPUs leaves the earlier results exactly as they were.
-            for note in plan.check_server(directory, version, gpus, export.keep_apart):
+            for note in folder.server_known(version, gpus):
                 runner.emit(Notice(note))
-            collector.keep(plan.kept_rows or [])
-            # the export target was checked by plan_export, before the launch
-            collector.attach(ResultsWriter(directory, overwrite=True, kept_rows=plan.kept_rows))
+            collector.keep(folder.kept_rows)
 
+        runner.subscribe(announce)
         runner.on_server_known = on_server_known
     runner.subscribe(collector)
     return runner, collector

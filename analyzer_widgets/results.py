@@ -1,7 +1,8 @@
-"""Rows, DataFrames and CSV files.
+"""Rows, DataFrames and CSV text.
 
 The columns are declared once, in :mod:`analyzer_widgets.schema`; the CSV header, the
-DataFrame and the docs all read those tables.
+DataFrame and the docs all read those tables. Which files a sweep writes, where and when
+is :mod:`analyzer_widgets.export`'s business.
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from analyzer_widgets import events
 from analyzer_widgets.config import SweepSpec
 from analyzer_widgets.errors import AnalyzerError
-from analyzer_widgets.schema import _NAN, MODEL_COLUMNS, SERVER_COLUMNS, Column, Status
+from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Column, Status
 
-MODEL_CSV = "metrics-model.csv"
-SERVER_CSV = "metrics-server-only.csv"
-SAMPLES_CSV = "metrics-samples.csv"
-SERVER_LOG = "tritonserver.log"  # the whole server log, kept beside the results it produced
+if TYPE_CHECKING:  # the export folder's module imports this one
+    from analyzer_widgets.export import ExportFolder
 
 
 def frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> pd.DataFrame:
@@ -65,7 +64,7 @@ def _uncell(text: str, kind: str) -> Any:
     if kind == "str":
         return text[1:] if text.startswith("'") and text[1:].startswith(_GUARDED_START) else text
     if text == "":
-        return _NAN if kind == "float" else 0
+        return math.nan if kind == "float" else 0
     return float(text) if kind == "float" else int(text)
 
 
@@ -129,63 +128,6 @@ def read_csv(path: Path | str, columns: Sequence[Column]) -> pd.DataFrame:
     return frame(records, columns)
 
 
-def check_export_target(directory: Path, overwrite: bool) -> None:
-    """Refuse to replace results already in ``directory`` unless ``overwrite``."""
-    existing = [directory / name for name in (MODEL_CSV, SERVER_CSV, SAMPLES_CSV) if (directory / name).exists()]
-    if existing and not overwrite:
-        raise AnalyzerError(
-            f"{', '.join(str(p) for p in existing)} already exist; choose another export path "
-            "or allow overwriting (--overwrite, overwrite=True)"
-        )
-
-
-class ResultsWriter:
-    """Appends each finished row to the export directory at once (one flushed and
-    fsynced line), so a crash loses at most the point in flight.
-
-    With ``kept_rows`` (a resumed sweep) the model file is first rewritten, atomically,
-    with just those rows (a row cut off by a crash, or a failed point to measure again,
-    goes), the baseline file is kept, and the samples of this run are added to the earlier
-    ones."""
-
-    def __init__(self, directory: Path | str, overwrite: bool = False,
-                 kept_rows: Sequence[Mapping[str, Any]] | None = None) -> None:
-        self.directory = Path(directory)
-        self.model_path = self.directory / MODEL_CSV
-        self.server_path = self.directory / SERVER_CSV
-        self.samples_path = self.directory / SAMPLES_CSV
-        self.resumed = kept_rows is not None
-        if not self.resumed:
-            check_export_target(self.directory, overwrite)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.model_path, csv_text(kept_rows or [], MODEL_COLUMNS))
-        if not (self.resumed and self.server_path.is_file()):
-            write_atomic(self.server_path, csv_text([], SERVER_COLUMNS))
-
-    def _append(self, path: Path, row: Mapping[str, Any], columns: Sequence[Column]) -> None:
-        with open(path, "a", newline="", encoding="utf-8") as f:
-            f.write(csv_text([row], columns, header=False))
-            f.flush()
-            os.fsync(f.fileno())
-
-    def add_point(self, row: Mapping[str, Any]) -> None:
-        self._append(self.model_path, row, MODEL_COLUMNS)
-
-    def add_baseline(self, row: Mapping[str, Any]) -> None:
-        self._append(self.server_path, row, SERVER_COLUMNS)
-
-    def write_samples(self, samples: pd.DataFrame) -> None:
-        if self.resumed and self.samples_path.is_file():
-            # each sample is tagged with its phase and point; the times of two runs are
-            # each run's own monotonic clock and are not comparable across them
-            try:
-                samples = pd.concat([load_samples(self.directory), samples], ignore_index=True)
-            except (AnalyzerError, ValueError, pd.errors.ParserError) as e:
-                warnings.warn(f"{self.samples_path}: the earlier samples could not be read ({e}); "
-                              "only this run's are written", stacklevel=2)
-        write_atomic(self.samples_path, samples_csv_text(samples))
-
-
 @dataclass
 class SweepResult:
     """What a sweep measured. ``to_frame()`` gives one row per point; ``baseline`` the
@@ -220,14 +162,12 @@ class SweepResult:
         """True when the sweep ran to its end and no point failed."""
         return not self.cancelled and self.error is None and all(r["status"] != Status.FAILED for r in self.rows)
 
-    def export(self, directory: Path | str) -> list[Path]:
-        """Write the CSV files (atomically) to ``directory``; returns their paths."""
-        directory = Path(directory)
-        paths = [directory / MODEL_CSV, directory / SERVER_CSV, directory / SAMPLES_CSV]
-        write_atomic(paths[0], csv_text(self.rows, MODEL_COLUMNS))
-        write_atomic(paths[1], csv_text([self.baseline_row] if self.baseline_row else [], SERVER_COLUMNS))
-        write_atomic(paths[2], samples_csv_text(self.samples))
-        return paths
+    def export(self, directory: Path | str, overwrite: bool = True) -> list[Path]:
+        """Write the CSV files (atomically) to ``directory``; returns their paths. The
+        folder is checked and locked as for a sweep (:meth:`ExportFolder.save`)."""
+        from analyzer_widgets.export import ExportFolder  # it imports this module
+
+        return ExportFolder.save(self, directory, overwrite=overwrite)
 
 
 def samples_csv_text(samples: pd.DataFrame) -> str:
@@ -239,11 +179,8 @@ def samples_csv_text(samples: pd.DataFrame) -> str:
     return out.to_csv(index=False, lineterminator="\r\n")
 
 
-def load_samples(directory: Path | str) -> pd.DataFrame:
-    """Read ``metrics-samples.csv`` back."""
-    path = Path(directory) / SAMPLES_CSV
-    if not path.is_file():
-        raise AnalyzerError(f"samples file {str(path)!r} does not exist")
+def read_samples(path: Path) -> pd.DataFrame:
+    """Read what :func:`samples_csv_text` wrote back into a DataFrame."""
     text_columns = ("source", "phase", "model")
     header = pd.read_csv(path, nrows=0).columns
     df = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text_columns if c in header},
@@ -252,27 +189,24 @@ def load_samples(directory: Path | str) -> pd.DataFrame:
     return df
 
 
-def load_results(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read ``metrics-model.csv`` and ``metrics-server-only.csv`` back as DataFrames."""
-    directory = Path(directory)
-    return read_csv(directory / MODEL_CSV, MODEL_COLUMNS), read_csv(directory / SERVER_CSV, SERVER_COLUMNS)
-
-
 class ResultCollector:
-    """An event handler that builds the :class:`SweepResult` as the runner goes and, with a
-    writer, appends every finished row to disk at once."""
+    """An event handler that builds the :class:`SweepResult` as the runner goes and, with an
+    export folder, appends every finished row to it at once; the folder is closed (its lock
+    released) when the sweep ends."""
 
-    def __init__(self, spec: SweepSpec, writer: ResultsWriter | None = None, export_path: Path | None = None) -> None:
-        self.result = SweepResult(spec, export_path=writer.directory if writer else export_path)
-        self.writer = writer
+    def __init__(self, spec: SweepSpec, folder: ExportFolder | None = None) -> None:
+        self.result = SweepResult(spec, export_path=folder.directory if folder else None)
+        self.folder = folder
 
     def keep(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Start from these rows (a resumed sweep's earlier ones)."""
         self.result.rows[:] = [dict(r) for r in rows]
 
-    def attach(self, writer: ResultsWriter) -> None:
-        """Write every row from now on (the export files are created once the server is up)."""
-        self.writer = writer
+    def close(self) -> None:
+        """Release the export folder; harmless when done already. Whoever runs the runner
+        calls it too, in case the sweep never started."""
+        if self.folder is not None:
+            self.folder.close()
 
     def __call__(self, event: object) -> None:
         result = self.result
@@ -280,19 +214,22 @@ class ResultCollector:
             result.server_version = event.server_version
         elif isinstance(event, events.BaselineFinished):
             result.baseline_row = dict(event.row)
-            if self.writer:
-                self.writer.add_baseline(event.row)
+            if self.folder:
+                self.folder.add_baseline(event.row)
         elif isinstance(event, events.PointFinished):
             result.rows.append(dict(event.row))
-            if self.writer:
-                self.writer.add_point(event.row)
+            if self.folder:
+                self.folder.add_point(event.row)
         elif isinstance(event, events.Notice) and event.level is not events.Level.PROGRESS:
             result.warnings.append(event.message)
         elif isinstance(event, events.SweepFinished):
             result.cancelled = event.cancelled
             result.error = event.error
             result.unavailable = dict(event.unavailable)
-            if event.samples is not None:
-                result.samples = event.samples
-                if self.writer:
-                    self.writer.write_samples(event.samples)
+            try:
+                if event.samples is not None:
+                    result.samples = event.samples
+                    if self.folder:
+                        self.folder.write_samples(event.samples)
+            finally:
+                self.close()

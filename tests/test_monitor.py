@@ -17,12 +17,12 @@ from conftest import FAST
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
+from analyzer_widgets.export import load_samples
 from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.monitor.base import Sampler
 from analyzer_widgets.monitor.host import ProcessTreeSampler
 from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.monitor.triton_metrics import parse_metrics
-from analyzer_widgets.results import load_samples
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, sampled_columns
 from analyzer_widgets.server import LocalServer, TritonControl
 

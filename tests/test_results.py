@@ -1,5 +1,6 @@
-"""CSV export and read-back (analyzer_widgets.results, analyzer_widgets.schema): quoting,
-formula neutralisation, NaN, atomic writes, no silent overwrite, clear errors."""
+"""CSV export and read-back (analyzer_widgets.results, analyzer_widgets.schema, the rows an
+ExportFolder appends): quoting, formula neutralisation, NaN, atomic writes, no silent
+overwrite, clear errors. The folder's own checks and lock: test_export.py."""
 
 from __future__ import annotations
 
@@ -13,19 +14,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from analyzer_widgets.config import SweepSpec
+from analyzer_widgets.config import ExportSettings, SweepSpec
 from analyzer_widgets.errors import AnalyzerError
-from analyzer_widgets.results import (
-    MODEL_CSV,
-    SAMPLES_CSV,
-    SERVER_CSV,
-    ResultsWriter,
-    SweepResult,
-    csv_text,
-    load_results,
-    read_csv,
-    write_atomic,
-)
+from analyzer_widgets.export import MODEL_CSV, SAMPLES_CSV, SERVER_CSV, ExportFolder, load_results
+from analyzer_widgets.results import SweepResult, csv_text, read_csv, write_atomic
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Status, empty_row
 
 AWKWARD_NAMES = [
@@ -75,6 +67,16 @@ def parse(text: str) -> list[list[str]]:
 def write(path: Path, rows: list[dict[str, Any]]) -> Path:
     write_atomic(path, csv_text(rows, MODEL_COLUMNS))
     return path
+
+
+SPEC = SweepSpec(models=("m",), model_repository=Path("/nonexistent/models"))
+
+
+def started(directory: Path, overwrite: bool = False) -> ExportFolder:
+    """An export folder as a sweep has it once the server is up: open, its CSV files started."""
+    folder = ExportFolder(ExportSettings(export_path=directory, overwrite=overwrite), SPEC).open()
+    folder.server_known("2.50.0", [])
+    return folder
 
 
 # -- csv_text ------------------------------------------------------------------------------------
@@ -240,38 +242,41 @@ def test_write_atomic_does_not_translate_newlines(tmp_path: Path) -> None:
     assert path.read_bytes() == b"a\r\nb\n"
 
 
-# -- ResultsWriter / SweepResult / load_results ---------------------------------------------------
+# -- the rows an export folder appends / SweepResult / load_results ----------------------------
 
 
-def test_results_writer_starts_both_files_with_headers(tmp_path: Path) -> None:
-    writer = ResultsWriter(tmp_path / "run")
-    assert writer.model_path.read_text() == ",".join(c.name for c in MODEL_COLUMNS) + "\n"
-    assert writer.server_path.read_text() == ",".join(c.name for c in SERVER_COLUMNS) + "\n"
+def test_export_folder_starts_both_files_with_headers(tmp_path: Path) -> None:
+    started(tmp_path / "run").close()
+    assert (tmp_path / "run" / MODEL_CSV).read_text() == ",".join(c.name for c in MODEL_COLUMNS) + "\n"
+    assert (tmp_path / "run" / SERVER_CSV).read_text() == ",".join(c.name for c in SERVER_COLUMNS) + "\n"
 
 
 @pytest.mark.parametrize("existing", [MODEL_CSV, SERVER_CSV])
-def test_results_writer_refuses_to_overwrite_naming_the_file(tmp_path: Path, existing: str) -> None:
+def test_export_folder_refuses_to_overwrite_naming_the_file(tmp_path: Path, existing: str) -> None:
     (tmp_path / existing).write_text("precious\n")
     with pytest.raises(AnalyzerError, match="already exist") as info:
-        ResultsWriter(tmp_path)
+        started(tmp_path)
     assert str(tmp_path / existing) in str(info.value)
     assert "overwrite" in str(info.value)
     assert (tmp_path / existing).read_text() == "precious\n"
 
 
-def test_results_writer_overwrites_when_allowed(tmp_path: Path) -> None:
-    ResultsWriter(tmp_path).add_point(model_row())
-    writer = ResultsWriter(tmp_path, overwrite=True)
-    model, server = load_results(writer.directory)
+def test_export_folder_overwrites_when_allowed(tmp_path: Path) -> None:
+    first = started(tmp_path)
+    first.add_point(model_row())
+    first.close()
+    started(tmp_path, overwrite=True).close()
+    model, server = load_results(tmp_path)
     assert model.empty and server.empty
 
 
-def test_rows_appended_by_the_writer_load_back_equal_to_the_result_frame(tmp_path: Path) -> None:
+def test_rows_appended_by_the_folder_load_back_equal_to_the_result_frame(tmp_path: Path) -> None:
     rows = awkward_rows()
-    writer = ResultsWriter(tmp_path / "run")
+    folder = started(tmp_path / "run")
     for row in rows:
-        writer.add_point(row)
-    writer.add_baseline(server_row(server_version="=2.50"))
+        folder.add_point(row)
+    folder.add_baseline(server_row(server_version="=2.50"))
+    folder.close()
     result = SweepResult(SweepSpec(models=("m",), model_repository=tmp_path), rows=rows, baseline_row=server_row(
         server_version="=2.50"))
 
@@ -281,16 +286,17 @@ def test_rows_appended_by_the_writer_load_back_equal_to_the_result_frame(tmp_pat
     assert len(model) == len(AWKWARD_NAMES)
 
 
-def test_writer_file_is_readable_after_each_row(tmp_path: Path) -> None:
-    writer = ResultsWriter(tmp_path)
+def test_the_model_file_is_readable_after_each_row(tmp_path: Path) -> None:
+    folder = started(tmp_path)
     for i in range(1, 4):
-        writer.add_point(model_row(batch_size=i))
+        folder.add_point(model_row(batch_size=i))
         assert list(load_results(tmp_path)[0]["batch_size"]) == list(range(1, i + 1))
+    folder.close()
 
 
 def test_sweep_result_export_loads_back_equal(tmp_path: Path) -> None:
     rows = awkward_rows()
-    result = SweepResult(SweepSpec(models=("m",), model_repository=tmp_path), rows=rows, baseline_row=server_row())
+    result = SweepResult(SPEC, rows=rows, baseline_row=server_row())
     paths = result.export(tmp_path / "export")
     assert [p.name for p in paths] == [MODEL_CSV, SERVER_CSV, SAMPLES_CSV]
     model, server = load_results(tmp_path / "export")

@@ -14,7 +14,8 @@ from conftest import FAST
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
-from analyzer_widgets.checkpoint import MANIFEST, Manifest, ResumePlan, plan_resume
+from analyzer_widgets.config import ExportSettings
+from analyzer_widgets.export import MANIFEST, ExportFolder, Manifest
 
 pytestmark = [pytest.mark.faults]
 
@@ -142,11 +143,11 @@ def test_a_changed_spec_is_kept_apart_when_asked(repo: Path, tmp_path: Path) -> 
     Manifest.for_spec(spec).save(out)
     (out / "metrics-model.csv").write_text("x")
     changed = aw.make_spec(models=["mlp_numpy"], model_repository=repo, batch_sizes=[4], concurrency=[1], **FAST)
-    plan: ResumePlan = plan_resume(out, changed, keep_apart=True)
-    assert plan.kept_rows is None and "batch_sizes" in plan.notes[0]
-    apart = [p for p in out.iterdir() if p.name.startswith("previous-")]
-    assert len(apart) == 1 and sorted(p.name for p in apart[0].iterdir()) == sorted([MANIFEST, "metrics-model.csv"])
-    assert not (out / MANIFEST).exists()
+    with ExportFolder(ExportSettings(export_path=out, resume=True, keep_apart=True), changed) as folder:
+        assert folder.kept_rows == [] and not folder.done and "batch_sizes" in folder.notes[0]
+        apart = [p for p in out.iterdir() if p.name.startswith("previous-")]
+        assert len(apart) == 1 and sorted(p.name for p in apart[0].iterdir()) == sorted([MANIFEST, "metrics-model.csv"])
+        assert not (out / MANIFEST).exists()
 
 
 @pytest.mark.parametrize("content", ["", "{\"spec\": {\"models\": [\"mlp", "[]", "{\"format\": 1}"],
