@@ -17,6 +17,7 @@ PACKAGES=(
     chromium            # @pytest.mark.browser: headless Chromium driven by Playwright (/usr/bin/chromium)
     docker.io           # @pytest.mark.docker: Docker engine (dockerd) + client; scripts/start-dockerd.sh starts it
     debootstrap         # @pytest.mark.docker: rootfs of the local CPU Triton test image (scripts/build-triton-test-image.sh)
+    stunnel4            # tests/test_tls.py: a real TLS-terminating proxy in front of Triton's HTTP port (https://)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
