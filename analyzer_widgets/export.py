@@ -165,7 +165,7 @@ class _Lock:
     def acquire(self) -> str | None:
         """Take the lock or refuse naming its holder; a note when a stale one was taken over."""
         for _ in range(20):
-            f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
+            f = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+", encoding="utf-8")
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -201,7 +201,7 @@ class _Lock:
                 who = _describe(earlier) if isinstance(earlier, dict) else "an earlier run"
             except ValueError:
                 who = "an earlier run"
-            return f"took over the lock on {self.directory} left by {who}, which has ended without releasing it"
+            return f"took over the lock on {self.directory} left by {who}, which no longer holds it (killed, or crashed)"
         raise AnalyzerError(f"{self.path} kept changing while it was being locked; try again")
 
     def release(self) -> None:
