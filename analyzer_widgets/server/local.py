@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from analyzer_widgets.config import ServerSettings
 from analyzer_widgets.errors import EnvironmentCheckError, ServerError, ServerStartError
@@ -49,7 +49,7 @@ class LocalServer(TritonServer):
         self._proc: subprocess.Popen[bytes] | None = None
         self._endpoints: Endpoints | None = None
         self._log_path: Path | None = None
-        self._log_file = None
+        self._log_file: BinaryIO | None = None
         self._log_is_temporary = False
         #: stubs of earlier runs whose server had died, killed by start() (remove_orphaned_stubs)
         self.removed_stubs: list[int] = []
