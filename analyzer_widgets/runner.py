@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
+from analyzer_widgets import events as ev
 from analyzer_widgets.config import LaunchMode, SweepSpec
 from analyzer_widgets.errors import (
     AnalyzerError,
@@ -23,21 +24,6 @@ from analyzer_widgets.errors import (
     RepositoryError,
     ServerError,
     SweepCancelled,
-)
-from analyzer_widgets.events import (
-    BaselineFinished,
-    Event,
-    EventHandler,
-    Level,
-    ModelLoaded,
-    ModelLoading,
-    Notice,
-    PointFinished,
-    PointStarted,
-    ServerReady,
-    SweepFinished,
-    SweepStarted,
-    WindowMeasured,
 )
 from analyzer_widgets.loadgen import ClientPool, LoadError, PointJob, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
@@ -77,11 +63,11 @@ class SweepRunner:
     >>> runner.run()  # doctest: +SKIP
     """
 
-    def __init__(self, spec: SweepSpec, on_event: EventHandler | Iterable[EventHandler] | None = None,
+    def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None,
                  server: TritonServer | None = None) -> None:
         self.spec = spec
         if on_event is None:
-            self._handlers: list[EventHandler] = []
+            self._handlers: list[ev.EventHandler] = []
         elif callable(on_event):
             self._handlers = [on_event]
         else:
@@ -99,7 +85,7 @@ class SweepRunner:
         #: before the baseline; may raise to refuse the sweep or change ``skip`` (resume)
         self.on_server_known: Callable[[str, list[str]], None] | None = None
 
-    def subscribe(self, handler: EventHandler) -> None:
+    def subscribe(self, handler: ev.EventHandler) -> None:
         """Call ``handler`` with every event from now on (in the runner's thread)."""
         self._handlers.append(handler)
 
@@ -110,7 +96,7 @@ class SweepRunner:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: ev.Event) -> None:
         for handler in self._handlers:
             handler(event)
 
@@ -123,14 +109,14 @@ class SweepRunner:
             self._checked = True
 
     # -- the sweep -----------------------------------------------------------------------------
-    def run(self) -> SweepFinished:
+    def run(self) -> ev.SweepFinished:
         """Run the sweep to its end (or until stopped). Errors that end the whole sweep
         (the server would not start, died) are raised after the finished rows were emitted."""
         spec = self.spec
         started = time.monotonic()
         self.preflight()
         total = len(spec.models) * spec.points_per_model
-        self.emit(SweepStarted(spec, total))
+        self.emit(ev.SweepStarted(spec, total))
         self._version = ""
         error: BaseException | None = None
         try:
@@ -140,19 +126,19 @@ class SweepRunner:
                 pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
                 self.monitors.attach_server(server.pid, server.endpoints.metrics)
                 if "server process" in self.monitors.reasons:
-                    self.emit(Notice(self.monitors.reasons["server process"], Level.INFO))
+                    self.emit(ev.Notice(self.monitors.reasons["server process"], ev.Level.INFO))
                 self._baseline(self._version)
                 # a resumed sweep counts on from the points already measured
                 index = sum(1 for m, b, c in self.skip if m in spec.models and b in spec.batch_sizes and c in spec.concurrency)
                 if index:
-                    self.emit(Notice(f"resuming: {index} of {total} points were measured before and are kept", Level.INFO))
+                    self.emit(ev.Notice(f"resuming: {index} of {total} points were measured before and are kept", ev.Level.INFO))
                 for model in spec.models:
                     index = self._run_model(model, server, control, pool, index, total, endpoint)
         except SweepCancelled:
             pass
         except BaseException as e:  # KeyboardInterrupt too: finish the events, then re-raise
             error = e
-        finished = SweepFinished(
+        finished = ev.SweepFinished(
             cancelled=self.stopping or isinstance(error, KeyboardInterrupt),
             error=None if error is None or isinstance(error, KeyboardInterrupt) else str(error),
             elapsed_s=time.monotonic() - started,
@@ -175,10 +161,10 @@ class SweepRunner:
         monitors.begin("startup")
         monitors.start_gpu()  # before the server, to know the GPU memory without it
         for what, why in monitors.reasons.items():
-            self.emit(Notice(f"{what} columns are NaN: {why}", Level.INFO))
+            self.emit(ev.Notice(f"{what} columns are NaN: {why}", ev.Level.INFO))
         server = self._given_server or make_server(
             spec.server, spec.model_repository, spec.measurement.protocol,
-            on_progress=lambda message: self.emit(Notice(message, Level.PROGRESS)),
+            on_progress=lambda message: self.emit(ev.Notice(message, ev.Level.PROGRESS)),
         )
         t0 = time.monotonic()
         if self._given_server is None:
@@ -195,7 +181,7 @@ class SweepRunner:
         # A remote server may restrict its repository API to callers with a header:
         # find out now, not after the baseline
         control.repository_index()
-        self.emit(ServerReady(spec.server.launch_mode.value, self._version, endpoint, time.monotonic() - t0))
+        self.emit(ev.ServerReady(spec.server.launch_mode.value, self._version, endpoint, time.monotonic() - t0))
         if self.on_server_known is not None:
             self.on_server_known(self._version, monitors.gpu_uuids())
         return server, control, endpoint
@@ -216,7 +202,7 @@ class SweepRunner:
         row.update(monitors.reduce(start, end, SERVER_COLUMNS))
         row.update(monitors.gpu_descriptions(), gpu_memory_before_server_mb=monitors.gpu_memory_before_server_mb)
         monitors.baseline_gpu_memory_mb = row["gpu_memory_max_mb"]
-        self.emit(BaselineFinished(row))
+        self.emit(ev.BaselineFinished(row))
 
     def _point_row(self, model: str, batch: int, concurrency: int, status: Status, reason: str = "") -> Row:
         row = Row(MODEL_COLUMNS)
@@ -226,7 +212,7 @@ class SweepRunner:
 
     def _finish_point(self, row: dict[str, Any], index: int, total: int) -> int:
         self.rows.append(row)
-        self.emit(PointFinished(row, index, total))
+        self.emit(ev.PointFinished(row, index, total))
         return index + 1
 
     def _run_model(self, model: str, server: TritonServer, control: TritonControl, pool: ClientPool,
@@ -235,7 +221,7 @@ class SweepRunner:
         points = [(b, c) for b in spec.batch_sizes for c in spec.concurrency if (model, b, c) not in self.skip]
         if not points:
             return index  # every point of this model was measured by the run being resumed
-        self.emit(ModelLoading(model))
+        self.emit(ev.ModelLoading(model))
         self.monitors.begin("load", model)
         t0 = time.monotonic()
         we_loaded = False
@@ -252,13 +238,13 @@ class SweepRunner:
             for b, c in points:
                 index = self._finish_point(self._point_row(model, b, c, Status.FAILED, str(e)), index, total)
             return index
-        self.emit(ModelLoaded(model, info, time.monotonic() - t0))
+        self.emit(ev.ModelLoaded(model, info, time.monotonic() - t0))
         server_lost = False
         try:
             for b, c in points:
                 if self.stopping:
                     raise SweepCancelled("stopped")
-                self.emit(PointStarted(model, b, c, index, total))
+                self.emit(ev.PointStarted(model, b, c, index, total))
                 self.monitors.begin("point", model, b, c)
                 problem = info.batch_size_problem(b)
                 if problem:
@@ -284,7 +270,7 @@ class SweepRunner:
                 try:
                     control.unload(model)
                 except ServerError as e:
-                    self.emit(Notice(f"could not unload {model!r}: {e}"))
+                    self.emit(ev.Notice(f"could not unload {model!r}: {e}"))
         return index
 
     def _measure_point(self, model: str, version: str, info: ModelInfo, batch: int, concurrency: int,
@@ -364,7 +350,7 @@ class SweepRunner:
                 self._wait(max(0.0, boundary - time.monotonic()))
                 window = load.window(snapshot())
                 windows.append(window)
-                self.emit(WindowMeasured(job.model, batch, job.concurrency, len(windows), window.throughput,
+                self.emit(ev.WindowMeasured(job.model, batch, job.concurrency, len(windows), window.throughput,
                                          window.latency_avg_ms, window.failed))
                 if window.ok == 0 and window.failed > 0:
                     break  # every request failed: nothing to wait for
