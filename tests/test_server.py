@@ -238,3 +238,24 @@ def test_the_server_does_not_outlive_the_process_that_started_it(how: str) -> No
     parent.wait(timeout=60)
     left = wait_gone(started, timeout_s=15)
     assert not left, f"left running after the parent ended ({how}): {describe(left)}"
+
+
+@pytest.mark.server
+def test_a_server_started_from_a_thread_that_ends_stays_up() -> None:
+    # The parent-death signal follows the thread that forked the child, not the process:
+    # the panel starts its sweep's server from a worker thread, which must not take the
+    # server down when it ends (the launch forks on one long-lived launcher thread).
+    import threading
+
+    server = LocalServer(aw.EXAMPLE_REPOSITORY)
+    starter = threading.Thread(target=server.start)
+    starter.start()
+    starter.join(120)
+    try:
+        assert not starter.is_alive() and server.pid is not None
+        time.sleep(1.0)  # a SIGTERM from the thread's end would have landed by now
+        server.check_alive()  # raises ServerError naming the signal if the server died
+        assert psutil.pid_exists(server.pid) and psutil.Process(server.pid).status() != psutil.STATUS_ZOMBIE
+        TritonControl(server.endpoints.grpc).server_version()  # it still answers
+    finally:
+        server.stop()
