@@ -14,11 +14,12 @@ sockets (_GrpcSender, _HttpSender): why, in their docstrings.
 
 Wire protocol (two one-way pipes, so neither side ever reads and writes one pipe from
 two threads):
-  parent -> worker (commands): ("run", PointJob) | ("stop",) | ("exit",)
-  worker -> parent (data):     ("warm", wid, t) once every request slot finished its warm-up
-                               ("records", wid, flushed_until, starts, ends, ok, errors)
-                               ("done", wid, flushed_until) after a stop
-                               ("fatal", wid, message) when the point cannot run at all
+  parent -> worker (commands): ("run", point, PointJob) | ("stop", point) | ("exit",)
+  worker -> parent (data):     ("warm", wid, point, t) once every request slot finished its warm-up
+                               ("records", wid, point, flushed_until, starts, ends, ok, errors)
+                               ("done", wid, point, flushed_until) after a stop: the last of the point
+                               ("fatal", wid, point, message) instead, when the point failed here
+``point`` numbers the pool's points, so a message never counts for any point but its own.
 Times are ``time.monotonic()``: CLOCK_MONOTONIC is shared by every process of a host,
 so the parent can cut windows across workers by these stamps.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import signal
 import socket
 import threading
@@ -422,18 +424,37 @@ class _HttpSender(_PerThread):
         return left
 
 
+#: Test hook, read by a client process when a point starts; never set outside tests
+#: (tests/test_client_pool.py). "warmup:<wid>" makes client process <wid> fail fatally in
+#: its warm-up; "run:<wid>:<seconds>" that many seconds into the measured run.
+TEST_FAULT_ENV = "ANALYZER_WIDGETS_TEST_CLIENT_FAULT"
+
+
+def _test_fault(wid: int) -> tuple[str, float] | None:
+    """The fault TEST_FAULT_ENV asks of this process, as (phase, seconds), or None."""
+    value = os.environ.get(TEST_FAULT_ENV, "")
+    if not value:
+        return None
+    phase, target, *after = value.split(":")
+    if phase not in ("warmup", "run"):
+        raise ValueError(f"{TEST_FAULT_ENV}={value!r}: the phase must be warmup or run")
+    return (phase, float(after[0]) if after else 0.0) if int(target) == wid else None
+
+
 class _Recorder:
     """Per-request records from the client threads, drained to the parent every
     FLUSH_INTERVAL_S by the worker's main thread."""
 
-    def __init__(self, wid: int, data: Connection) -> None:
+    def __init__(self, wid: int, point: int, data: Connection) -> None:
         self.wid = wid
+        self.point = point
         self.data = data
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.ok: list[bool] = []
         self.errors: Counter[str] = Counter()
         self.recording = False
+        self.warm_at = math.inf
         self._lock = threading.Lock()  # the record lists
         self._send_lock = threading.Lock()  # the pipe: one message at a time
 
@@ -445,7 +466,8 @@ class _Recorder:
         """Every thread finished its warm-up: from now on requests count."""
         with self._send_lock:
             self.recording = True
-            self.data.send(("warm", self.wid, time.monotonic()))
+            self.warm_at = time.monotonic()
+            self.data.send(("warm", self.wid, self.point, self.warm_at))
 
     def add(self, start: float, end: float, error: str | None) -> None:
         if not self.recording:
@@ -466,17 +488,20 @@ class _Recorder:
             self.starts, self.ends, self.ok = [], [], []
             self.errors = Counter()
         self.send((
-            "records", self.wid, now,
+            "records", self.wid, self.point, now,
             np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64),
             np.asarray(ok, dtype=bool), dict(errors),
         ))
 
 
-def _run_point(wid: int, job: PointJob, commands: Connection, data: Connection) -> bool:
-    """Run one point until told to stop; True when the parent asked the worker to exit."""
+def _run_point(wid: int, point: int, job: PointJob, commands: Connection, data: Connection) -> tuple[Any, ...] | None:
+    """Run one point until told to stop. Returns None after its stop, or the command that
+    ended it otherwise, for the caller to act on: ("exit",), or a later point's run."""
+    fault = _test_fault(wid)
     sender: Any = _GrpcSender(job) if job.protocol == "grpc" else _HttpSender(job)
-    recorder = _Recorder(wid, data)
+    recorder = _Recorder(wid, point, data)
     stop = threading.Event()
+    faulted = threading.Event()
     warmed = threading.Barrier(job.concurrency, action=recorder.start_recording)
 
     def send() -> str | None:
@@ -490,6 +515,9 @@ def _run_point(wid: int, job: PointJob, commands: Connection, data: Connection) 
             if stop.is_set():
                 break
             send()
+        if fault is not None and fault[0] == "warmup":
+            faulted.set()  # the test hook: this warm-up never completes
+            return
         try:
             warmed.wait()
         except threading.BrokenBarrierError:
@@ -507,51 +535,71 @@ def _run_point(wid: int, job: PointJob, commands: Connection, data: Connection) 
     threads = [threading.Thread(target=client, name=f"client-{wid}-{i}", daemon=True) for i in range(job.concurrency)]
     for t in threads:
         t.start()
-    exit_requested = False
     try:
-        while True:
-            if commands.poll(FLUSH_INTERVAL_S):
-                try:
-                    message = commands.recv()
-                except EOFError:
-                    message = ("exit",)
-                exit_requested = message[0] == "exit"
-                if message[0] in ("stop", "exit"):
-                    break
-            if recorder.recording:
-                recorder.flush()
+        ending = _serve(point, commands, recorder, fault, faulted)
     finally:
         stop.set()
         warmed.abort()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        # Requests still in flight after the grace are cut off: shutting the
-        # connections down ends them at once.
-        sender.close()
-        for t in threads:
-            t.join(1.0)
+        _let_go(threads, sender)
     recorder.recording = True
     recorder.flush()
-    recorder.send(("done", wid, time.monotonic()))
-    return exit_requested
+    recorder.send(("done", wid, point, time.monotonic()))
+    return ending
+
+
+def _serve(point: int, commands: Connection, recorder: _Recorder, fault: tuple[str, float] | None,
+           faulted: threading.Event) -> tuple[Any, ...] | None:
+    """The main thread's part of a point: flush the records until a command ends it; what
+    _run_point returns."""
+    while True:
+        if commands.poll(FLUSH_INTERVAL_S):
+            try:
+                message = commands.recv()
+            except EOFError:
+                message = ("exit",)
+            # A run means the parent moved on without a stop: end this point, start that one.
+            if message[0] in ("exit", "run") or message == ("stop", point):
+                return None if message[0] == "stop" else message
+        if fault is not None and (faulted.is_set() or time.monotonic() - recorder.warm_at >= fault[1]):
+            raise RuntimeError(f"deliberate failure in the {fault[0]} ({TEST_FAULT_ENV})")
+        if recorder.recording:
+            recorder.flush()
+
+
+def _let_go(threads: list[threading.Thread], sender: Any) -> None:
+    """Wait for the client threads, told to stop, to end their requests."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    # Requests still in flight after the grace are cut off: shutting the
+    # connections down ends them at once.
+    sender.close()
+    for t in threads:
+        t.join(1.0)
 
 
 def worker_main(wid: int, commands: Connection, data: Connection) -> None:
     """Process entry point: serve points until told to exit."""
     # Ctrl-C reaches the whole terminal process group; the parent decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    message: tuple[Any, ...] | None = None
     while True:
-        try:
-            message = commands.recv()
-        except (EOFError, KeyboardInterrupt):
-            return
+        if message is None:
+            try:
+                message = commands.recv()
+            except (EOFError, KeyboardInterrupt):
+                return
         if message[0] == "exit":
             return
         if message[0] != "run":
-            continue  # a stop that arrived after the point had ended
+            message = None
+            continue  # a stop that arrived after its point had failed here
+        _, point, job = message
         try:
-            if _run_point(wid, message[1], commands, data):
-                return
+            message = _run_point(wid, point, job, commands, data)
         except Exception as e:  # noqa: BLE001 - report, then wait for the next point
-            data.send(("fatal", wid, f"{type(e).__name__}: {e}"))
+            message = None
+            try:
+                data.send(("fatal", wid, point, f"{type(e).__name__}: {e}"))
+            except OSError:
+                return  # the parent is gone

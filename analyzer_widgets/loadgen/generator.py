@@ -4,11 +4,17 @@ A point's concurrency is split across several client processes so that on fast m
 the client is not the bottleneck (threads of one process contend for its GIL on every
 response; docs/design-notes.md has the figures). The processes are started once and
 reused for every point of a sweep, so a point costs no process start-up.
+
+A point never spills into the next: each point has a number that every message carries,
+so what is left of an earlier point is never counted; a point ends on every process, each
+confirming it let go or being killed; and a process that failed, died or did not confirm
+is taken out of the pool, so the next point starts a fresh one in its place.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 from collections import Counter
 from dataclasses import replace
@@ -41,6 +47,30 @@ class _Worker:
         child_cmd.close()
         child_data.close()
 
+    def __str__(self) -> str:
+        return f"client process {self.wid} (pid {self.process.pid})"
+
+    def death(self) -> str:
+        """How the process ended, once its pipe said it had."""
+        self.process.join(1.0)  # reaped, so that its exit code is known
+        code = self.process.exitcode
+        if code is None:
+            return "closed its pipe but is still running"
+        if code < 0:
+            try:
+                return f"was killed by signal {-code} ({signal.Signals(-code).name})"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
+
+    def end(self) -> None:
+        """Kill the process (it holds nothing worth a clean exit) and close its pipes."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(2.0)
+        self.commands.close()
+        self.data.close()
+
 
 class ClientPool:
     """Client processes shared by the points of a sweep. Close it when done::
@@ -54,24 +84,38 @@ class ClientPool:
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
         self._next_id = 0
+        self._points = 0
+        self._load: PointLoad | None = None
 
     def _ensure(self, count: int) -> list[_Worker]:
-        self._workers = [w for w in self._workers if w.process.is_alive()]
+        for w in [w for w in self._workers if not w.process.is_alive()]:
+            self._retire(w)
         while len(self._workers) < count:
             self._workers.append(_Worker(self._next_id, self._ctx))
             self._next_id += 1
         return self._workers[:count]
+
+    def _retire(self, worker: _Worker) -> None:
+        """Take ``worker`` out of the pool, its process ended: the next point starts a fresh one."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        worker.end()
 
     def prestart(self, count: int) -> None:
         """Start ``count`` processes now, so the first point does not wait for them."""
         self._ensure(count)
 
     def start_point(self, job: PointJob, processes: int) -> PointLoad:
+        if self._load is not None:
+            self._load.stop()  # a point left running would load the server under this one
         processes = max(1, min(processes, job.concurrency))
         workers = self._ensure(processes)
         share, extra = divmod(job.concurrency, processes)
         jobs = [replace(job, concurrency=share + (1 if i < extra else 0)) for i in range(processes)]
-        return PointLoad(workers, jobs, job.timeout_s)
+        self._points += 1
+        self._load = None
+        self._load = PointLoad(self, self._points, workers, jobs, job.timeout_s)
+        return self._load
 
     def close(self) -> None:
         for w in self._workers:
@@ -82,11 +126,7 @@ class ClientPool:
         deadline = time.monotonic() + 3.0
         for w in self._workers:
             w.process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join(timeout=2.0)
-            w.commands.close()
-            w.data.close()
+            w.end()
         self._workers = []
 
     def __enter__(self) -> ClientPool:
@@ -97,67 +137,107 @@ class ClientPool:
 
 
 class PointLoad:
-    """Load running on the server for one point; cut it into windows with :meth:`window`."""
+    """Load running on the server for one point; cut it into windows with :meth:`window`,
+    end it with :meth:`stop`. If one client process fails or dies, the next call raises
+    :class:`LoadError` naming it; the point is over for all of them then, so stop it."""
 
-    def __init__(self, workers: list[_Worker], jobs: list[PointJob], timeout_s: float) -> None:
+    def __init__(self, pool: ClientPool, point: int, workers: list[_Worker], jobs: list[PointJob],
+                 timeout_s: float) -> None:
+        self._pool = pool
+        self._point = point
         self._workers = workers
         self._batch = next(iter(jobs[0].inputs.values())).shape[0] if jobs[0].inputs else 1
         self._flushed = {w.wid: -1.0 for w in workers}
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._errors: Counter[str] = Counter()
-        self._done: set[int] = set()
+        self._warm: dict[int, float] = {}
+        self._ended: set[int] = set()  # processes that let go of the point: done, failed or dead
+        self._broken: set[int] = set()  # of which those not to be trusted with another point
+        self._failure: str | None = None  # the first failure, which fails the point
         self._stopped = False
         self.start_time = -1.0
-        for w, job in zip(workers, jobs, strict=True):
-            w.commands.send(("run", job))
-        warm: dict[int, float] = {}
+        try:
+            self._start(jobs, timeout_s)
+        except BaseException:
+            self.stop()  # no caller holds this load yet to stop it
+            raise
+
+    def _start(self, jobs: list[PointJob], timeout_s: float) -> None:
+        for w, job in zip(self._workers, jobs, strict=True):
+            try:
+                w.commands.send(("run", self._point, job))
+            except (OSError, ValueError):
+                pass  # a dead process: its data pipe's EOF says so, and how
         # Warm-up requests can be slow (first CUDA call, lazy init): allow a request timeout.
         deadline = time.monotonic() + timeout_s + 10.0
-        while len(warm) < len(workers):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.stop()
-                raise LoadError(f"the client processes did not finish their warm-up within {timeout_s + 10:g} s")
-            for message in self._receive(min(left, 0.5)):
-                if message[0] == "warm":
-                    warm[message[1]] = message[2]
-        self._cut = max(warm.values())
+        while len(self._warm) < len(self._workers):
+            self._pump(0.5)
+            self._check()
+            if time.monotonic() > deadline and len(self._warm) < len(self._workers):
+                cold = ", ".join(str(w) for w in self._workers if w.wid not in self._warm)
+                raise LoadError(f"{cold} did not finish the warm-up within {timeout_s + 10:g} s")
+        self._cut = max(self._warm.values())
         self.start_time = self._cut
 
-    def _receive(self, timeout: float) -> list[tuple[Any, ...]]:
-        messages = []
-        ready = wait([w.data for w in self._workers], timeout=timeout)
-        for conn in ready:
+    def _pump(self, timeout: float) -> None:
+        """Take in what the processes still on the point send within ``timeout``."""
+        live = [w for w in self._workers if w.wid not in self._ended]
+        if not live:
+            time.sleep(timeout)
+            return
+        ready = wait([w.data for w in live], timeout=timeout)
+        for w in live:
+            if w.data not in ready:
+                continue
             try:
-                while conn.poll():
-                    messages.append(conn.recv())
+                while w.wid not in self._ended and w.data.poll():
+                    self._take(w, w.data.recv())
             except (EOFError, OSError):
-                wid = next(w.wid for w in self._workers if w.data is conn)
-                raise LoadError(f"client process {wid} died during the point") from None
-        for message in messages:
-            kind = message[0]
-            if kind == "fatal":
-                self._stopped = True
-                raise LoadError(f"client process {message[1]} failed: {message[2]}")
-            if kind == "records":
-                _, wid, until, starts, ends, ok, errors = message
-                self._flushed[wid] = until
-                self._pending.append((starts, ends, ok))
-                self._errors.update(errors)
-            elif kind == "done":
-                self._flushed[message[1]] = message[2]
-                self._done.add(message[1])
-        return messages
+                self._ended.add(w.wid)
+                self._broken.add(w.wid)
+                self._fail(f"{w} {w.death()}")
+
+    def _take(self, w: _Worker, message: tuple[Any, ...]) -> None:
+        kind, point = message[0], message[2]
+        if point != self._point:
+            return  # left from an earlier point: drained, never counted
+        if kind == "records":
+            until, starts, ends, ok, errors = message[3:]
+            self._flushed[w.wid] = until
+            self._pending.append((starts, ends, ok))
+            self._errors.update(errors)
+        elif kind == "warm":
+            self._warm[w.wid] = message[3]
+        elif kind == "done":
+            self._flushed[w.wid] = message[3]
+            self._ended.add(w.wid)
+        elif kind == "fatal":
+            self._ended.add(w.wid)
+            self._broken.add(w.wid)
+            self._fail(f"{w} failed: {message[3]}")
+
+    def _fail(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise LoadError(self._failure)
 
     def window(self, end: float) -> Window:
         """The requests that completed between the previous cut and ``end``.
 
         Waits until every client process has reported past ``end``."""
         deadline = time.monotonic() + max(2.0, 20 * FLUSH_INTERVAL_S)
-        while min(self._flushed.values()) < end:
+        self._pump(0.0)
+        while True:
+            self._check()
+            if min(self._flushed.values()) >= end:
+                break
             if time.monotonic() > deadline:
-                raise LoadError("the client processes stopped reporting")
-            self._receive(FLUSH_INTERVAL_S)
+                late = ", ".join(str(w) for w in self._workers if self._flushed[w.wid] < end)
+                raise LoadError(f"{late} stopped reporting")
+            self._pump(FLUSH_INTERVAL_S)
         starts = np.concatenate([p[0] for p in self._pending]) if self._pending else np.empty(0)
         ends = np.concatenate([p[1] for p in self._pending]) if self._pending else np.empty(0)
         ok = np.concatenate([p[2] for p in self._pending]) if self._pending else np.empty(0, dtype=bool)
@@ -172,23 +252,20 @@ class PointLoad:
         return window
 
     def stop(self) -> None:
-        """Stop sending; wait (briefly) until every process has let go of the point."""
+        """End the point on every process: each confirms it let go, or is killed. A process
+        that failed, died or did not confirm leaves the pool. Calling it again does nothing."""
         if self._stopped:
             return
-        self._stopped = True
         for w in self._workers:
-            try:
-                w.commands.send(("stop",))
-            except (OSError, ValueError):
-                pass
+            if w.wid not in self._ended:
+                try:
+                    w.commands.send(("stop", self._point))
+                except (OSError, ValueError):
+                    pass  # a dead process: its data pipe's EOF says so
         deadline = time.monotonic() + STOP_GRACE_S + 2.0
-        while len(self._done) < len(self._workers) and time.monotonic() < deadline:
-            try:
-                self._receive(0.05)
-            except LoadError:
-                break
-        if len(self._done) < len(self._workers):
-            # a process that will not let go would poison the next point: end it
-            for w in self._workers:
-                if w.wid not in self._done and w.process.is_alive():
-                    w.process.kill()
+        while len(self._ended) < len(self._workers) and time.monotonic() < deadline:
+            self._pump(0.05)
+        for w in self._workers:
+            if w.wid not in self._ended or w.wid in self._broken:
+                self._pool._retire(w)  # one that did not confirm may still be loading the server
+        self._stopped = True
