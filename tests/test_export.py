@@ -4,12 +4,14 @@ processes holding the lock; no server is started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -128,6 +130,17 @@ def test_the_cli_refuses_a_file_as_export_path_with_exit_2_before_launching_anyt
 
 
 # -- the lock --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def holding(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the folder's lock, as a second run would, for the block."""
+    holder = hold(path)
+    try:
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def hold(path: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -139,8 +152,7 @@ def hold(path: Path) -> subprocess.Popen[str]:
 
 def test_a_second_run_on_the_folder_is_refused_naming_the_first(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    holder = hold(out)
-    try:
+    with holding(out) as holder:
         message = refused(out)
         assert f"process {holder.pid}" in message and "in use by another run" in message, message
         assert "analyzer_widgets.export" in message  # the holder's command line
@@ -149,23 +161,16 @@ def test_a_second_run_on_the_folder_is_refused_naming_the_first(tmp_path: Path) 
         with pytest.raises(aw.ConfigError, match=f"process {holder.pid}"):
             ExportFolder.save(SweepResult(SPEC), out)
         assert sorted(p.name for p in out.iterdir()) == [LOCK]  # nothing written beside the holder's lock
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_the_cli_refuses_a_folder_in_use_with_exit_2(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    holder = hold(out)
-    try:
+    with holding(out) as holder:
         done, children, _ = cli_watching_children("profile", "-m", "mlp_numpy", "--model-folder", str(REPO),
                                                   "-e", str(out))
         assert done.returncode == 2, done.stderr
         assert f"process {holder.pid}" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not [c for c in children if "triton" in c], children  # the models' numpy check at most
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_notice(tmp_path: Path) -> None:

@@ -278,14 +278,12 @@ def test_a_wrong_ca_over_https_is_a_clear_error_before_any_load(https_proxy: str
 
 
 # -- never clear text ----------------------------------------------------------------------------------
-class FirstBytes:
-    """A plain TCP listener on 127.0.0.1 that keeps the first bytes of every connection, then
-    hangs up: what each client sends before it hears anything."""
+class Listener:
+    """A TCP listener on 127.0.0.1 that hands each connection to ``handle`` in its own thread."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.seen: list[bytes] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -295,21 +293,36 @@ class FirstBytes:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    self.seen.append(conn.recv(5))
-                except OSError:
-                    self.seen.append(b"")
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(2)
+
+
+class FirstBytes(Listener):
+    """A plain TCP listener that keeps the first bytes of every connection, then hangs up:
+    what each client sends before it hears anything."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(2)
+            try:
+                self.seen.append(conn.recv(5))
+            except OSError:
+                self.seen.append(b"")
 
     def take(self) -> list[bytes]:
         time.sleep(0.1)  # the last connection's bytes
         seen, self.seen = self.seen, []
         return seen
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(2)
 
 
 @pytest.mark.faults
@@ -431,28 +444,18 @@ def test_the_command_line_takes_the_tls_flags(pki: Pki) -> None:
     assert spec.server.tls == Tls(pki.ca, pki.client.cert, pki.client.key)
 
 
-class SilentTlsPeer:
-    """A TLS server on 127.0.0.1 (the test server certificate) that completes every handshake,
-    reads what comes, and never answers."""
+class SilentTlsPeer(Listener):
+    """A TLS server (the test server certificate) that completes every handshake, reads what
+    comes, and never answers."""
 
     def __init__(self, pki: Pki) -> None:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(pki.server.cert, pki.server.key)
         self.context.set_alpn_protocols(["h2", "http/1.1"])
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.handshakes = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
-
-    def _hold(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         try:
             with self.context.wrap_socket(conn, server_side=True) as tls:
                 self.handshakes += 1
@@ -460,9 +463,6 @@ class SilentTlsPeer:
                     pass
         except OSError:
             pass
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
