@@ -307,7 +307,7 @@ class SweepRunner:
         settings = spec.measurement
         arrays, datatypes = build_inputs(info, batch, spec.input_shapes, spec.input_data)
         job = PointJob(
-            url=endpoint, protocol=settings.protocol.value, model=model, version=version,
+            address=endpoint, protocol=settings.protocol.value, model=model, version=version,
             inputs=arrays, input_datatypes=datatypes, outputs=expected_outputs(info, batch),
             concurrency=concurrency, timeout_s=settings.request_timeout_s,
             warmup_requests=settings.warmup_requests, headers=dict(spec.server.headers), tls=spec.server.tls,

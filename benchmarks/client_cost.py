@@ -41,7 +41,7 @@ def cpu_s(pids: list[int]) -> float:
 
 def point_job(url: str, protocol: str, model: str, info: ModelInfo, batch: int, concurrency: int) -> PointJob:
     arrays, datatypes = build_inputs(info, batch, {}, "random")
-    return PointJob(url=url, protocol=protocol, model=model, version="", inputs=arrays, input_datatypes=datatypes,
+    return PointJob(address=url, protocol=protocol, model=model, version="", inputs=arrays, input_datatypes=datatypes,
                     outputs=expected_outputs(info, batch), concurrency=concurrency, timeout_s=30.0)
 
 

@@ -205,7 +205,7 @@ def sender(port: int, headers: dict[str, str] | None = None, values: int = 4, ti
 
 
 def job(port: int, headers: dict[str, str] | None = None, values: int = 4, timeout_s: float = 5.0) -> PointJob:
-    return PointJob(url=f"127.0.0.1:{port}", protocol="grpc", model="m", version="",
+    return PointJob(address=f"127.0.0.1:{port}", protocol="grpc", model="m", version="",
                     inputs={"x": np.arange(values, dtype=np.float32).reshape(1, values)}, input_datatypes={"x": "FP32"},
                     outputs=(OUTPUT,), concurrency=1, timeout_s=timeout_s, headers=headers or {})
 

@@ -114,7 +114,7 @@ def peer_factory() -> Iterator:
 
 def sender(port: int, headers: dict[str, str] | None = None, output: OutputCheck = OUTPUT,
            timeout_s: float = 5.0) -> _HttpSender:
-    job = PointJob(url=f"127.0.0.1:{port}", protocol="http", model="m", version="",
+    job = PointJob(address=f"127.0.0.1:{port}", protocol="http", model="m", version="",
                    inputs={"x": np.ones((1, 4), dtype=np.float32)}, input_datatypes={"x": "FP32"},
                    outputs=(output,), concurrency=1, timeout_s=timeout_s, headers=headers or {})
     return _HttpSender(job)

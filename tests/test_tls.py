@@ -348,7 +348,7 @@ def test_nothing_is_sent_in_clear_text_to_a_url_that_asks_for_tls(pki: Pki) -> N
                     ctl.close()
 
             def sender(protocol: str = protocol) -> None:
-                job = PointJob(url=peer.address, protocol=protocol, model="m", version="", inputs={},
+                job = PointJob(address=peer.address, protocol=protocol, model="m", version="", inputs={},
                                input_datatypes={}, outputs=(), concurrency=1, timeout_s=3, tls=tls)
                 s = _GrpcSender(job) if protocol == "grpc" else _HttpSender(job)
                 try:
@@ -384,7 +384,7 @@ def _keeps_its_connection(protocol: str, address: str, tls_server: LocalServer, 
         control.load("mlp_numpy")
         info = control.model_info("mlp_numpy")
         arrays, datatypes = build_inputs(info, 1, {}, "random")
-        job = PointJob(url=address, protocol=protocol, model="mlp_numpy", version="", inputs=arrays,
+        job = PointJob(address=address, protocol=protocol, model="mlp_numpy", version="", inputs=arrays,
                        input_datatypes=datatypes, outputs=expected_outputs(info, 1), concurrency=1, timeout_s=10,
                        tls=tls)
         s = _GrpcSender(job) if protocol == "grpc" else _HttpSender(job)
@@ -471,7 +471,7 @@ def test_close_ends_a_send_waiting_on_a_tls_connection(protocol: str, pki: Pki) 
     returns at once: over TLS too."""
     peer = SilentTlsPeer(pki)
     try:
-        job = PointJob(url=peer.address, protocol=protocol, model="m", version="", inputs={}, input_datatypes={},
+        job = PointJob(address=peer.address, protocol=protocol, model="m", version="", inputs={}, input_datatypes={},
                        outputs=(), concurrency=1, timeout_s=10, tls=Tls(ca=pki.ca))
         assert close_during_send(_GrpcSender(job) if protocol == "grpc" else _HttpSender(job), 0.3) is not None
         assert peer.handshakes == 1

@@ -1,10 +1,10 @@
 """Just the HTTP/2 and HPACK (RFC 9113, RFC 7541) that a unary gRPC call needs, on a plain
 blocking socket: the load generator's gRPC client.
 
-Why not grpcio: its blocking call costs about 300 us of client CPU and adds about 0.2 ms to
-every request over perf_analyzer's C++ client, which at concurrency 1-4 on a fast model is
-10-20% of the throughput (docs/benchmarks.md, issue 6); none of its channel options help
-(benchmarks/grpc_call_cost.py). A connection here carries one call at a time (one per
+Why not grpcio: its blocking call costs several times this client's CPU per call and adds
+to every request's latency over perf_analyzer's C++ client, which at low concurrency on a
+fast model is a large share of the throughput; none of its channel options help
+(benchmarks/grpc_call_cost.py, benchmarks/client_cost.py; the figures in docs/benchmarks.md). A connection here carries one call at a time (one per
 request slot, as the HTTP/1.1 sender keeps one socket per slot), so a call is: one sendall
 of HEADERS and DATA frames built from bytes prepared once, then frames read until the
 stream's trailers. What a call needs to be correct against any HTTP/2 peer (a proxy in

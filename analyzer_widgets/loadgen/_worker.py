@@ -6,11 +6,10 @@ checks every response, and streams its request records to the parent in small ba
 
 Why threads and blocking calls, not asyncio: a blocking socket call waits with the GIL
 released, and a thread per request slot costs far less Python per request than an event
-loop. Measured with benchmarks/client_cost.py on the 2-core CPU machine (mlp_numpy, one
-client process, grpcio's blocking calls then): 1702 requests/s at concurrency 1 and 3751 at
-4, the asyncio worker it replaced 835 and 1011; on the H100 host,
-benchmarks/client_variants.py (docs/benchmarks.md). Both protocols now go over our own
-sockets (_GrpcSender, _HttpSender): why, in their docstrings.
+loop: about twice the requests per second of the asyncio worker it replaced at
+concurrency 1, more at 4 (benchmarks/client_cost.py, benchmarks/client_variants.py; the
+figures in docs/benchmarks.md). Both protocols go over our own sockets (_GrpcSender,
+_HttpSender): why, in their docstrings.
 
 Wire protocol (two one-way pipes, so neither side ever reads and writes one pipe from
 two threads):
@@ -64,7 +63,7 @@ class OutputCheck:
 
 @dataclass(frozen=True)
 class PointJob:
-    url: str
+    address: str  # host:port the inferences go to
     protocol: str  # "grpc" or "http"
     model: str
     version: str
@@ -220,7 +219,7 @@ class _GrpcSender(_PerThread):
 
     def _connect(self, timeout_s: float) -> GrpcConnection:
         job = self._job
-        return GrpcConnection(_address(job.url), job.url, GRPC_INFER, job.headers, job.timeout_s, timeout_s, self._tls)
+        return GrpcConnection(_address(job.address), job.address, GRPC_INFER, job.headers, job.timeout_s, timeout_s, self._tls)
 
     @staticmethod
     def _shut(conn: GrpcConnection) -> None:
@@ -268,9 +267,9 @@ class _HttpSender(_PerThread):
     that an inference needs.
 
     Why not http.client: it parses every response's headers through the email package and
-    costs about 330 us of client CPU per request, against about 95 us for this sender, and
-    it adds its latency to every request at low concurrency (benchmarks/client_cost.py;
-    docs/design-notes.md). The request (request line, headers, body) is built once and sent
+    costs several times this sender's client CPU per request, which adds to every request's
+    latency at low concurrency (benchmarks/client_cost.py; the figures in
+    docs/benchmarks.md and docs/design-notes.md). The request (request line, headers, body) is built once and sent
     with one sendall; a response is read into a per-thread buffer, its headers split by
     hand, and only its JSON header (tritonclient's binary tensor extension puts it first)
     decoded, to check the outputs.
@@ -287,9 +286,9 @@ class _HttpSender(_PerThread):
             inputs.append(tensor)
         outputs = [httpclient.InferRequestedOutput(o.name, binary_data=True) for o in job.outputs]
         body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
-        self._address = _address(job.url)
+        self._address = _address(job.address)
         path = f"/v2/models/{job.model}" + (f"/versions/{job.version}" if job.version else "") + "/infer"
-        headers = {"Host": job.url, "Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
+        headers = {"Host": job.address, "Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
         if json_size is not None:
             headers["Inference-Header-Content-Length"] = str(json_size)
         # the user's headers (validated in ServerSettings), less any that would repeat ours

@@ -53,9 +53,9 @@ class TritonControl:
     0
     """
 
-    def __init__(self, url: str, protocol: str = "grpc", headers: Mapping[str, str] | None = None,
+    def __init__(self, address: str, protocol: str = "grpc", headers: Mapping[str, str] | None = None,
                  timeout_s: float = 60.0, load_timeout_s: float = 600.0, tls: Tls | None = None) -> None:
-        self.url = url
+        self.address = address  # host:port
         self.protocol = protocol
         self.headers = dict(headers or {})
         self.timeout_s = timeout_s
@@ -68,7 +68,7 @@ class TritonControl:
             if tls is not None:
                 secure = {"ssl": True, "root_certificates": _path(tls.ca), "private_key": _path(tls.key),
                           "certificate_chain": _path(tls.cert)}
-            self._client: Any = grpcclient.InferenceServerClient(url=url, **secure)
+            self._client: Any = grpcclient.InferenceServerClient(url=address, **secure)
             self._load_client: Any = self._client  # gRPC takes a deadline per call
         else:
             import tritonclient.http as httpclient
@@ -81,11 +81,11 @@ class TritonControl:
                 secure = {"ssl": True, "ssl_context_factory": lambda **_: tls.context(
                     "http/1.1", create=gevent.ssl.create_default_context)}
             self._client = httpclient.InferenceServerClient(
-                url=url, connection_timeout=timeout_s, network_timeout=timeout_s, **secure
+                url=address, connection_timeout=timeout_s, network_timeout=timeout_s, **secure
             )
             # HTTP has one timeout per client: loads get their own, longer one
             self._load_client = httpclient.InferenceServerClient(
-                url=url, connection_timeout=timeout_s, network_timeout=load_timeout_s, **secure
+                url=address, connection_timeout=timeout_s, network_timeout=load_timeout_s, **secure
             )
 
     def close(self) -> None:
@@ -107,10 +107,10 @@ class TritonControl:
         except InferenceServerException as e:
             self._raise_tls_problem(e)
             message = e.message() or str(e)
-            raise ServerError(f"{what} failed on the Triton server at {self.url}: {message}{_header_hint(message)}") from e
+            raise ServerError(f"{what} failed on the Triton server at {self.address}: {message}{_header_hint(message)}") from e
         except Exception as e:  # connection refused, reset, DNS: tritonclient raises plain errors
             self._raise_tls_problem(e)
-            raise ServerError(f"{what} failed: cannot reach the Triton server at {self.url} ({e})") from e
+            raise ServerError(f"{what} failed: cannot reach the Triton server at {self.address} ({e})") from e
 
     def _raise_tls_problem(self, e: Exception) -> None:
         """Where a call over TLS could not reach the server, find out whether TLS is why, and
@@ -118,7 +118,7 @@ class TritonControl:
         status = getattr(e, "status", None)
         if self.tls is None or (callable(status) and status() not in (None, "StatusCode.UNAVAILABLE")):
             return  # plain text, or the server answered
-        problem = tls_problem(self.url, self.protocol, self.tls, timeout_s=min(self.timeout_s, 10.0))
+        problem = tls_problem(self.address, self.protocol, self.tls, timeout_s=min(self.timeout_s, 10.0))
         if problem is not None:
             raise ServerError(problem) from e
 
@@ -168,7 +168,7 @@ class TritonControl:
             self._load_client.load_model(name, **kwargs)
         except Exception as e:
             if _timed_out(e):
-                raise ServerError(f"loading {name!r} on the Triton server at {self.url} took more than "
+                raise ServerError(f"loading {name!r} on the Triton server at {self.address} took more than "
                                   f"{self.load_timeout_s:g} s (model_load_timeout_s): the server may be hung") from e
             if isinstance(e, InferenceServerException):
                 message = e.message() or str(e)
@@ -176,7 +176,7 @@ class TritonControl:
                     message = self._polling_refusal(name)
                 raise ModelLoadError(name, message + _header_hint(message)) from e
             self._raise_tls_problem(e)
-            raise ServerError(f"loading {name!r} failed: cannot reach the Triton server at {self.url} ({e})") from e
+            raise ServerError(f"loading {name!r} failed: cannot reach the Triton server at {self.address} ({e})") from e
 
     def _polling_refusal(self, name: str) -> str:
         """Why a server in polling mode will not load ``name``, with its own state for it."""
