@@ -37,7 +37,7 @@ from analyzer_widgets.config import (
 from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
 from analyzer_widgets.export import CSV_FILES
 from analyzer_widgets.repository import list_models
-from analyzer_widgets.results import SweepResult
+from analyzer_widgets.results import SweepResult, outcome
 from analyzer_widgets.schema import table_columns
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -299,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     print_table(result, out)
+    out.write(outcome(result.rows, time.monotonic() - progress.started) + "\n")
     if directory is not None:
         out.write(f"results written to {directory}/: {', '.join(CSV_FILES)}\n")
     if result.error:

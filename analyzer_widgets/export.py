@@ -67,6 +67,19 @@ FORMAT = 2  # of sweep.json; 2: the fingerprint is every setting declared with f
 KEPT_STATUSES = (Status.OK.value, Status.UNSTABLE.value, Status.SKIPPED.value)
 
 
+class ResultsExist(ConfigError):
+    """Results are in the export folder already and overwriting was not asked for.
+    ``existing`` names the files, so a front end can say it in its own words (the panel
+    has an Overwrite box, the CLI a flag)."""
+
+    def __init__(self, directory: Path, existing: list[Path]) -> None:
+        self.directory = directory
+        self.existing = existing
+        super().__init__("export_path", str(directory),
+                         f"{', '.join(str(p) for p in existing)} already exist; choose another export path "
+                         "or allow overwriting (--overwrite, overwrite=True)")
+
+
 def _utc_stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
@@ -375,9 +388,7 @@ class ExportFolder:
     def _refuse_existing(self) -> None:
         existing = [self.directory / name for name in CSV_FILES if (self.directory / name).exists()]
         if existing and not self.settings.overwrite:
-            raise ConfigError("export_path", str(self.directory),
-                              f"{', '.join(str(p) for p in existing)} already exist; choose another export path "
-                              "or allow overwriting (--overwrite, overwrite=True)")
+            raise ResultsExist(self.directory, existing)
 
     def _plan_resume(self) -> None:
         directory = self.directory

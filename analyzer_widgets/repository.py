@@ -184,3 +184,15 @@ def concrete_shape(tensor: TensorSpec, given: Mapping[str, tuple[int, ...]]) -> 
 
 def element_count(shape: Iterable[int]) -> int:
     return math.prod(shape)
+
+
+def batch_size_skips(infos: Iterable[ModelInfo], batch_sizes: Iterable[int]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Which batch sizes each model would skip (its max_batch_size), by model: (the sizes,
+    the model's max_batch_size); models that skip none are left out."""
+    sizes = tuple(batch_sizes)
+    out = {}
+    for info in infos:
+        skipped = tuple(b for b in sizes if info.batch_size_problem(b))
+        if skipped:
+            out[info.name] = (skipped, info.max_batch_size)
+    return out

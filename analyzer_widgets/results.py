@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,3 +234,21 @@ class ResultCollector:
                         self.folder.write_samples(event.samples)
             finally:
                 self.close()
+
+
+def outcome(rows: Sequence[Mapping[str, Any]], elapsed_s: float) -> str:
+    """One line on how a finished sweep went, for the status line and the CLI. It never says
+    "Done" when nothing was measured: it counts what was skipped or failed, and says why."""
+    counts = Counter(str(r["status"]) for r in rows)
+    measured = counts[Status.OK.value] + counts[Status.UNSTABLE.value]
+    others = []
+    for status in (Status.UNSTABLE, Status.SKIPPED, Status.FAILED):
+        if counts[status.value]:
+            first = next(str(r["reason"]) for r in rows if r["status"] == status.value)
+            why = f" ({first})" if status is not Status.UNSTABLE and first else ""
+            others.append(f"{counts[status.value]} {status.value}{why}")
+    tail = "; ".join(others)
+    if measured == 0:
+        return f"Nothing was measured: {tail or 'no points ran'}."
+    head = f"Done: {len(rows)} points in {elapsed_s:.0f} s"
+    return f"{head}: {measured} measured; {tail}." if tail else f"{head}."

@@ -116,6 +116,26 @@ class Column:
     reduction: Reduction | None = None
     #: shown in the results table of the CLI and the panel (left out there when all NaN)
     table: bool = False
+    #: the header a person reads ("" : made from the name and the unit)
+    label: str = ""
+
+    @property
+    def header(self) -> str:
+        """The column's header for people: its label, or its name in words with the unit."""
+        if self.label:
+            return self.label
+        words = self.name
+        for suffix in ("_per_s", "_ms", "_mb", "_pct", "_w", "_s"):
+            if words.endswith(suffix):
+                words = words[: -len(suffix)]
+                break
+        text = words.replace("_", " ").capitalize()
+        return f"{text} ({self.unit})" if self.unit else text
+
+    @property
+    def decimals(self) -> int:
+        """Decimals shown for people (the files keep every digit)."""
+        return {"ms": 2, "s": 1, "infer/s": 0, "MB": 0, "%": 0, "% of one core": 0, "W": 0}.get(self.unit, 3)
 
     def __post_init__(self) -> None:
         if (self.sample_key == "") != (self.reduction is None):
@@ -124,8 +144,8 @@ class Column:
             raise ValueError(f"column {self.name} reduces {self.sample_key!r}, which no sampler records")
 
 
-def _sampled(name: str, key: str, how: Reduction, doc: str, table: bool = False) -> Column:
-    return Column(name, Kind.FLOAT, doc, SAMPLE_KEYS[key].unit, key, how, table)
+def _sampled(name: str, key: str, how: Reduction, doc: str, table: bool = False, label: str = "") -> Column:
+    return Column(name, Kind.FLOAT, doc, SAMPLE_KEYS[key].unit, key, how, table, label)
 
 
 _S, _I, _F = Kind.TEXT, Kind.INT, Kind.FLOAT
@@ -135,17 +155,19 @@ _SPAN = "over the span measured (a point's reported windows; the baseline)"
 #: the figures both a point's row and the baseline take from the samples
 _SERVER_SAMPLED: tuple[Column, ...] = (
     _sampled("gpu_memory_max_mb", "gpu_memory_used_mb", _MAX,
-             f"max GPU memory used on the monitored GPUs (NVML), {_SPAN}", table=True),
+             f"max GPU memory used on the monitored GPUs (NVML), {_SPAN}", table=True,
+             label="GPU memory max (MB)"),
     _sampled("server_gpu_memory_max_mb", "server_gpu_memory_mb", _MAX,
              "max GPU memory of the server's processes, its stubs included (NVML per process)"),
 )
 _MODEL_SAMPLED: tuple[Column, ...] = (
     _sampled("model_gpu_memory_max_mb", "model_gpu_memory_mb", _MAX,
-             "max GPU memory of this model's own stub processes (NVML per process)", table=True),
+             "max GPU memory of this model's own stub processes (NVML per process)", table=True,
+             label="Model GPU memory (MB)"),
 )
 _USE_SAMPLED: tuple[Column, ...] = (
     _sampled("gpu_util_max_pct", "gpu_util_pct", _MAX, "max GPU utilization (NVML: share of time a kernel ran)",
-             table=True),
+             table=True, label="GPU util max (%)"),
     _sampled("gpu_util_mean_pct", "gpu_util_pct", _MEAN, "mean GPU utilization"),
     _sampled("gpu_mem_util_max_pct", "gpu_mem_util_pct", _MAX,
              "max memory utilization (NVML: share of time device memory was read or written)"),
@@ -157,32 +179,34 @@ _USE_SAMPLED: tuple[Column, ...] = (
     _sampled("triton_gpu_util_max_pct", "triton_gpu_util_pct", _MAX,
              "max GPU utilization as the server's own /metrics reports it"),
     _sampled("server_cpu_util_max_pct", "server_cpu_util_pct", _MAX,
-             "max CPU utilization of the server and its stubs (100 = one core)", table=True),
+             "max CPU utilization of the server and its stubs (100 = one core)", table=True,
+             label="Server CPU max (% of a core)"),
     _sampled("server_cpu_util_mean_pct", "server_cpu_util_pct", _MEAN, "mean CPU utilization of the server and its stubs"),
     _sampled("server_rss_max_mb", "server_rss_mb", _MAX, "max resident memory of the server and its stubs"),
 )
 
 MODEL_COLUMNS: tuple[Column, ...] = (
-    Column("model", _S, "model name", table=True),
+    Column("model", _S, "model name", table=True, label="Model"),
     Column("model_version", _S, "version the server loaded"),
-    Column("batch_size", _I, "inferences per request", table=True),
-    Column("concurrency", _I, "requests kept outstanding", table=True),
-    Column("status", _S, "ok, unstable, failed or skipped", table=True),
-    Column("reason", _S, "why the row is not ok, or which requests failed", table=True),
+    Column("batch_size", _I, "inferences per request", table=True, label="Batch"),
+    Column("concurrency", _I, "requests kept outstanding", table=True, label="Concurrency"),
+    Column("status", _S, "ok, unstable, failed or skipped", table=True, label="Status"),
+    Column("reason", _S, "why the row is not ok, or which requests failed", table=True, label="Reason"),
     Column("throughput_infer_per_s", _F, "successful inferences per second (requests x batch size)", "infer/s",
-           table=True),
-    Column("latency_avg_ms", _F, "mean client-side request latency", "ms", table=True),
+           table=True, label="Throughput (infer/s)"),
+    Column("latency_avg_ms", _F, "mean client-side request latency", "ms", table=True, label="Latency avg (ms)"),
     Column("latency_p50_ms", _F, "50th percentile latency (nearest rank)", "ms"),
     Column("latency_p90_ms", _F, "90th percentile latency", "ms"),
     Column("latency_p95_ms", _F, "95th percentile latency", "ms"),
-    Column("latency_p99_ms", _F, "99th percentile latency", "ms", table=True),
+    Column("latency_p99_ms", _F, "99th percentile latency", "ms", table=True, label="Latency p99 (ms)"),
     Column("server_request_ms", _F, "mean server time per successful request, from its arrival to its response (queue, compute and the server's own overhead: perf_analyzer's server \"Avg request latency\")", "ms"),
     Column("server_queue_ms", _F, "mean time a request waited in the server's queue", "ms"),
     Column("server_compute_input_ms", _F, "mean server time to prepare inputs, per request", "ms"),
-    Column("server_compute_infer_ms", _F, "mean server time in the model, per request", "ms", table=True),
+    Column("server_compute_infer_ms", _F, "mean server time in the model, per request", "ms", table=True,
+           label="Server compute (ms)"),
     Column("server_compute_output_ms", _F, "mean server time to extract outputs, per request", "ms"),
     Column("request_count", _I, "successful requests in the reported windows"),
-    Column("error_count", _I, "failed requests in the reported windows", table=True),
+    Column("error_count", _I, "failed requests in the reported windows", table=True, label="Errors"),
     Column("error_rate", _F, "failed / all requests in the reported windows"),
     Column("client_inference_count", _I, "inferences the client counted in the reported windows"),
     Column("server_inference_count", _I, "inferences the server's statistics counted over the same span"),
@@ -217,6 +241,8 @@ SERVER_COLUMNS: tuple[Column, ...] = (
 TABLE_COLUMNS: tuple[str, ...] = (*(c.name for c in MODEL_COLUMNS if c.table and c.name != "reason"), "reason")
 
 _NAN = float("nan")
+#: every column of a point's row, by name
+MODEL_COLUMN = {c.name: c for c in MODEL_COLUMNS}
 
 
 def table_columns(frame: Any) -> list[str]:

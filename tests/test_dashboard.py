@@ -14,6 +14,7 @@ import analyzer_widgets as aw
 from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.ui._series import Series, decimate
 from analyzer_widgets.ui.charts import result_figures, static_bundle
+from analyzer_widgets.ui.dashboard import STOPPING
 
 PANEL = {"window_ms": 300, "baseline_s": 0.5, "max_trials": 6}
 
@@ -56,6 +57,36 @@ def test_bad_values_turn_the_field_red_name_it_and_disable_run() -> None:
     panel.concurrency_field.value = "4"
     panel.model_picker.value = ()
     assert panel.run_button.disabled and "pick at least one model" in panel.input_error.value
+
+
+def test_batch_sizes_above_a_models_max_batch_are_named_and_nothing_to_measure_disables_run() -> None:
+    panel = aw.Dashboard(models=["mlp_numpy", "mixed_inputs"])  # max batch 64 and 32
+    panel.batch_field.value = "1,64,128"
+    assert not panel.run_button.disabled  # some points would be measured
+    said = panel.batch_error.value
+    assert "mlp_numpy would skip 128 (max batch 64)" in said and "mixed_inputs would skip 64, 128 (max batch 32)" in said
+    panel.batch_field.value = "128"
+    assert panel.run_button.disabled and "Nothing would be measured" in panel.batch_error.value
+    panel.model_picker.value = ("mlp_numpy",)
+    panel.batch_field.value = "64"
+    assert not panel.run_button.disabled and panel.batch_error.value == ""
+
+
+def test_the_results_table_reads_as_people_read() -> None:
+    import pandas as pd
+
+    from analyzer_widgets.schema import MODEL_COLUMNS, Row
+    from analyzer_widgets.ui.dashboard import results_table_html
+
+    rows = [Row(MODEL_COLUMNS, {"model": "m", "batch_size": 8, "concurrency": 2, "status": "unstable",
+                                "throughput_infer_per_s": 1380.817578, "latency_p99_ms": 5.91234,
+                                "server_cpu_util_max_pct": 150.4, "reason": "not stable within 10% after 6 windows"})]
+    table = results_table_html(pd.DataFrame(rows), {"gpu": "NVML is not available"})
+    assert "Throughput (infer/s)" in table and "throughput_infer_per_s" not in table
+    assert ">1,381<" in table and ">5.91<" in table and "1380.8" not in table  # rounded; the CSV keeps every digit
+    assert "color:#b26a00" in table  # unstable does not look like ok
+    assert "not stable within 10%" in table and "white-space:normal" in table
+    assert "Not shown, no values: GPU memory max (MB)" in table and "NVML is not available" in table
 
 
 def test_settings_section_reaches_the_spec() -> None:
@@ -155,7 +186,7 @@ def test_run_fills_rows_charts_and_result_charts_then_exports(tmp_path: Path) ->
     assert (df["throughput_infer_per_s"] > 0).all()
     assert "Done: 2 points" in panel.status.value
     assert panel.progress.value == panel.progress.max == 2
-    assert "mlp_numpy" in panel.table.value and "throughput_infer_per_s" in panel.table.value
+    assert "mlp_numpy" in panel.table.value and "Throughput (infer/s)" in panel.table.value
     # the live charts got the samplers' data, with the points marked
     first = panel.figures[0]
     assert len(first.data[0].x) > 5 and len(first.data[0].x) == len(first.data[0].y)
@@ -172,8 +203,11 @@ def test_run_fills_rows_charts_and_result_charts_then_exports(tmp_path: Path) ->
     model, _ = aw.load_results(tmp_path / "out")
     assert list(model["throughput_infer_per_s"]) == list(df["throughput_infer_per_s"])
     panel.export_field.value = str(tmp_path / "out")
-    panel._export_clicked()  # the button: refuses to replace without being asked
-    assert "already exist" in panel.export_status.value
+    panel._export_clicked()  # the button: refuses to replace without being asked, in the panel's words
+    assert "tick Overwrite" in panel.export_status.value and "--overwrite" not in panel.export_status.value
+    panel.overwrite_box.value = True
+    panel._export_clicked()
+    assert panel.export_status.value.startswith("Wrote ")
 
 
 @pytest.mark.server
@@ -187,6 +221,9 @@ def test_stop_ends_the_sweep_within_seconds_and_keeps_finished_rows() -> None:
     assert not panel.results.empty, "no point finished"
     stopped_at = time.monotonic()
     panel.stop()
+    panel._current = "mlp_numpy batch=4 concurrency=1"  # as the next point's start would set it
+    panel._update_status()  # a tick while the point in flight ends: the line still says it is stopping
+    assert panel.status.value == STOPPING
     assert panel.wait(30)
     took = time.monotonic() - stopped_at
     assert took < 8, f"stop took {took:.1f} s"  # a point's window, the unload, the server's exit

@@ -336,3 +336,17 @@ def test_read_csv_leaves_out_a_last_row_cut_off_mid_write_with_a_warning(tmp_pat
     with pytest.warns(UserWarning, match="incomplete"):
         df = read_csv(path, MODEL_COLUMNS)
     assert list(df["model"]) == ["first"]
+
+
+def test_the_outcome_line_never_says_done_when_nothing_was_measured() -> None:
+    from analyzer_widgets.results import outcome
+
+    skipped = [model_row(status="skipped", reason="batch size 128 is above the model's max_batch_size 64")] * 2
+    line = outcome(skipped, 7.2)
+    assert line.startswith("Nothing was measured: 2 skipped (batch size 128 is above") and "Done" not in line
+    failed = [model_row(status="failed", reason="every request failed: 3x boom")]
+    assert outcome(failed, 1.0) == "Nothing was measured: 1 failed (every request failed: 3x boom)."
+    mixed = [model_row(status="ok"), model_row(status="unstable"), *skipped[:1]]
+    assert outcome(mixed, 12.4) == ("Done: 3 points in 12 s: 2 measured; 1 unstable; "
+                                    "1 skipped (batch size 128 is above the model's max_batch_size 64).")
+    assert outcome([model_row(status="ok")] * 2, 5.0) == "Done: 2 points in 5 s."

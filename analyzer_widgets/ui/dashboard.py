@@ -45,12 +45,12 @@ from analyzer_widgets.config import (
     shown_default,
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError
-from analyzer_widgets.export import ExportFolder
+from analyzer_widgets.export import ExportFolder, ResultsExist
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
-from analyzer_widgets.repository import list_models
-from analyzer_widgets.results import ResultCollector, SweepResult
+from analyzer_widgets.repository import batch_size_skips, list_models
+from analyzer_widgets.results import ResultCollector, SweepResult, outcome
 from analyzer_widgets.runner import SweepRunner
-from analyzer_widgets.schema import MODEL_COLUMNS, SAMPLE_METRICS, table_columns
+from analyzer_widgets.schema import MODEL_COLUMN, MODEL_COLUMNS, SAMPLE_METRICS, TABLE_COLUMNS, table_columns
 from analyzer_widgets.ui._series import Series
 from analyzer_widgets.ui.charts import result_figures, static_bundle
 
@@ -64,6 +64,9 @@ SAVE_MODES = {
     "save": "Save each row to the export folder",
     "resume": "Resume the sweep saved in the export folder",
 }
+STOPPING = "Stopping after the point in flight..."
+#: how each status is shown in the results table
+STATUS_COLORS = {"ok": "#2e7d32", "unstable": "#b26a00", "failed": "#c62828", "skipped": "#757575"}
 TRUST_NOTE = ("Loading a model runs its Python code in the server: profile repositories you trust. "
               "The local server listens on 127.0.0.1 only.")
 
@@ -103,6 +106,40 @@ def _gpu_names() -> tuple[list[str] | None, str | None]:
     if not names:
         return None, f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} leaves no GPU visible"
     return names, None
+
+
+def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
+    """The results as people read them: headers from the metrics table, numbers rounded
+    (the CSV keeps every digit), the status colored, the reason last and wrapped, and the
+    resource columns no row has a value in left out with a note saying why."""
+    shown = table_columns(df)
+    cell = "padding:1px 8px;font-size:12px;text-align:right;white-space:nowrap"
+    head = "".join(f"<th style='{cell}' title='{html.escape(MODEL_COLUMN[c].doc)}'>{html.escape(MODEL_COLUMN[c].header)}"
+                   "</th>" for c in shown)
+    body = []
+    for record in df[shown].to_dict("records"):
+        cells = []
+        for name in shown:
+            value, column = record[name], MODEL_COLUMN[name]
+            style = cell
+            if name == "status":
+                style += f";color:{STATUS_COLORS.get(str(value), 'inherit')};font-weight:600"
+            if name == "reason":
+                style = "padding:1px 8px;font-size:12px;text-align:left;white-space:normal;min-width:30ch"
+            if isinstance(value, float):
+                text = "NaN" if math.isnan(value) else f"{value:,.{column.decimals}f}"
+            else:
+                text = str(value)
+            cells.append(f"<td style='{style}'>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    hidden = [MODEL_COLUMN[c].header for c in TABLE_COLUMNS if c not in shown]
+    note = ""
+    if hidden:
+        why = "; ".join(f"{what}: {reason}" for what, reason in unavailable.items())
+        note = (f"<small>Not shown, no values: {html.escape(', '.join(hidden))}"
+                + (f" ({html.escape(why)})" if why else "") + ". The CSV files have every column.</small>")
+    return (f"<div style='overflow:auto;max-height:320px;max-width:100%'><table class='aw-results'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}")
 
 
 def panel_settings() -> list[tuple[dataclasses.Field[Any], Setting]]:
@@ -195,6 +232,7 @@ class Dashboard:
         self._static_handle: Any = None
         self._tick_scheduled = False
         self._finished_shown = False
+        self._stopping = False
         self._make_sweep_fields(models, batch_sizes, concurrency)
         self._make_settings_fields(settings)
         self._make_run_controls(save, export_path)
@@ -213,6 +251,7 @@ class Dashboard:
         except AnalyzerError as e:
             infos = {}
             self.repository_note.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+        self._infos = infos
         options = [(f"{name} ({info.kind}, max batch {info.max_batch_size})", name) for name, info in infos.items()]
         chosen = tuple(m for m in (models or list(infos)[:1]) if m in infos)
         self.model_picker = w.SelectMultiple(options=options, value=chosen, rows=min(max(len(options), 2), 8),
@@ -252,6 +291,8 @@ class Dashboard:
         self.table = w.HTML()
         self.export_field = w.Text(value=export_path, description="Export to")
         self.export_button = w.Button(description="Export CSV", icon="download")
+        self.overwrite_box = w.Checkbox(value=False, description="Overwrite", indent=False,
+                                        tooltip="replace CSV files already in the export folder")
         self.export_status = w.HTML()
 
     def _make_live_charts(self) -> None:
@@ -294,7 +335,7 @@ class Dashboard:
             w.HTML(f"<small>{html.escape(TRUST_NOTE)}</small>"),
             *self.figures,
             self.table,
-            w.HBox([self.export_field, self.export_button, self.export_status]),
+            w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status]),
         ])
 
     # -- display -------------------------------------------------------------------------
@@ -330,7 +371,9 @@ class Dashboard:
             error.value = ""
         if not self.model_picker.value:
             problems.append("pick at least one model")
-        elif batches is not None and concurrency is not None:
+        elif batches is not None and not self._batches_fit(batches):
+            batches = None  # every batch size would be skipped by every model: nothing to measure
+        if self.model_picker.value and batches is not None and concurrency is not None:
             try:  # every setting's own check, and those across settings, as a sweep would run them
                 make_settings(**self.spec_settings())
             except ConfigError as e:
@@ -346,6 +389,23 @@ class Dashboard:
               and not any(error.value for error in self.settings_errors.values()))
         self.run_button.disabled = not ok or self.running
         return ok
+
+    def _batches_fit(self, batches: tuple[int, ...]) -> bool:
+        """Say under the batch sizes which selected models would skip which of them (the
+        model's max_batch_size); False when no (model, batch size) pair would be measured."""
+        skipped = batch_size_skips([self._infos[m] for m in self.model_picker.value if m in self._infos], batches)
+        if not skipped:
+            return True
+        said = "; ".join(f"{model} would skip {', '.join(map(str, sizes))} (max batch {limit})"
+                         for model, (sizes, limit) in skipped.items())
+        measured = len(self.model_picker.value) * len(batches) - sum(len(sizes) for sizes, _ in skipped.values())
+        if measured > 0:
+            self.batch_error.value = f"<span style='color:#a60'>{html.escape(said)}</span>"
+            return True
+        self.batch_error.value = (f"<span style='color:#b00'>Nothing would be measured: "
+                                  f"{html.escape(said)}</span>")
+        self.batch_field.layout.border = "2px solid #d00"
+        return False
 
     @property
     def running(self) -> bool:
@@ -412,7 +472,8 @@ class Dashboard:
         """End the point in flight (about a second) and keep what was measured."""
         if self._runner is not None and self.running:
             self._runner.stop()
-            self.status.value = "Stopping after the point in flight..."
+            self._stopping = True
+            self.status.value = STOPPING
             self.stop_button.disabled = True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -438,6 +499,7 @@ class Dashboard:
         self._point_durations.clear()
         self._error = None
         self._finished_shown = False
+        self._stopping = False
         self.table.value = ""
         self.export_status.value = ""
         self.progress.value = 0
@@ -529,7 +591,9 @@ class Dashboard:
             left = f", about {per * (self._total - self._done):.0f} s left"
         current = self._current
         self.progress.value = self._done
-        if self.running:
+        if self.running and self._stopping:
+            self.status.value = STOPPING  # until the sweep has stopped, whatever point it was in
+        elif self.running:
             self.status.value = (f"<b>{html.escape(current)}</b>: point {min(self._done + 1, self._total)} of "
                                  f"{self._total}, {elapsed:.0f} s elapsed{left}")
 
@@ -537,13 +601,8 @@ class Dashboard:
         df = self.results
         if df.empty:
             return
-        view = df[table_columns(df)]
-        table = view.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="NaN", border=0,
-                             classes="aw-results")
-        # one line per row however long the reason; the box scrolls instead
-        cell = "style='white-space:nowrap;padding:1px 8px;font-size:12px;text-align:right'"
-        table = table.replace("<td>", f"<td {cell}>").replace("<th>", f"<th {cell}>")
-        self.table.value = f"<div style='overflow:auto;max-height:320px;max-width:100%'>{table}</div>"
+        result = self.result
+        self.table.value = results_table_html(df, result.unavailable if result else {})
 
     def _update_charts(self) -> None:
         runner = self._runner
@@ -594,9 +653,7 @@ class Dashboard:
         elif finished is not None and finished.cancelled:
             self.status.value = f"Stopped after {self._done} of {self._total} points; the finished rows are kept."
         elif finished is not None:
-            failed = sum(r["status"] == "failed" for r in result.rows) if result else 0
-            self.status.value = (f"Done: {self._done} points in {finished.elapsed_s:.0f} s"
-                                 + (f", {failed} failed (see the reason column)" if failed else "") + ".")
+            self.status.value = html.escape(outcome(result.rows if result else [], finished.elapsed_s))
         for what, why in (result.unavailable.items() if result else ()):
             if what != "gpu" or self.has_gpu:
                 self.notice.value += f"<br><small>NaN columns ({html.escape(what)}): {html.escape(why)}</small>"
@@ -648,7 +705,12 @@ class Dashboard:
 
     def _export_clicked(self) -> None:
         try:
-            paths = self.export()
+            paths = self.export(overwrite=self.overwrite_box.value)
+        except ResultsExist as e:
+            self.export_status.value = (f"<span style='color:#b00'>{html.escape(', '.join(p.name for p in e.existing))} "
+                                        f"already in {html.escape(str(e.directory))}: tick Overwrite to replace "
+                                        "them, or choose another folder</span>")
+            return
         except AnalyzerError as e:
             self.export_status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return
