@@ -281,16 +281,21 @@ class Dashboard:
         self.settings_box.selected_index = None
 
     def _make_run_controls(self, save: str, export_path: str) -> None:
-        self.run_button = w.Button(description="Run", button_style="success", icon="play")
-        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        # fixed widths that do not shrink: a narrow panel (900 px) wraps the row instead of
+        # squeezing the buttons into unlabeled stubs
+        button = {"width": "100px", "flex": "0 0 auto"}
+        self.run_button = w.Button(description="Run", button_style="success", icon="play", layout=w.Layout(**button))
+        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
+                                    layout=w.Layout(**button))
         self.save_mode = w.Dropdown(options=[(label, key) for key, label in SAVE_MODES.items()], value=save,
-                                    description="Results", layout=w.Layout(width="420px"))
+                                    description="Results", layout=w.Layout(width="420px", flex="0 1 auto"))
         self.status = w.HTML("Ready.")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="460px"))
         self.notice = w.HTML()
         self.table = w.HTML()
         self.export_field = w.Text(value=export_path, description="Export to")
-        self.export_button = w.Button(description="Export CSV", icon="download")
+        self.export_button = w.Button(description="Export CSV", icon="download",
+                                      layout=w.Layout(width="120px", flex="0 0 auto"))
         self.overwrite_box = w.Checkbox(value=False, description="Overwrite", indent=False,
                                         tooltip="replace CSV files already in the export folder")
         self.export_status = w.HTML()
@@ -330,12 +335,13 @@ class Dashboard:
             w.HBox([self.concurrency_field, self.concurrency_error]),
             self.input_error,
             self.settings_box,
-            w.HBox([self.run_button, self.stop_button, self.save_mode]),
+            w.HBox([self.run_button, self.stop_button, self.save_mode], layout=w.Layout(flex_flow="row wrap")),
             self.progress, self.status, self.notice,
             w.HTML(f"<small>{html.escape(TRUST_NOTE)}</small>"),
             *self.figures,
             self.table,
-            w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status]),
+            w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status],
+                   layout=w.Layout(flex_flow="row wrap")),
         ])
 
     # -- display -------------------------------------------------------------------------
