@@ -91,7 +91,7 @@ def panel_memory(hours: float) -> None:
     held = sum(stat.size for stat in snapshot.statistics("filename"))
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    points = [len(trace.x) for fig in dash.figures for trace in fig.data if trace.x is not None]
+    points = [len(trace.x) for trace in dash.live_figure.data if trace.x is not None]
     print(f"{hours:g} h at 20 Hz ({ticks * 5} samples per trace, {len(keys)} traces from '{source}'): "
           f"the panel holds {held / 2**20:.1f} MiB (all traced, samples included: {(current - base) / 2**20:.1f} MiB, "
           f"peak {(peak - base) / 2**20:.1f} MiB); points per trace in the browser: max {max(points)}; "

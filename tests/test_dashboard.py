@@ -147,10 +147,30 @@ def test_a_missing_repository_is_said_in_the_panel(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(nvml_unavailable_reason() is None, reason="this machine has a GPU; the GPU charts are checked there")
+def test_the_live_figure_is_one_figure_on_a_shared_time_axis_with_a_placeholder() -> None:
+    panel = aw.Dashboard(models=["mlp_numpy"])
+    live = panel.live_figure
+    rows = len(panel._charts)
+    assert rows == 3 and len({t.xaxis for t in live.data}) == rows
+    # every chart's time axis follows the bottom one's (zoom one, zoom all)
+    assert {live.layout[f"xaxis{i if i > 1 else ''}"].matches for i in range(1, rows)} == {f"x{rows}"}
+    assert all(trace.showlegend is False for trace in live.data)  # one trace a chart: no legend
+    assert any(a.name == "waiting" for a in live.layout.annotations)
+
+
+def test_point_labels_sit_above_the_plots_and_thin_out_when_there_are_many() -> None:
+    from analyzer_widgets.ui.dashboard import MAX_MARK_LABELS, point_marks
+
+    shapes, labels = point_marks([(float(i), f"b={i}") for i in range(100)])
+    assert len(shapes) == 100 and len(labels) <= MAX_MARK_LABELS
+    assert all(label["y"] > 1 and label["yanchor"] == "bottom" and "textangle" not in label for label in labels)
+    assert len({label["y"] for label in labels}) == 2  # neighbours at two heights
+
+
 def test_without_a_gpu_the_panel_says_so_and_charts_cpu_and_memory() -> None:
     panel = aw.Dashboard()
     assert "No GPU here" in panel.notice.value
-    titles = [fig.layout.title.text for fig in panel.figures]
+    titles = [a.text for a in panel._chart_titles]
     assert any("CPU" in t for t in titles) and any("memory" in t for t in titles)
     assert not any(t.startswith("GPU") for t in titles)
 
@@ -187,13 +207,17 @@ def test_run_fills_rows_charts_and_result_charts_then_exports(tmp_path: Path) ->
     assert "Done: 2 points" in panel.status.value
     assert panel.progress.value == panel.progress.max == 2
     assert "mlp_numpy" in panel.table.value and "Throughput (infer/s)" in panel.table.value
-    # the live charts got the samplers' data, with the points marked
-    first = panel.figures[0]
-    assert len(first.data[0].x) > 5 and len(first.data[0].x) == len(first.data[0].y)
-    # vertical marks: the end of the baseline and the start of each point
-    assert sum(1 for s in first.layout.shapes if s.yref == "paper") == 3
-    memory_chart = panel.figures[0 if panel.has_gpu else 1]
-    assert any(s.yref == "y" and s.line.dash == "dash" for s in memory_chart.layout.shapes), "no baseline line"
+    # the live figure got the samplers' data, with the points marked
+    live = panel.live_figure
+    assert len(live.data[0].x) > 5 and len(live.data[0].x) == len(live.data[0].y)
+    # vertical marks: the end of the baseline and the start of each point, labelled above the plots
+    assert sum(1 for s in live.layout.shapes if s.yref == "paper") == 3
+    labels = [a.text for a in live.layout.annotations if a.yref == "paper" and a.xref == "x"]
+    assert labels == ["baseline end", "mlp_numpy b=1 c=2", "b=8 c=2"]
+    memory_axis = "y" if panel.has_gpu else "y2"
+    assert any(s.yref == memory_axis and s.line.dash == "dash" for s in live.layout.shapes), "no baseline line"
+    assert any(a.text.startswith("baseline (no models)") for a in live.layout.annotations), "baseline unlabelled"
+    assert not any(a.name == "waiting" for a in live.layout.annotations)
     figures = panel.result_figures()
     assert len(figures["throughput_vs_latency"].data) == 2  # batch 1 and batch 8
     assert not panel.run_button.disabled and panel.stop_button.disabled

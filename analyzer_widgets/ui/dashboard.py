@@ -97,6 +97,47 @@ def _live_charts(gpu_names: list[str] | None) -> list[_Chart]:
             for m in SAMPLE_METRICS if m.chart and m.source != "nvml"]
 
 
+#: the most point labels drawn above the live figure; more points are marked, not all labelled
+MAX_MARK_LABELS = 24
+
+
+def live_figure(charts: list[_Chart]) -> go.FigureWidget:
+    """The live charts as one figure: one row per chart on a shared time axis, full width,
+    a legend only where a chart has more than one trace (several GPUs), and a placeholder
+    until samples arrive."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=len(charts), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[f"{c.title} ({c.y_title})" for c in charts])
+    for row, chart in enumerate(charts, start=1):
+        for trace in chart.traces:
+            fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=trace.name, showlegend=len(chart.traces) > 1),
+                          row=row, col=1)
+    fig.update_xaxes(title_text="seconds since Run", row=len(charts), col=1)
+    fig.update_layout(height=170 * len(charts) + 110, margin={"t": 70, "b": 40, "l": 60, "r": 10},
+                      autosize=True, annotations=[*fig.layout.annotations, _waiting()])
+    return go.FigureWidget(fig)
+
+
+def _waiting() -> dict[str, Any]:
+    return {"text": "Live GPU and server samples appear here once Run starts the sweep", "xref": "paper",
+            "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 13, "color": "#888"},
+            "name": "waiting"}
+
+
+def point_marks(marks: list[tuple[float, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A dotted line across every chart at each point's start, and its label above the
+    plot area, horizontal, alternating between two heights so neighbours do not collide;
+    with many points only every k-th is labelled."""
+    shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+               "line": {"width": 1, "dash": "dot", "color": "#999"}} for x, _ in marks]
+    step = max(1, math.ceil(len(marks) / MAX_MARK_LABELS))
+    labels = [{"x": x, "y": 1.06 + (0.04 if i % 2 else 0.0), "xref": "x", "yref": "paper", "text": label,
+               "showarrow": False, "xanchor": "left", "yanchor": "bottom", "font": {"size": 9, "color": "#666"}}
+              for i, (x, label) in enumerate(marks[::step])]
+    return shapes, labels
+
+
 def _gpu_names() -> tuple[list[str] | None, str | None]:
     """The names of the GPUs the sampler will chart (CUDA_VISIBLE_DEVICES's), or None and why."""
     reason = nvml_unavailable_reason()
@@ -233,6 +274,7 @@ class Dashboard:
         self._tick_scheduled = False
         self._finished_shown = False
         self._stopping = False
+        self._marked_model = ""  # the model whose name the last point mark carries
         self._make_sweep_fields(models, batch_sizes, concurrency)
         self._make_settings_fields(settings)
         self._make_run_controls(save, export_path)
@@ -310,14 +352,8 @@ class Dashboard:
             "CPU and memory instead; GPU columns will be NaN.")
         self.notice.value = self._gpu_notice
         self._charts = _live_charts(gpu_names)
-        self.figures: list[go.FigureWidget] = []
-        for chart in self._charts:
-            fig = go.FigureWidget(
-                data=[go.Scatter(x=[], y=[], mode="lines", name=t.name) for t in chart.traces],
-                layout=go.Layout(title=chart.title, height=260, margin={"t": 40, "b": 30, "l": 60, "r": 10},
-                                 xaxis_title="seconds since Run", yaxis_title=chart.y_title, showlegend=True),
-            )
-            self.figures.append(fig)
+        self.live_figure = live_figure(self._charts)
+        self._chart_titles = [a for a in self.live_figure.layout.annotations if a.name != "waiting"]
 
     def _wire(self) -> None:
         for field in (self.batch_field, self.concurrency_field, self.model_picker, *self.settings_fields.values()):
@@ -338,7 +374,7 @@ class Dashboard:
             w.HBox([self.run_button, self.stop_button, self.save_mode], layout=w.Layout(flex_flow="row wrap")),
             self.progress, self.status, self.notice,
             w.HTML(f"<small>{html.escape(TRUST_NOTE)}</small>"),
-            *self.figures,
+            self.live_figure,
             self.table,
             w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status],
                    layout=w.Layout(flex_flow="row wrap")),
@@ -506,15 +542,16 @@ class Dashboard:
         self._error = None
         self._finished_shown = False
         self._stopping = False
+        self._marked_model = ""
         self.table.value = ""
         self.export_status.value = ""
         self.progress.value = 0
-        for fig in self.figures:
-            with fig.batch_update():
-                for trace in fig.data:
-                    trace.x, trace.y = [], []
-                fig.layout.shapes = ()
-                fig.layout.annotations = ()
+        fig = self.live_figure
+        with fig.batch_update():
+            for trace in fig.data:
+                trace.x, trace.y = [], []
+            fig.layout.shapes = ()
+            fig.layout.annotations = (*self._chart_titles, _waiting())
 
     # -- applying what the sweep produced (kernel thread only) ---------------------------
     def _schedule_tick(self) -> None:
@@ -574,7 +611,11 @@ class Dashboard:
         elif isinstance(event, ev.PointStarted):
             self._point_started = time.monotonic()
             self._current = f"{event.model} batch={event.batch_size} concurrency={event.concurrency}"
-            self._marks.append((self._point_started, f"{event.model} b={event.batch_size} c={event.concurrency}"))
+            # the model's name on its first point only: the labels stay short enough to sit side by side
+            label = f"b={event.batch_size} c={event.concurrency}"
+            first = event.model != self._marked_model
+            self._marked_model = event.model
+            self._marks.append((self._point_started, f"{event.model} {label}" if first else label))
         elif isinstance(event, ev.ModelLoading):
             self._current = f"loading {event.model}"
         elif isinstance(event, ev.PointFinished):
@@ -629,26 +670,31 @@ class Dashboard:
                         continue
                     ys = [float(s.values.get(trace.key, math.nan)) for s in fresh]
                     self._series.setdefault((name, trace.key), Series()).extend(ts, ys)
+        self._draw_live()
+
+    def _draw_live(self) -> None:
+        """Apply the series, the point marks and the baseline to the live figure, in one update."""
         marks = [(self._t(t), label) for t, label in self._marks]
-        for chart, fig in zip(self._charts, self.figures, strict=True):
-            with fig.batch_update():
-                for trace, data in zip(chart.traces, fig.data, strict=True):
-                    series = self._series.get((trace.source, trace.key))
-                    if series is not None:
-                        x, y = series.view(MAX_CHART_POINTS)
-                        data.x, data.y = x, y
-                shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
-                           "line": {"width": 1, "dash": "dot", "color": "#999"}} for x, _ in marks]
-                level = self._baseline_levels.get("gpu" if self.has_gpu else "host")
-                if level is not None and chart is self._charts[0 if self.has_gpu else 1]:
-                    shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": level,
-                                   "y1": level, "line": {"width": 1.5, "dash": "dash", "color": "#76b900"}})
-                fig.layout.shapes = shapes
-                fig.layout.annotations = [
-                    {"x": x, "y": 1, "xref": "x", "yref": "paper", "text": label, "showarrow": False,
-                     "textangle": -90, "xanchor": "left", "yanchor": "top", "font": {"size": 9, "color": "#777"}}
-                    for x, label in marks[-40:]
-                ]
+        traces = [trace for chart in self._charts for trace in chart.traces]
+        fig = self.live_figure
+        with fig.batch_update():
+            for trace, data in zip(traces, fig.data, strict=True):
+                series = self._series.get((trace.source, trace.key))
+                if series is not None:
+                    data.x, data.y = series.view(MAX_CHART_POINTS)
+            shapes, annotations = point_marks(marks)
+            level = self._baseline_levels.get("gpu" if self.has_gpu else "host")
+            if level is not None:
+                row = 1 if self.has_gpu else 2  # the memory chart: GPU memory, or the server's RSS
+                shapes.append({"type": "line", "xref": "paper", "yref": f"y{row if row > 1 else ''}", "x0": 0, "x1": 1,
+                               "y0": level, "y1": level, "line": {"width": 1.5, "dash": "dash", "color": "#76b900"}})
+                annotations.append({"xref": "paper", "yref": f"y{row if row > 1 else ''}", "x": 0, "y": level,
+                                    "text": f"baseline (no models) {level:,.0f} MB", "showarrow": False,
+                                    "xanchor": "left", "yanchor": "bottom", "font": {"size": 10, "color": "#4a7500"}})
+            if not any(len(d.x or ()) for d in fig.data):
+                annotations.append(_waiting())
+            fig.layout.shapes = shapes
+            fig.layout.annotations = [*self._chart_titles, *annotations]
 
     def _finish(self, finished: ev.SweepFinished | None) -> None:
         self.stop_button.disabled = True
