@@ -186,12 +186,12 @@ def test_result_charts_and_their_static_copy() -> None:
 
     figures = result_figures(pd.DataFrame(rows), pd.DataFrame([{"gpu_memory_max_mb": math.nan, "server_rss_max_mb": 30.0}]))
     assert len(figures["throughput_vs_latency"].data) == 2  # one line per batch size
-    assert list(figures["throughput_vs_concurrency"].data[1].y) == [800.0, 1600.0]
-    assert "no GPU figures" in figures["memory_per_point"].layout.title.text
+    assert list(figures["throughput_vs_latency"].data[1].y) == [800.0, 1600.0]
+    assert "no GPU figures" in figures["memory_vs_latency"].layout.title.text
     bundle = static_bundle(figures)
     html = bundle["text/html"]
     assert html.count("Plotly.newPlot") == 3
-    assert "Throughput vs p99 latency" in html and "Throughput vs concurrency" in html
+    assert "Throughput vs p99 latency" in html and "Where the time goes" in html
 
 
 # -- a sweep from the panel ----------------------------------------------------------------

@@ -36,7 +36,7 @@ NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / "test-artifacts"
 CELL_TIMEOUT_S = 600
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-CHART_TITLES = ("Throughput vs p99 latency", "Throughput vs concurrency")
+CHART_TITLES = ("Throughput vs p99 latency", "Where the time goes")
 #: the sweep the quickstart runs: 2 models x batch 1,8 x concurrency 1,2
 QUICKSTART_POINTS = 8
 #: set in the environment of every kernel (and Voila) these tests start, to find what they leave behind
