@@ -691,7 +691,7 @@ class Dashboard:
                 annotations.append({"xref": "paper", "yref": f"y{row if row > 1 else ''}", "x": 0, "y": level,
                                     "text": f"baseline (no models) {level:,.0f} MB", "showarrow": False,
                                     "xanchor": "left", "yanchor": "bottom", "font": {"size": 10, "color": "#4a7500"}})
-            if not any(len(d.x or ()) for d in fig.data):
+            if not any(d.x is not None and len(d.x) for d in fig.data):
                 annotations.append(_waiting())
             fig.layout.shapes = shapes
             fig.layout.annotations = [*self._chart_titles, *annotations]
