@@ -221,6 +221,19 @@ def test_run_fills_rows_charts_and_result_charts_then_exports(tmp_path: Path) ->
     figures = panel.result_figures()
     assert len(figures["throughput_vs_latency"].data) == 2  # batch 1 and batch 8
     assert not panel.run_button.disabled and panel.stop_button.disabled
+    # the decision view: a budget gives the best point in one sentence, starred on the chart
+    best = df.loc[df["throughput_infer_per_s"].idxmax()]
+    panel.budget_fields["latency_budget_ms"].value = "10000"
+    assert f"mlp_numpy: batch {best['batch_size']}, concurrency 2:" in panel.decision_view.value
+    assert "p99 ≤ 10,000 ms" in panel.decision_view.value or "p99 ≤ 10000 ms" in panel.decision_view.value
+    starred = [t for t in panel.result_figures()["throughput_vs_latency"].data if t.marker.symbol == "star"]
+    assert len(starred) == 1 and list(starred[0].x) == [best["latency_p99_ms"]]
+    panel.budget_fields["latency_statistic"].value = "avg"
+    assert "mean" in panel.decision_view.value
+    panel.budget_fields["latency_budget_ms"].value = "0.001"
+    assert "no point within" in panel.decision_view.value
+    panel.budget_fields["latency_budget_ms"].value = "soon"
+    assert "positive number of milliseconds" in panel.decision_view.value
 
     paths = panel.export(tmp_path / "out")
     assert {p.name for p in paths} == {"metrics-model.csv", "metrics-server-only.csv", "metrics-samples.csv"}

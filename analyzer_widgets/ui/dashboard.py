@@ -47,6 +47,7 @@ from analyzer_widgets.config import (
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.export import ExportFolder, ResultsExist
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
+from analyzer_widgets.plan.budget import Budget, Decision, choose
 from analyzer_widgets.repository import batch_size_skips, list_models
 from analyzer_widgets.results import ResultCollector, SweepResult, outcome
 from analyzer_widgets.runner import SweepRunner
@@ -183,6 +184,10 @@ def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}")
 
 
+def _declaration(cls: type, name: str) -> Setting:
+    return next(s for f, s in declared(cls) if f.name == name)
+
+
 def panel_settings() -> list[tuple[dataclasses.Field[Any], Setting]]:
     """The settings the panel shows: those declared with a panel label."""
     return [(f, s) for cls in SETTINGS_CLASSES for f, s in declared(cls) if s.panel]
@@ -278,6 +283,7 @@ class Dashboard:
         self._make_sweep_fields(models, batch_sizes, concurrency)
         self._make_settings_fields(settings)
         self._make_run_controls(save, export_path)
+        self._make_decision_view()
         self._make_live_charts()
         self._wire()
         self.widget = self._layout()
@@ -322,6 +328,13 @@ class Dashboard:
         self.settings_box.set_title(0, "Launch and measurement settings")
         self.settings_box.selected_index = None
 
+    def _make_decision_view(self) -> None:
+        """The latency budget (its fields declared in plan/budget.py) and, per model, the best
+        measured point within it in one sentence, starred on the result charts."""
+        self.budget_fields = {f.name: _setting_widget(f, declaration, UNSET) for f, declaration in declared(Budget)}
+        self.budget_fields["latency_budget_ms"].placeholder = "for example 20"
+        self.decision_view = w.HTML("<small>Type a latency budget to see, per model, the best point within it.</small>")
+
     def _make_run_controls(self, save: str, export_path: str) -> None:
         # fixed widths that do not shrink: a narrow panel (900 px) wraps the row instead of
         # squeezing the buttons into unlabeled stubs
@@ -361,6 +374,8 @@ class Dashboard:
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
         self.export_button.on_click(lambda _b: self._export_clicked())
+        for field in self.budget_fields.values():
+            field.observe(lambda _change: self._show_decision(), names="value")
 
     def _layout(self) -> w.VBox:
         return w.VBox([
@@ -376,6 +391,8 @@ class Dashboard:
             w.HTML(f"<small>{html.escape(TRUST_NOTE)}</small>"),
             self.live_figure,
             self.table,
+            w.HBox(list(self.budget_fields.values()), layout=w.Layout(flex_flow="row wrap")),
+            self.decision_view,
             w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status],
                    layout=w.Layout(flex_flow="row wrap")),
         ])
@@ -623,6 +640,7 @@ class Dashboard:
             if event.row["status"] != "skipped":
                 self._point_durations.append(time.monotonic() - self._point_started)
             self._update_table()
+            self._show_decision()
         elif isinstance(event, ev.Notice) and event.level is ev.Level.PROGRESS:
             self._current = event.message  # a long start (an image pull) says what it is doing
         elif isinstance(event, ev.Notice) and event.level is ev.Level.WARNING:
@@ -733,11 +751,38 @@ class Dashboard:
             return frame([], MODEL_COLUMNS)
         return result.to_frame()
 
+    def decision(self) -> Decision | None:
+        """Per model, the best measured point within the panel's latency budget; None while
+        no budget is typed or nothing has been measured. A bad budget is a ConfigError."""
+        budget = _widget_value(self.budget_fields["latency_budget_ms"], _declaration(Budget, "latency_budget_ms"))
+        df = self.results
+        if budget is UNSET or df.empty:
+            return None
+        return choose(df, Budget(budget, self.budget_fields["latency_statistic"].value))
+
+    def _show_decision(self) -> None:
+        try:
+            decision = self.decision()
+        except ConfigError as e:
+            self.decision_view.value = f"<span style='color:#b00'>{html.escape(e.reason)}</span>"
+            return
+        if decision is None:
+            return
+        self.decision_view.value = (f"<b>Within {html.escape(str(decision.budget))}</b><ul style='margin:2px 0'>"
+                                    + "".join(f"<li>{html.escape(s)}</li>" for s in decision.sentences) + "</ul>")
+        if self._finished_shown and self._static_handle is not None and not self.running:
+            self._static_handle.update(static_bundle(self.result_figures()), raw=True)
+
     def result_figures(self) -> dict[str, go.Figure]:
+        """The result charts of the last sweep, the decision (if a budget is typed) starred."""
         result = self.result
         if result is None:
             raise AnalyzerError("no sweep has run yet: press Run first")
-        return result_figures(result.to_frame(), result.baseline)
+        try:
+            decision = self.decision()
+        except ConfigError:
+            decision = None  # the budget field says what is wrong with it
+        return result_figures(result.to_frame(), result.baseline, decision)
 
     def show_static(self) -> None:
         """Display the result charts as static output (shows without a kernel)."""
