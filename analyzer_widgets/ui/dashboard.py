@@ -167,7 +167,7 @@ def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
             if name == "status":
                 style += f";color:{STATUS_COLORS.get(str(value), 'inherit')};font-weight:600"
             if name == "reason":
-                style = "padding:1px 8px;font-size:12px;text-align:left;white-space:normal;min-width:30ch"
+                style = "padding:1px 8px;font-size:12px;text-align:left;white-space:normal;min-width:40ch"
             if isinstance(value, float):
                 text = "NaN" if math.isnan(value) else f"{value:,.{column.decimals}f}"
             else:
@@ -178,8 +178,9 @@ def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
     note = ""
     if hidden:
         why = "; ".join(f"{what}: {reason}" for what, reason in unavailable.items())
-        note = (f"<small>Not shown, no values: {html.escape(', '.join(hidden))}"
-                + (f" ({html.escape(why)})" if why else "") + ". The CSV files have every column.</small>")
+        note = (f"<div style='white-space:normal;line-height:1.3'><small>Not shown, no values: "
+                f"{html.escape(', '.join(hidden))}" + (f" ({html.escape(why)})" if why else "")
+                + ". The CSV files have every column.</small></div>")
     return (f"<div style='overflow:auto;max-height:320px;max-width:100%'><table class='aw-results'>"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}")
 
@@ -333,6 +334,8 @@ class Dashboard:
         measured point within it in one sentence, starred on the result charts."""
         self.budget_fields = {f.name: _setting_widget(f, declaration, UNSET) for f, declaration in declared(Budget)}
         self.budget_fields["latency_budget_ms"].placeholder = "for example 20"
+        for field in self.budget_fields.values():
+            field.style.description_width = "initial"  # the whole label: "Latency budget (ms)"
         self.decision_view = w.HTML("<small>Type a latency budget to see, per model, the best point within it.</small>")
 
     def _make_run_controls(self, save: str, export_path: str) -> None:
