@@ -12,7 +12,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import UI_TIMEOUT_MS, chromium_page, jupyter_lab, run_all_cells, screenshot, write_notebook  # noqa: F401
+from browser import (  # noqa: F401
+    UI_TIMEOUT_MS,
+    chromium_page,
+    jupyter_lab,
+    run_all_cells,
+    screenshot,
+    voila_app,
+    write_notebook,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -80,4 +88,29 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     assert "mlp_numpy" in (exported / "metrics-model.csv").read_text()
 
     shot = screenshot(page, "panel-after-run")
+    assert shot.stat().st_size > 10_000
+
+
+def test_voila_shows_the_result_charts_and_the_decision_inside_the_panel(voila_app, chromium_page, screenshot,
+                                                                         tmp_path) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium_page
+    cells = [CELLS[1]]  # the panel alone, as an app
+    server = voila_app(write_notebook(tmp_path / "app" / "panel.ipynb", cells))
+    page.goto(server.url())
+    expect(page.get_by_text("analyzer-widgets: Triton model sweep")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    run = page.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
+    expect(run).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    run.click()
+    expect(page.get_by_text(re.compile(r"Done: 2 points"))).to_be_visible(timeout=180_000)
+    # the result charts, inside the panel (Voila shows no output displayed after its run)
+    expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=UI_TIMEOUT_MS)  # live + 3 results
+    expect(page.get_by_text("Throughput vs p99 latency")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    budget = page.locator(".widget-text").filter(has_text="Latency budget (ms)").locator("input")
+    budget.fill("10000")
+    budget.press("Enter")
+    expect(page.get_by_text(re.compile(r"mlp_numpy: batch \d+, concurrency 1: "))).to_be_visible(
+        timeout=UI_TIMEOUT_MS)
+    shot = screenshot(page, "voila-after-run")
     assert shot.stat().st_size > 10_000

@@ -337,6 +337,10 @@ class Dashboard:
         for field in self.budget_fields.values():
             field.style.description_width = "initial"  # the whole label: "Latency budget (ms)"
         self.decision_view = w.HTML("<small>Type a latency budget to see, per model, the best point within it.</small>")
+        # In Voila the result charts go inside the panel (as live figures): Voila shows only
+        # what a cell displayed while it ran, so the output under the panel stays empty there
+        self.results_box = w.VBox()
+        self.in_voila = "VOILA_KERNEL_ID" in os.environ
 
     def _make_run_controls(self, save: str, export_path: str) -> None:
         # fixed widths that do not shrink: a narrow panel (900 px) wraps the row instead of
@@ -396,6 +400,7 @@ class Dashboard:
             self.table,
             w.HBox(list(self.budget_fields.values()), layout=w.Layout(flex_flow="row wrap")),
             self.decision_view,
+            self.results_box,
             w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status],
                    layout=w.Layout(flex_flow="row wrap")),
         ])
@@ -563,6 +568,7 @@ class Dashboard:
         self._finished_shown = False
         self._stopping = False
         self._marked_model = ""
+        self.results_box.children = ()
         self.table.value = ""
         self.export_status.value = ""
         self.progress.value = 0
@@ -732,11 +738,8 @@ class Dashboard:
                 self.notice.value += f"<br><small>NaN columns ({html.escape(what)}): {html.escape(why)}</small>"
         self._thread = None if not self.running else self._thread
         self.validate()
-        if result is not None and result.rows and self._static_handle is not None:
-            # The result charts go into a plain output under the panel rather than into more
-            # FigureWidgets: the notebook then shows them with no kernel, and a saved notebook
-            # does not carry plotly.js once more per chart in its widget state.
-            self._static_handle.update(static_bundle(self.result_figures()), raw=True)
+        if result is not None and result.rows:
+            self._show_result_charts()
 
     # -- results -------------------------------------------------------------------------
     @property
@@ -773,8 +776,18 @@ class Dashboard:
             return
         self.decision_view.value = (f"<b>Within {html.escape(str(decision.budget))}</b><ul style='margin:2px 0'>"
                                     + "".join(f"<li>{html.escape(s)}</li>" for s in decision.sentences) + "</ul>")
-        if self._finished_shown and self._static_handle is not None and not self.running:
-            self._static_handle.update(static_bundle(self.result_figures()), raw=True)
+        if self._finished_shown and not self.running:
+            self._show_result_charts()
+
+    def _show_result_charts(self) -> None:
+        """The result charts where the reader will see them: in a plain output under the
+        panel, so the saved notebook shows them with no kernel (and carries no more copies of
+        plotly.js in its widget state); in Voila inside the panel, as figures."""
+        figures = self.result_figures()
+        if self.in_voila:
+            self.results_box.children = [go.FigureWidget(fig) for fig in figures.values()]
+        elif self._static_handle is not None:
+            self._static_handle.update(static_bundle(figures), raw=True)
 
     def result_figures(self) -> dict[str, go.Figure]:
         """The result charts of the last sweep, the decision (if a budget is typed) starred."""
