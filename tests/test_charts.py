@@ -136,7 +136,7 @@ def test_the_breakdown_stacks_to_the_mean_latency_where_the_figures_are_complete
                                           "server compute (input + infer + output)"]
     totals = [sum(values) for values in zip(*(b.y for b in bars), strict=True)]
     assert totals == pytest.approx(df["latency_avg_ms"].tolist())
-    assert list(bars[0].x[0]) == ["m"] * 6 and list(bars[0].x[1])[:2] == ["b1 c1", "b1 c2"]
+    assert list(bars[0].x[0]) == ["m"] * 6 and list(bars[0].x[1])[:2] == ["b1<br>c1", "b1<br>c2"]
     tick = fig.data[-1]
     assert tick.name == "mean latency (client)" and list(tick.y) == pytest.approx(df["latency_avg_ms"].tolist())
 

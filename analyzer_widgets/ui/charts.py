@@ -25,7 +25,8 @@ from analyzer_widgets.plan.budget import MEASURED, Decision, Statistic
 from analyzer_widgets.schema import MODEL_COLUMNS, Kind, Status
 
 HEIGHT = 380
-MARGIN = {"t": 70, "b": 50}
+#: room above the plot for the title, its subtitle and the budget's label
+MARGIN = {"t": 95, "b": 50}
 NO_POINTS = "no measured points"
 THROUGHPUT_TITLE = "throughput (inferences/s)"
 UNSTABLE_HOVER = "unstable: its measurement windows never agreed (figures rough)"
@@ -121,7 +122,7 @@ def _point_traces(fig: go.Figure, measured: pd.DataFrame, x: str, y: str, y_hove
     for (model, batch), part in measured.groupby(["model", "batch_size"], sort=True):
         unstable = [s == Status.UNSTABLE.value for s in part["status"]]
         fig.add_scatter(
-            x=part[x], y=part[y], mode="lines+markers+text", name=f"{model} batch {batch}",
+            x=part[x], y=part[y], mode="lines+markers+text", name=f"{model} batch {batch}", cliponaxis=False,
             text=[str(c) for c in part["concurrency"]],
             textposition=label_positions(part[x].tolist(), part[y].tolist(), span),
             marker={"symbol": ["circle-open" if u else "circle" for u in unstable], "size": 9, "line": {"width": 2}},
@@ -152,7 +153,8 @@ def _highlight(fig: go.Figure, measured: pd.DataFrame, decision: Decision | None
                         marker={"symbol": "star", "size": 20, "color": "#f5c518", "line": {"width": 1.5, "color": "#333"}},
                         hovertemplate="%{hovertext}<extra></extra>")
     fig.add_vline(x=decision.budget.latency_budget_ms, line_dash="dot", line_color="#c0392b",
-                  annotation_text=f"budget {decision.budget}", annotation_position="top right")
+                  annotation_text=f"budget {decision.budget}", annotation_position="top",
+                  annotation_yanchor="bottom")  # above the plot, clear of the points' labels
 
 
 def throughput_vs_latency(df: pd.DataFrame, decision: Decision | None = None) -> go.Figure:
@@ -190,7 +192,7 @@ def memory_vs_latency(df: pd.DataFrame, baseline: pd.DataFrame, decision: Decisi
         y_title, level, line_at = "GPU memory above the baseline (MB)", _baseline_value(baseline, "gpu_memory_max_mb"), 0.0
     else:
         title = f"Server resident memory vs {statistic.label} latency (no GPU figures on this machine)"
-        y, y_title = "server_rss_max_mb", "server resident memory, its stubs included (MB)"
+        y, y_title = "server_rss_max_mb", "server and stubs, resident memory (MB)"
         level = line_at = _baseline_value(baseline, "server_rss_max_mb")
     if measured.empty:
         return no_points_figure(df, title)
@@ -230,21 +232,25 @@ def latency_breakdown(df: pd.DataFrame) -> go.Figure:
     if measured.empty:
         return no_points_figure(df, title)
     parts = latency_parts(measured)
-    x = [measured["model"].tolist(), [f"b{b} c{c}" for b, c in zip(measured["batch_size"], measured["concurrency"],
-                                                                      strict=True)]]
+    # two short lines per point, so many points fit side by side without turning the labels
+    x = [measured["model"].tolist(), [f"b{b}<br>c{c}" for b, c in zip(measured["batch_size"], measured["concurrency"],
+                                                                          strict=True)]]
     hatch = ["/" if s == Status.UNSTABLE.value else "" for s in measured["status"]]
     fig = go.Figure()
     for column, name, colour in SEGMENTS:
         fig.add_bar(x=x, y=parts[column], name=name, marker={"color": colour, "pattern": {"shape": hatch}},
                     hovertemplate=f"%{{x}}<br>{name}: %{{y:.3~g}} ms<extra></extra>")
     fig.add_scatter(x=x, y=measured["latency_avg_ms"], mode="markers", name="mean latency (client)",
-                    marker={"symbol": "line-ew-open", "size": 22, "line": {"width": 2, "color": "#222"}},
+                    marker={"symbol": "line-ew-open", "size": 22, "color": "#222", "line": {"width": 2}},
                     hovertemplate="%{x}<br>mean latency %{y:.3~g} ms<extra></extra>")
-    fig.update_layout(barmode="stack")
+    fig.update_layout(barmode="stack", legend={"orientation": "h", "yanchor": "top", "y": -0.42})
+    fig.update_xaxes(tickangle=0)
+    fig.update_yaxes(rangemode="tozero")
     missing = bool(measured["server_request_ms"].isna().any())
     note = "b: batch size, c: concurrency; hatched: unstable"
     note += "; points without the server's statistics show their total only" if missing else ""
-    return _layout(fig, title, note, "point (model, batch size, concurrency)", "mean latency (ms)")
+    _layout(fig, title, note, "point (model, batch size, concurrency)", "mean latency (ms)")
+    return fig.update_layout(height=HEIGHT + 100, margin={**MARGIN, "b": 150})  # the legend goes under the axis
 
 
 def result_figures(df: pd.DataFrame, baseline: pd.DataFrame, decision: Decision | None = None) -> dict[str, go.Figure]:
