@@ -114,3 +114,22 @@ def test_voila_shows_the_result_charts_and_the_decision_inside_the_panel(voila_a
         timeout=UI_TIMEOUT_MS)
     shot = screenshot(page, "voila-after-run")
     assert shot.stat().st_size > 10_000
+
+
+def test_at_900_px_the_buttons_keep_their_labels(voila_app, chromium_page, screenshot, tmp_path) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium_page
+    # a 900 px JupyterLab leaves the notebook's output about 600 px, once the side bar and
+    # the prompts have theirs: the panel alone in a page that wide
+    page.set_viewport_size({"width": 600, "height": 900})
+    server = voila_app(write_notebook(tmp_path / "narrow" / "panel.ipynb", [CELLS[1]]))
+    page.goto(server.url())
+    for label in ("Run", "Stop", "Export CSV"):
+        button = page.locator("button.widget-button").filter(has_text=re.compile(rf"^\s*{label}\s*$"))
+        expect(button).to_be_visible(timeout=UI_TIMEOUT_MS)
+        box = button.bounding_box()
+        assert box is not None and box["width"] >= 90, (label, box)
+        inner = button.evaluate("b => b.scrollWidth <= b.clientWidth + 1")  # the label is not cut off
+        assert inner, f"{label}: its label does not fit"
+    screenshot(page, "panel-900px", full_page=False)
