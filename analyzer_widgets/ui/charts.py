@@ -6,7 +6,9 @@
                                                     (Model Analyzer's view)
     latency_breakdown(df)                           each point's mean latency: outside the
                                                     server, queue, compute, other server time
-    result_figures(df, baseline, decision=None)     the three, by name
+    result_figures(df, baseline, decision=None, light=True)
+                                                    the three, by name, dressed for a light
+                                                    or dark page (_theme.themed)
 
 Unstable points are hollow markers (hatched bars) and say so in the hover. A decision
 (:func:`analyzer_widgets.plan.budget.choose`) stars each model's chosen point and draws its
@@ -23,6 +25,7 @@ import plotly.graph_objects as go
 
 from analyzer_widgets.plan.budget import MEASURED, Decision, Statistic
 from analyzer_widgets.schema import MODEL_COLUMNS, Kind, Status
+from analyzer_widgets.ui._theme import themed
 
 HEIGHT = 380
 #: room above the plot for the title, its subtitle and the budget's label
@@ -30,6 +33,10 @@ MARGIN = {"t": 95, "b": 50}
 NO_POINTS = "no measured points"
 THROUGHPUT_TITLE = "throughput (inferences/s)"
 UNSTABLE_HOVER = "unstable: its measurement windows never agreed (figures rough)"
+MEAN_LATENCY = "mean latency (client)"
+#: the mean-latency tick's colour on a light and a dark chart (key: light): near black
+#: vanishes on plotly_dark
+INK = {True: "#222", False: "#e8e8e8"}
 #: where a marker's label may go, in order of preference, with the direction it points to
 LABEL_POSITIONS: tuple[tuple[str, tuple[float, float]], ...] = (
     ("top left", (-1.0, 1.0)), ("top center", (0.0, 1.0)), ("bottom right", (1.0, -1.0)),
@@ -240,8 +247,8 @@ def latency_breakdown(df: pd.DataFrame) -> go.Figure:
     for column, name, colour in SEGMENTS:
         fig.add_bar(x=x, y=parts[column], name=name, marker={"color": colour, "pattern": {"shape": hatch}},
                     hovertemplate=f"%{{x}}<br>{name}: %{{y:.3~g}} ms<extra></extra>")
-    fig.add_scatter(x=x, y=measured["latency_avg_ms"], mode="markers", name="mean latency (client)",
-                    marker={"symbol": "line-ew-open", "size": 22, "color": "#222", "line": {"width": 2}},
+    fig.add_scatter(x=x, y=measured["latency_avg_ms"], mode="markers", name=MEAN_LATENCY,
+                    marker={"symbol": "line-ew-open", "size": 22, "color": INK[True], "line": {"width": 2}},
                     hovertemplate="%{x}<br>mean latency %{y:.3~g} ms<extra></extra>")
     fig.update_layout(barmode="stack", legend={"orientation": "h", "yanchor": "top", "y": -0.42})
     fig.update_xaxes(tickangle=0)
@@ -253,13 +260,19 @@ def latency_breakdown(df: pd.DataFrame) -> go.Figure:
     return fig.update_layout(height=HEIGHT + 100, margin={**MARGIN, "b": 150})  # the legend goes under the axis
 
 
-def result_figures(df: pd.DataFrame, baseline: pd.DataFrame, decision: Decision | None = None) -> dict[str, go.Figure]:
-    """The result charts by name; ``decision`` (optional) is starred and its budget drawn."""
-    return {
+def result_figures(df: pd.DataFrame, baseline: pd.DataFrame, decision: Decision | None = None,
+                   light: bool = True) -> dict[str, go.Figure]:
+    """The result charts by name; ``decision`` (optional) is starred and its budget drawn.
+    ``light`` picks the theme (plotly_white, or plotly_dark for a dark page: pass a
+    ThemeProbe's ``light``). The backgrounds stay opaque: these charts are saved in the
+    notebook and read on pages of any colour."""
+    figures = {
         "throughput_vs_latency": throughput_vs_latency(df, decision),
         "memory_vs_latency": memory_vs_latency(df, baseline, decision),
         "latency_breakdown": latency_breakdown(df),
     }
+    figures["latency_breakdown"].update_traces(marker_color=INK[light], selector={"name": MEAN_LATENCY})
+    return {name: themed(fig, light, transparent=False) for name, fig in figures.items()}
 
 
 def static_bundle(figures: dict[str, go.Figure]) -> dict[str, object]:
