@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import plotly.io as pio
 import pytest
 
 import analyzer_widgets as aw
@@ -158,6 +159,17 @@ def test_the_live_figure_is_one_figure_on_a_shared_time_axis_with_a_placeholder(
     assert any(a.name == "waiting" for a in live.layout.annotations)
 
 
+def test_the_live_figure_follows_the_pages_theme() -> None:
+    import plotly.io as pio
+
+    panel = aw.Dashboard(models=["mlp_numpy"])
+    assert panel.live_figure.layout.template == pio.templates["plotly_white"]
+    panel.theme.light = False  # as the probe reports a dark JupyterLab
+    assert panel.live_figure.layout.template == pio.templates["plotly_dark"]
+    panel.theme.light = True
+    assert panel.live_figure.layout.template == pio.templates["plotly_white"]
+
+
 def test_point_labels_sit_above_the_plots_and_thin_out_when_there_are_many() -> None:
     from analyzer_widgets.ui.dashboard import MAX_MARK_LABELS, point_marks
 
@@ -234,6 +246,9 @@ def test_run_fills_rows_charts_and_result_charts_then_exports(tmp_path: Path) ->
     assert "no point within" in panel.decision_view.value
     panel.budget_fields["latency_budget_ms"].value = "soon"
     assert "positive number of milliseconds" in panel.decision_view.value
+    panel.theme.light = False  # a dark page: the result charts follow
+    assert all(fig.layout.template.layout.paper_bgcolor == pio.templates["plotly_dark"].layout.paper_bgcolor
+               for fig in panel.result_figures().values())
 
     paths = panel.export(tmp_path / "out")
     assert {p.name for p in paths} == {"metrics-model.csv", "metrics-server-only.csv", "metrics-samples.csv"}

@@ -53,6 +53,7 @@ from analyzer_widgets.results import ResultCollector, SweepResult, outcome
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.schema import MODEL_COLUMN, MODEL_COLUMNS, SAMPLE_METRICS, TABLE_COLUMNS, table_columns
 from analyzer_widgets.ui._series import Series
+from analyzer_widgets.ui._theme import ThemeProbe, themed
 from analyzer_widgets.ui.charts import result_figures, static_bundle
 
 EXAMPLE_REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_repository"
@@ -373,6 +374,8 @@ class Dashboard:
         self.notice.value = self._gpu_notice
         self._charts = _live_charts(gpu_names)
         self.live_figure = live_figure(self._charts)
+        self.theme = ThemeProbe()  # the page's light or dark theme, once the panel is shown
+        themed(self.live_figure, self.theme.light)
         self._chart_titles = [a for a in self.live_figure.layout.annotations if a.name != "waiting"]
 
     def _wire(self) -> None:
@@ -383,9 +386,11 @@ class Dashboard:
         self.export_button.on_click(lambda _b: self._export_clicked())
         for field in self.budget_fields.values():
             field.observe(lambda _change: self._show_decision(), names="value")
+        self.theme.observe(self._theme_changed, names="light")
 
     def _layout(self) -> w.VBox:
         return w.VBox([
+            self.theme,
             w.HTML("<h3 style='margin:4px 0'>analyzer-widgets: Triton model sweep</h3>"),
             self.repository_note,
             self.model_picker,
@@ -779,6 +784,13 @@ class Dashboard:
         if self._finished_shown and not self.running:
             self._show_result_charts()
 
+    def _theme_changed(self, change: dict[str, Any]) -> None:
+        """The page's theme changed (or the panel was first shown in a dark one): the charts follow."""
+        themed(self.live_figure, change["new"])
+        result = self.result
+        if self._finished_shown and not self.running and result is not None and result.rows:
+            self._show_result_charts()  # the static output, or the Voila figures, in the new theme
+
     def _show_result_charts(self) -> None:
         """The result charts where the reader will see them: in a plain output under the
         panel, so the saved notebook shows them with no kernel (and carries no more copies of
@@ -798,7 +810,7 @@ class Dashboard:
             decision = self.decision()
         except ConfigError:
             decision = None  # the budget field says what is wrong with it
-        return result_figures(result.to_frame(), result.baseline, decision)
+        return result_figures(result.to_frame(), result.baseline, decision, light=self.theme.light)
 
     def show_static(self) -> None:
         """Display the result charts as static output (shows without a kernel)."""
