@@ -237,7 +237,8 @@ def test_voila_serves_the_dashboard(tmp_path: Path) -> None:
                 time.sleep(0.5)
         assert page, f"voila did not serve the page; its log:\n{log.read_text()[-3000:]}"
         assert WIDGET_VIEW in page
-        assert "analyzer-widgets: Triton model sweep" in page
+        assert "Pick models, batch sizes and concurrency" in page  # the app's text (its title is the panel's)
+        assert "# analyzer-widgets" not in page and page.count("Triton model sweep") == 0  # drawn once, by the widget
         assert "Traceback" not in page
     finally:
         voila.terminate()  # voila shuts its kernels down on SIGTERM
