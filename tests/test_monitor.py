@@ -145,6 +145,34 @@ def test_host_sampler_names_the_stub_of_each_model(shared_server: LocalServer) -
         control.close()
 
 
+def test_a_stub_seen_between_its_fork_and_its_exec_is_named_once_it_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "repo" / "mymodel" / "1" / "model.py"
+    script.parent.mkdir(parents=True)
+    script.write_text("import time\ntime.sleep(10)\n")
+    stub = tmp_path / "triton_python_backend_stub"
+    stub.symlink_to(sys.executable)  # a process whose command line reads like a model's stub
+    forker = (f"import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(0.6)\n"
+              f"    os.execv({str(stub)!r}, [{str(stub)!r}, {str(script)!r}])\nos.waitpid(pid, 0)\n")
+    parent = subprocess.Popen([sys.executable, "-c", forker])
+    sampler = ProcessTreeSampler(parent.pid, 0.02)
+    sampler.start()
+    try:
+        time.sleep(0.3)  # the child exists, not exec'd yet: it reads as the server
+        children = psutil.Process(parent.pid).children()
+        assert children and sampler.labels.get(children[0].pid) == "server"
+        time.sleep(1.0)
+        assert sampler.labels[children[0].pid] == "mymodel"
+    finally:
+        sampler.stop()
+        for child in psutil.Process(parent.pid).children():
+            child.kill()
+        parent.kill()
+        parent.wait()
+
+
 @pytest.mark.server
 def test_sweep_without_gpu_has_real_cpu_columns_nan_gpu_columns_and_tagged_samples(tmp_path: Path) -> None:
     notices: list[str] = []

@@ -52,7 +52,9 @@ class ProcessTreeSampler(Sampler):
             except psutil.Error:
                 continue
             alive[proc.pid] = known
-            if proc.pid not in self.labels:
+            # A child seen between its fork and its exec still shows tritonserver's command
+            # line: a "server" label of a child is read again until it shows the stub's
+            if proc.pid != self.pid and self.labels.get(proc.pid, "server") == "server":
                 self.labels[proc.pid] = _label(proc)
         self._procs = alive
         if read == 0:  # the server is gone: no figure, rather than a false zero
