@@ -137,7 +137,7 @@ def shown_default(f: dataclasses.Field[Any], s: Setting, demo: bool = False) -> 
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-class _Checked:
+class Checked:
     """Runs every field's declared check, then the checks that involve several fields."""
 
     def __post_init__(self) -> None:
@@ -182,7 +182,8 @@ def count(name: str, value: object) -> int:
     return _whole(name, value, 0, "must be 0 or a positive whole number")
 
 
-def _number(name: str, value: object, reason: str) -> float:
+def finite_number(name: str, value: object, reason: str) -> float:
+    """A finite number (text such as "2.5" is read), or a ConfigError with ``reason``."""
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -197,14 +198,14 @@ def _number(name: str, value: object, reason: str) -> float:
 
 def seconds(name: str, value: object) -> float:
     """A positive number of seconds."""
-    number = _number(name, value, "must be a positive number of seconds")
+    number = finite_number(name, value, "must be a positive number of seconds")
     if number <= 0:
         raise ConfigError(name, value, "must be a positive number of seconds")
     return number
 
 
 def seconds_or_zero(name: str, value: object) -> float:
-    number = _number(name, value, "must be 0 or a positive number of seconds")
+    number = finite_number(name, value, "must be 0 or a positive number of seconds")
     if number < 0:
         raise ConfigError(name, value, "must be 0 or a positive number of seconds")
     return number
@@ -212,7 +213,7 @@ def seconds_or_zero(name: str, value: object) -> float:
 
 def sampling_interval(name: str, value: object) -> float:
     reason = "must be a number of seconds between 0.001 and 60"
-    number = _number(name, value, reason)
+    number = finite_number(name, value, reason)
     if not 0.001 <= number <= 60:
         raise ConfigError(name, value, reason)
     return number
@@ -223,7 +224,7 @@ def percentage(name: str, value: object) -> float:
     reason = "must be a percentage above 0 and below 100"
     if isinstance(value, float) and math.isnan(value):
         raise ConfigError(name, value, reason)
-    number = _number(name, value, reason)
+    number = finite_number(name, value, reason)
     if not 0 < number < 100:
         raise ConfigError(name, value, reason)
     return number
@@ -512,7 +513,7 @@ def _no_passphrase() -> bytes:
 
 # -- the settings ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MeasurementSettings(_Checked):
+class MeasurementSettings(Checked):
     """How each point is measured; defaults follow perf_analyzer's stability rule.
 
     A point is measured in windows of ``window_ms``. It is stable when the last
@@ -563,7 +564,7 @@ class MeasurementSettings(_Checked):
 
 
 @dataclass(frozen=True)
-class ServerSettings(_Checked):
+class ServerSettings(Checked):
     """Where the Triton server comes from and how to reach it."""
 
     launch_mode: LaunchMode = setting(
@@ -674,7 +675,7 @@ class ServerSettings(_Checked):
 
 
 @dataclass(frozen=True)
-class MonitorSettings(_Checked):
+class MonitorSettings(Checked):
     """Which samplers run and how often. ``nvml`` may be turned off; it is off by itself
     (columns NaN, one notice) where NVML is absent."""
 
@@ -691,7 +692,7 @@ class MonitorSettings(_Checked):
 
 
 @dataclass(frozen=True)
-class SweepSpec(_Checked):
+class SweepSpec(Checked):
     """One sweep: which models, over which batch sizes and concurrency values, and how.
 
     ``input_shapes`` gives the shape (without the batch dimension) of inputs whose
@@ -745,7 +746,7 @@ class SweepSpec(_Checked):
 
 
 @dataclass(frozen=True)
-class ExportSettings(_Checked):
+class ExportSettings(Checked):
     """Where a run's results go, and what happens to results already there."""
 
     export_path: Path | None = setting(

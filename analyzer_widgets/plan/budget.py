@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import enum
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from analyzer_widgets.config import declared, one_of, setting
+from analyzer_widgets.config import Checked, finite_number, one_of, setting
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.schema import Status
 
@@ -68,21 +67,14 @@ class Outcome(str, enum.Enum):
 def latency_budget(name: str, value: object) -> float:
     """A positive, finite number of milliseconds; text such as "20" or "2.5" is read."""
     reason = "must be a positive number of milliseconds, as 20 or 2.5"
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ConfigError(name, value, reason) from None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    milliseconds = float(finite_number(name, value, reason))
+    if milliseconds <= 0:
         raise ConfigError(name, value, reason)
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ConfigError(name, value, reason)
-    return number
+    return milliseconds
 
 
 @dataclass(frozen=True)
-class Budget:
+class Budget(Checked):
     """A latency budget: at most ``latency_budget_ms`` for the chosen statistic (p99 by
     default). Each field is declared as the settings of :mod:`analyzer_widgets.config` are,
     so a form can be derived from them; a bad value is a ConfigError naming the field.
@@ -96,11 +88,6 @@ class Budget:
     latency_statistic: Statistic = setting(Statistic.P99, check=one_of(Statistic), panel="Latency statistic",
                                            help="the latency statistic the budget applies to: avg, p50, p90, p95 "
                                                 "or p99")
-
-    def __post_init__(self) -> None:
-        for f, s in declared(type(self)):
-            if s.check is not None:
-                object.__setattr__(self, f.name, s.check(f.name, getattr(self, f.name)))
 
     @property
     def column(self) -> str:
