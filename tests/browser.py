@@ -218,6 +218,18 @@ def write_notebook(path: Path, cells: Sequence[str | tuple[str, str]]) -> Path:
     return path
 
 
+def open_in_lab(page: Any, lab: Any, name: str, cells: Sequence[str | tuple[str, str]]) -> Any:
+    """Write a notebook of ``cells`` into the lab's root, open it, and wait until its kernel
+    is idle; returns a locator of its notebook panel."""
+    from playwright.sync_api import expect
+
+    write_notebook(lab.root_dir / name, cells)
+    page.goto(lab.url(f"lab/tree/{name}"))
+    notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    return notebook
+
+
 # -- servers -----------------------------------------------------------------------------
 def run_all_cells(page: Any, notebook: Any, *, attempts: int = 3) -> None:
     """Run > Run All Cells through JupyterLab's menu bar, and wait until a cell of

@@ -16,6 +16,7 @@ from browser import (  # noqa: F401
     UI_TIMEOUT_MS,
     chromium_page,
     jupyter_lab,
+    open_in_lab,
     run_all_cells,
     screenshot,
     voila_app,
@@ -48,10 +49,7 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     from playwright.sync_api import expect
 
     page = chromium_page
-    write_notebook(jupyter_lab.root_dir / "panel.ipynb", CELLS)
-    page.goto(jupyter_lab.url("lab/tree/panel.ipynb"))
-    notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    notebook = open_in_lab(page, jupyter_lab, "panel.ipynb", CELLS)
     run_all_cells(page, notebook)
 
     run = notebook.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))

@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from browser import UI_TIMEOUT_MS, chromium_page, jupyter_lab, run_all_cells, screenshot, write_notebook  # noqa: F401
+from browser import UI_TIMEOUT_MS, chromium_page, jupyter_lab, open_in_lab, run_all_cells, screenshot  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -83,10 +83,7 @@ def test_the_probe_follows_jupyterlabs_theme_and_the_chart_with_it(jupyter_lab, 
     from playwright.sync_api import expect
 
     page = chromium_page
-    write_notebook(jupyter_lab.root_dir / "theme.ipynb", CELLS)
-    page.goto(jupyter_lab.url("lab/tree/theme.ipynb"))
-    notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    notebook = open_in_lab(page, jupyter_lab, "theme.ipynb", CELLS)
     assert page.evaluate("document.body.dataset.jpThemeLight") == "true"  # what the probe reads
     run_all_cells(page, notebook)
 
@@ -123,10 +120,7 @@ def test_a_page_that_opens_dark_reports_it_when_the_probe_renders(jupyter_lab, c
     themes = jupyter_lab.workdir / "lab-user-settings" / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
     themes.write_text(json.dumps({"theme": "JupyterLab Dark"}))
     page = chromium_page
-    write_notebook(jupyter_lab.root_dir / "theme.ipynb", CELLS)
-    page.goto(jupyter_lab.url("lab/tree/theme.ipynb"))
-    notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    notebook = open_in_lab(page, jupyter_lab, "theme.ipynb", CELLS)
     page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=UI_TIMEOUT_MS)
     run_all_cells(page, notebook)
     expect(notebook.get_by_text("kernel: light=False")).to_be_visible(timeout=UI_TIMEOUT_MS)
