@@ -27,6 +27,11 @@ from analyzer_widgets.errors import AnalyzerError
 from analyzer_widgets.loadgen._worker import FLUSH_INTERVAL_S, STOP_GRACE_S, PointJob, worker_main
 from analyzer_widgets.loadgen.stats import Window
 
+#: how long a client process on a point may go without reporting (it reports every
+#: FLUSH_INTERVAL_S) before it is taken for hung; generous, as a busy 2-core host can hold
+#: a process off the CPU for a while, and a hung process is rare
+REPORT_TIMEOUT_S = 5.0
+
 
 class LoadError(AnalyzerError):
     """The load generator could not run a point (a client process failed)."""
@@ -228,16 +233,21 @@ class PointLoad:
         """The requests that completed between the previous cut and ``end``.
 
         Waits until every client process has reported past ``end``."""
-        deadline = time.monotonic() + max(2.0, 20 * FLUSH_INTERVAL_S)
-        self._pump(0.0)
+        deadline = time.monotonic() + REPORT_TIMEOUT_S
+        wait_s = 0.0
         while True:
+            # Past the deadline is decided before the pipes are read: a stall of this
+            # process (a long garbage collection in a big kernel, a busy host) must not count
+            # against the reports that arrived meanwhile.
+            late = time.monotonic() > deadline
+            self._pump(wait_s)
+            wait_s = FLUSH_INTERVAL_S
             self._check()
             if min(self._flushed.values()) >= end:
                 break
-            if time.monotonic() > deadline:
-                late = ", ".join(str(w) for w in self._workers if self._flushed[w.wid] < end)
-                raise LoadError(f"{late} stopped reporting")
-            self._pump(FLUSH_INTERVAL_S)
+            if late:
+                silent = ", ".join(str(w) for w in self._workers if self._flushed[w.wid] < end)
+                raise LoadError(f"{silent} stopped reporting (nothing for {REPORT_TIMEOUT_S:g} s)")
         starts = np.concatenate([p[0] for p in self._pending]) if self._pending else np.empty(0)
         ends = np.concatenate([p[1] for p in self._pending]) if self._pending else np.empty(0)
         ok = np.concatenate([p[2] for p in self._pending]) if self._pending else np.empty(0, dtype=bool)
