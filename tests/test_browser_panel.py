@@ -45,6 +45,17 @@ def _trace_points(page) -> int:
     )
 
 
+def _plot_area_fill(page) -> str:
+    """The first chart's plot-area fill as drawn: "transparent" (plotly draws a transparent
+    fill with fill-opacity 0) or its colour."""
+    return page.evaluate(
+        """() => {
+            const style = getComputedStyle(document.querySelector('.js-plotly-plot rect.bg'));
+            return Number(style.fillOpacity) === 0 ? 'transparent' : style.fill;
+        }"""
+    )
+
+
 def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot) -> None:
     from playwright.sync_api import expect
 
@@ -74,10 +85,15 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     expect(notebook.get_by_text(re.compile(r"Done: 2 points"))).to_be_visible(timeout=UI_TIMEOUT_MS)
     assert _trace_points(page) > early, "the live chart did not grow during the sweep"
     expect(table).to_contain_text("mlp_numpy")
-    # the static result charts appeared under the panel
+    # the charts left under the panel, drawn interactive by plotly's JupyterLab extension
+    # (each output also holds a PNG, for readers without plotly): the recorded samples and
+    # the three result charts
     expect(notebook.locator(".jp-OutputArea-output").get_by_text("Throughput vs p99 latency")).to_be_visible(
         timeout=UI_TIMEOUT_MS
     )
+    expect(notebook.locator(".js-plotly-plot")).to_have_count(5, timeout=UI_TIMEOUT_MS)
+    expect(notebook.get_by_text("Recorded during the sweep")).to_be_visible()
+    assert notebook.locator(".jp-OutputArea-output img").count() == 0, "an image shown beside its chart"
 
     notebook.locator("button.widget-button").filter(has_text="Export CSV").click()
     expect(notebook.get_by_text(re.compile(r"Wrote .*metrics-model\.csv"))).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -100,8 +116,13 @@ def test_voila_shows_the_result_charts_and_the_decision_inside_the_panel(voila_a
     expect(page.get_by_text("analyzer-widgets: Triton model sweep")).to_have_count(1, timeout=UI_TIMEOUT_MS)
     run = page.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
     expect(run).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    # the live figure opens in the panel's theme, not plotly's default (a blue-grey plot
+    # area): Voila draws the page after the notebook ran, from the widget's saved state
+    expect(page.locator(".js-plotly-plot rect.bg").first).to_be_attached(timeout=UI_TIMEOUT_MS)
+    assert _plot_area_fill(page) == "transparent"
     run.click()
     expect(page.get_by_text(re.compile(r"Done: 2 points"))).to_be_visible(timeout=180_000)
+    assert _plot_area_fill(page) == "transparent"
     # the result charts, inside the panel (Voila shows no output displayed after its run)
     expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=UI_TIMEOUT_MS)  # live + 3 results
     expect(page.get_by_text("Throughput vs p99 latency")).to_be_visible(timeout=UI_TIMEOUT_MS)

@@ -15,12 +15,14 @@ from colours.
 
 from __future__ import annotations
 
+import copy
 from typing import TypeVar
 
 import anywidget
 import plotly.io as pio
 import traitlets
 from plotly.basedatatypes import BaseFigure
+from plotly.basewidget import BaseFigureWidget
 
 #: the plotly template for each theme (key: light)
 TEMPLATES = {True: "plotly_white", False: "plotly_dark"}
@@ -100,4 +102,18 @@ def themed(fig: Fig, light: bool, *, transparent: bool = True) -> Fig:
         fig.layout.template = pio.templates[TEMPLATES[light]]
         fig.layout.paper_bgcolor = background
         fig.layout.plot_bgcolor = background
+    if isinstance(fig, BaseFigureWidget):
+        keep_widget_state(fig)
     return fig
+
+
+def keep_widget_state(fig: BaseFigureWidget) -> None:
+    """Make what a FigureWidget shows the state a view opened later starts from.
+
+    A FigureWidget sends each edit as a message to the views open at the time; the state a
+    later view starts from (Voila draws the page after the notebook ran, a reloaded page, the
+    widget state saved in a notebook) plotly refreshes only when the figure is displayed on
+    its own, never as a child of a layout. Without this the panel's live figure opened in
+    Voila in plotly's default template and a saved notebook kept it empty."""
+    fig._widget_layout = copy.deepcopy(fig._layout_obj._props)
+    fig._widget_data = copy.deepcopy(fig._data)

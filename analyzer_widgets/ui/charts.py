@@ -1,4 +1,5 @@
-"""The result charts, as plain plotly figures (static: they need no kernel to show).
+"""The result charts, as plain plotly figures (static: they need no kernel to show;
+ui/static.py makes them outputs that travel).
 
     throughput_vs_latency(df, decision=None)        per model and batch size, each marker
                                                     labeled with its concurrency
@@ -28,6 +29,8 @@ from analyzer_widgets.schema import MODEL_COLUMNS, Kind, Status
 from analyzer_widgets.ui._theme import themed
 
 HEIGHT = 380
+#: the result charts' names, in the order they are shown
+RESULT_CHARTS = ("throughput_vs_latency", "memory_vs_latency", "latency_breakdown")
 #: room above the plot for the title, its subtitle and the budget's label
 MARGIN = {"t": 95, "b": 50}
 NO_POINTS = "no measured points"
@@ -266,21 +269,7 @@ def result_figures(df: pd.DataFrame, baseline: pd.DataFrame, decision: Decision 
     ``light`` picks the theme (plotly_white, or plotly_dark for a dark page: pass a
     ThemeProbe's ``light``). The backgrounds stay opaque: these charts are saved in the
     notebook and read on pages of any colour."""
-    figures = {
-        "throughput_vs_latency": throughput_vs_latency(df, decision),
-        "memory_vs_latency": memory_vs_latency(df, baseline, decision),
-        "latency_breakdown": latency_breakdown(df),
-    }
+    figures = dict(zip(RESULT_CHARTS, (throughput_vs_latency(df, decision), memory_vs_latency(df, baseline, decision),
+                                       latency_breakdown(df)), strict=True))
     figures["latency_breakdown"].update_traces(marker_color=INK[light], selector={"name": MEAN_LATENCY})
     return {name: themed(fig, light, transparent=False) for name, fig in figures.items()}
-
-
-def static_bundle(figures: dict[str, go.Figure]) -> dict[str, object]:
-    """A display bundle that shows the figures with no kernel and no network: HTML with
-    plotly.js inlined once, for JupyterLab, nbconvert, nbviewer and any HTML reader.
-    (JupyterLab runs it in a notebook someone else saved only once it is trusted;
-    GitHub's notebook view runs no scripts and shows no chart.)"""
-    html = []
-    for i, fig in enumerate(figures.values()):
-        html.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_height="380px"))
-    return {"text/html": "\n".join(html), "text/plain": f"<{len(figures)} analyzer-widgets result charts>"}

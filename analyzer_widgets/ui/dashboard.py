@@ -53,12 +53,17 @@ from analyzer_widgets.results import ResultCollector, SweepResult, outcome
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.schema import MODEL_COLUMN, MODEL_COLUMNS, SAMPLE_METRICS, TABLE_COLUMNS, table_columns
 from analyzer_widgets.ui._series import Series
-from analyzer_widgets.ui._theme import ThemeProbe, themed
-from analyzer_widgets.ui.charts import result_figures, static_bundle
+from analyzer_widgets.ui._theme import ThemeProbe, keep_widget_state, themed
+from analyzer_widgets.ui.charts import RESULT_CHARTS, result_figures
+from analyzer_widgets.ui.static import ImageRenderer, chart_outputs, without_images_note
 
 EXAMPLE_REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_repository"
 TICK_S = 0.25  # how often the panel applies what the sweep produced
 MAX_CHART_POINTS = 1500  # per trace sent to the browser
+#: the charts left under the panel when a sweep ends, in order: the live figure's samples as
+#: recorded, then the result charts
+STATIC_CHARTS = ("recorded_samples", *RESULT_CHARTS)
+RECORDED_TITLE = "Recorded during the sweep"
 #: what Run does with the rows: keep them in the panel (Export CSV writes them), write each
 #: to the export folder as it is measured, or go on with a sweep saved there before
 SAVE_MODES = {
@@ -277,7 +282,9 @@ class Dashboard:
         self._point_durations: list[float] = []
         self._point_started = 0.0
         self._current = ""
-        self._static_handle: Any = None
+        self._static_handles: dict[str, Any] = {}  # name: the display handle of its output under the panel
+        self._images = ImageRenderer()
+        self._said_no_images = False
         self._tick_scheduled = False
         self._finished_shown = False
         self._stopping = False
@@ -415,9 +422,11 @@ class Dashboard:
         from IPython.display import display
 
         display(self.widget)
-        # A plain output right under the panel: replaced by the static result charts when a
-        # sweep ends, so the saved notebook shows them to a reader with no kernel.
-        self._static_handle = display({"text/plain": ""}, raw=True, display_id=True)
+        # Plain outputs right under the panel, empty until a sweep ends and each becomes one
+        # of the charts that travel (ui/static.py), so the saved notebook shows them to a
+        # reader with no kernel. One output per chart: an output has room for one image.
+        self._static_handles = {name: display({"text/html": "", "text/plain": ""}, raw=True, display_id=True)
+                                for name in STATIC_CHARTS}
 
     # -- validation ----------------------------------------------------------------------
     def _field_state(self, field: w.Text, error: w.HTML, name: str) -> tuple[int, ...] | None:
@@ -559,6 +568,9 @@ class Dashboard:
             self._thread.join(TICK_S)  # type: ignore[union-attr]
             self.poll()
         self.poll()
+        while not self._images.wait(TICK_S):  # the images of the charts left under the panel
+            self.poll()
+        self.poll()
         return True
 
     def _reset(self) -> None:
@@ -599,7 +611,7 @@ class Dashboard:
         try:
             self.poll()
         finally:
-            if self.running or not self._events.empty():
+            if self.running or not self._events.empty() or self._images.pending:
                 self._schedule_tick()
 
     def poll(self) -> None:
@@ -622,6 +634,7 @@ class Dashboard:
         if not self._finished_shown and (finished is not None or (self._error and not self.running)):
             self._finished_shown = True
             self._finish(finished)
+        self._show_images()
 
     def _t(self, monotonic: float) -> float:
         runner = self._runner
@@ -743,6 +756,7 @@ class Dashboard:
                 self.notice.value += f"<br><small>NaN columns ({html.escape(what)}): {html.escape(why)}</small>"
         self._thread = None if not self.running else self._thread
         self.validate()
+        keep_widget_state(self.live_figure)  # what it shows now is what a page opened later, or a saved notebook, shows
         if result is not None and result.rows:
             self._show_result_charts()
 
@@ -792,14 +806,27 @@ class Dashboard:
             self._show_result_charts()  # the static output, or the Voila figures, in the new theme
 
     def _show_result_charts(self) -> None:
-        """The result charts where the reader will see them: in a plain output under the
-        panel, so the saved notebook shows them with no kernel (and carries no more copies of
-        plotly.js in its widget state); in Voila inside the panel, as figures."""
-        figures = self.result_figures()
+        """The result charts where the reader will see them. In Voila inside the panel, as
+        figures: Voila shows only what a cell displayed while it ran. Elsewhere in the plain
+        outputs under the panel, with the recorded samples: each chart interactive and as an
+        image (ui/static.py), drawn off the kernel's thread and shown by the next tick."""
         if self.in_voila:
-            self.results_box.children = [go.FigureWidget(fig) for fig in figures.values()]
-        elif self._static_handle is not None:
-            self._static_handle.update(static_bundle(figures), raw=True)
+            self.results_box.children = [go.FigureWidget(fig) for fig in self.result_figures().values()]
+        elif self._static_handles:
+            self._images.submit(self.static_figures())
+            self._schedule_tick()
+
+    def _show_images(self) -> None:
+        """Put the charts whose images are ready under the panel (kernel thread)."""
+        done = self._images.take()
+        if done is None:
+            return
+        outputs, problem = done
+        for name, bundle in outputs.items():
+            self._static_handles[name].update(bundle, raw=True)
+        if problem and not self._said_no_images:
+            self._said_no_images = True
+            self.notice.value += f"<br><small>{html.escape(without_images_note(problem))}</small>"
 
     def result_figures(self) -> dict[str, go.Figure]:
         """The result charts of the last sweep, the decision (if a budget is typed) starred."""
@@ -812,11 +839,28 @@ class Dashboard:
             decision = None  # the budget field says what is wrong with it
         return result_figures(result.to_frame(), result.baseline, decision, light=self.theme.light)
 
+    def recorded_figure(self) -> go.Figure:
+        """The live figure as it stands, as a plain figure that travels: titled, on an opaque
+        background (it is read on pages of any colour)."""
+        fig = go.Figure(self.live_figure.to_dict())
+        fig.update_layout(title={"text": RECORDED_TITLE, "x": 0.5, "y": 0.99, "yanchor": "top"},
+                          margin={"t": fig.layout.margin.t + 40})
+        return themed(fig, self.theme.light, transparent=False)
+
+    def static_figures(self) -> dict[str, go.Figure]:
+        """The charts left under the panel when a sweep ends, by name (STATIC_CHARTS)."""
+        return {"recorded_samples": self.recorded_figure(), **self.result_figures()}
+
     def show_static(self) -> None:
-        """Display the result charts as static output (shows without a kernel)."""
+        """Display the recorded samples and the result charts wherever this is called, each
+        interactive and as an image (it blocks while the images are drawn)."""
         from IPython.display import display
 
-        display(static_bundle(self.result_figures()), raw=True)
+        outputs, problem = chart_outputs(self.static_figures())
+        if problem:
+            print(without_images_note(problem))
+        for bundle in outputs.values():
+            display(bundle, raw=True)
 
     def export(self, path: Path | str | None = None, overwrite: bool = False) -> list[Path]:
         """Write the last sweep's CSV files to ``path`` (default: the panel's export field),
