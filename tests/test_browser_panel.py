@@ -10,9 +10,11 @@ artifact (test-artifacts/).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from browser import (  # noqa: F401
+    ARTIFACTS_DIR,
     UI_TIMEOUT_MS,
     chromium_page,
     jupyter_lab,
@@ -85,15 +87,21 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     expect(notebook.get_by_text(re.compile(r"Done: 2 points"))).to_be_visible(timeout=UI_TIMEOUT_MS)
     assert _trace_points(page) > early, "the live chart did not grow during the sweep"
     expect(table).to_contain_text("mlp_numpy")
-    # the charts left under the panel, drawn interactive by plotly's JupyterLab extension
-    # (each output also holds a PNG, for readers without plotly): the recorded samples and
-    # the three result charts
-    expect(notebook.locator(".jp-OutputArea-output").get_by_text("Throughput vs p99 latency")).to_be_visible(
-        timeout=UI_TIMEOUT_MS
-    )
-    expect(notebook.locator(".js-plotly-plot")).to_have_count(5, timeout=UI_TIMEOUT_MS)
-    expect(notebook.get_by_text("Recorded during the sweep")).to_be_visible()
-    assert notebook.locator(".jp-OutputArea-output img").count() == 0, "an image shown beside its chart"
+    # the charts left under the panel: the recorded samples and the three result charts.
+    # plotly's JupyterLab extension shows each output's PNG until the pointer enters it,
+    # then draws the figure, interactive, in its place
+    charts = notebook.locator(".jp-RenderedPlotly")
+    expect(charts).to_have_count(4, timeout=UI_TIMEOUT_MS)
+    for i, title in enumerate(("Recorded during the sweep", "Throughput vs p99 latency", "memory vs p99 latency",
+                               "Where the time goes")):
+        chart = charts.nth(i)
+        chart.scroll_into_view_if_needed()
+        expect(chart.locator("img.plot-img")).to_be_visible()
+        assert chart.locator("img.plot-img").evaluate("img => img.naturalWidth") > 0
+        chart.hover()
+        expect(chart.locator(".main-svg").first).to_be_visible()
+        assert title in " ".join(chart.locator("text").all_text_contents()), title
+    screenshot(page, "panel-charts-under-it", full_page=False)
 
     notebook.locator("button.widget-button").filter(has_text="Export CSV").click()
     expect(notebook.get_by_text(re.compile(r"Wrote .*metrics-model\.csv"))).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -123,7 +131,13 @@ def test_voila_shows_the_result_charts_and_the_decision_inside_the_panel(voila_a
     run.click()
     expect(page.get_by_text(re.compile(r"Done: 2 points"))).to_be_visible(timeout=180_000)
     assert _plot_area_fill(page) == "transparent"
-    # the result charts, inside the panel (Voila shows no output displayed after its run)
+    # the result charts, inside the panel (Voila shows no output displayed after its run),
+    # each its image until the pointer enters it, then the figure
+    charts = page.locator(".jp-RenderedPlotly")
+    expect(charts).to_have_count(3, timeout=UI_TIMEOUT_MS)
+    for i in range(3):
+        charts.nth(i).scroll_into_view_if_needed()
+        charts.nth(i).hover()
     expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=UI_TIMEOUT_MS)  # live + 3 results
     expect(page.get_by_text("Throughput vs p99 latency")).to_be_visible(timeout=UI_TIMEOUT_MS)
     budget = page.locator(".widget-text").filter(has_text="Latency budget (ms)").locator("input")
@@ -131,7 +145,16 @@ def test_voila_shows_the_result_charts_and_the_decision_inside_the_panel(voila_a
     budget.press("Enter")
     expect(page.get_by_text(re.compile(r"mlp_numpy: batch \d+, concurrency 1: "))).to_be_visible(
         timeout=UI_TIMEOUT_MS)
-    shot = screenshot(page, "voila-after-run")
+    # the result charts take the panel's width
+    widths = page.locator(".js-plotly-plot").evaluate_all(
+        "plots => plots.map(p => p.querySelector('.main-svg').getBoundingClientRect().width)")
+    assert min(widths) > 0.9 * max(widths), widths
+    # the whole panel in one picture (docs/panel-after-sweep.png is this one): a page tall
+    # enough to hold it, the charts redrawn at its size
+    page.set_viewport_size({"width": 1400, "height": 3000})
+    page.wait_for_timeout(1000)
+    shot = ARTIFACTS_DIR / f"{Path(__file__).stem}-voila-panel-after-sweep.png"
+    page.locator(".jp-OutputArea-output").first.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
 
 
@@ -152,3 +175,28 @@ def test_at_900_px_the_buttons_keep_their_labels(voila_app, chromium_page, scree
         inner = button.evaluate("b => b.scrollWidth <= b.clientWidth + 1")  # the label is not cut off
         assert inner, f"{label}: its label does not fit"
     screenshot(page, "panel-900px", full_page=False)
+
+
+def test_a_batch_size_above_every_models_max_is_stopped_in_the_form(voila_app, chromium_page, screenshot,
+                                                                    tmp_path) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium_page
+    server = voila_app(write_notebook(tmp_path / "form" / "panel.ipynb", [CELLS[1]]))
+    page.goto(server.url())
+    run = page.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
+    expect(run).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    batches = page.locator(".widget-text").filter(has_text="Batch sizes").locator("input")
+
+    batches.fill("128")
+    batches.press("Enter")
+    expect(page.get_by_text(re.compile(r"Nothing would be measured: mlp_numpy would skip 128 \(max batch \d+\)"))
+           ).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(run).to_be_disabled()
+    screenshot(page, "batch-above-max", full_page=False)
+
+    batches.fill("1,128")  # one size fits: Run again, the other said as a warning
+    batches.press("Enter")
+    expect(page.get_by_text(re.compile(r"^mlp_numpy would skip 128 \(max batch \d+\)$"))).to_be_visible(
+        timeout=UI_TIMEOUT_MS)
+    expect(run).to_be_enabled()

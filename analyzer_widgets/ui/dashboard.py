@@ -345,9 +345,9 @@ class Dashboard:
         for field in self.budget_fields.values():
             field.style.description_width = "initial"  # the whole label: "Latency budget (ms)"
         self.decision_view = w.HTML("<small>Type a latency budget to see, per model, the best point within it.</small>")
-        # In Voila the result charts go inside the panel (as live figures): Voila shows only
-        # what a cell displayed while it ran, so the output under the panel stays empty there
-        self.results_box = w.VBox()
+        # In Voila the result charts go inside the panel: Voila shows only what a cell
+        # displayed while it ran, so the outputs under the panel stay empty there
+        self.results_box = w.Output()
         self.in_voila = "VOILA_KERNEL_ID" in os.environ
 
     def _make_run_controls(self, save: str, export_path: str) -> None:
@@ -585,7 +585,7 @@ class Dashboard:
         self._finished_shown = False
         self._stopping = False
         self._marked_model = ""
-        self.results_box.children = ()
+        self.results_box.outputs = ()
         self.table.value = ""
         self.export_status.value = ""
         self.progress.value = 0
@@ -806,24 +806,27 @@ class Dashboard:
             self._show_result_charts()  # the static output, or the Voila figures, in the new theme
 
     def _show_result_charts(self) -> None:
-        """The result charts where the reader will see them. In Voila inside the panel, as
-        figures: Voila shows only what a cell displayed while it ran. Elsewhere in the plain
-        outputs under the panel, with the recorded samples: each chart interactive and as an
-        image (ui/static.py), drawn off the kernel's thread and shown by the next tick."""
-        if self.in_voila:
-            self.results_box.children = [go.FigureWidget(fig) for fig in self.result_figures().values()]
-        elif self._static_handles:
+        """Draw the charts that travel (ui/static.py), off the kernel's thread; the next tick
+        shows them (:meth:`_show_images`)."""
+        if self.in_voila or self._static_handles:
             self._images.submit(self.static_figures())
             self._schedule_tick()
 
     def _show_images(self) -> None:
-        """Put the charts whose images are ready under the panel (kernel thread)."""
+        """Put the charts whose images are ready where the reader sees them (kernel thread).
+        Under the panel, in the outputs made for them, so the saved notebook keeps them. In
+        Voila inside the panel, the result charts only (the live figure is above them): its
+        page shows only what a cell displayed while it ran."""
         done = self._images.take()
         if done is None:
             return
         outputs, problem = done
-        for name, bundle in outputs.items():
-            self._static_handles[name].update(bundle, raw=True)
+        if self.in_voila:
+            self.results_box.outputs = tuple({"output_type": "display_data", "data": bundle, "metadata": {}}
+                                             for name, bundle in outputs.items() if name in RESULT_CHARTS)
+        else:
+            for name, bundle in outputs.items():
+                self._static_handles[name].update(bundle, raw=True)
         if problem and not self._said_no_images:
             self._said_no_images = True
             self.notice.value += f"<br><small>{html.escape(without_images_note(problem))}</small>"

@@ -3,8 +3,9 @@ notebook is read, and the images for it, made off the kernel's thread.
 
 Each chart is one output holding two forms of it:
 
-- ``application/vnd.plotly.v1+json``, the figure itself: JupyterLab draws it interactive
-  (plotly's JupyterLab extension), with nothing embedded but the figure's data;
+- ``application/vnd.plotly.v1+json``, the figure itself, with nothing embedded but its
+  data: plotly's JupyterLab extension shows the PNG until the pointer enters the chart,
+  then draws the figure there, interactive;
 - ``image/png``, drawn by kaleido in a headless Chrome or Chromium: what every reader that
   runs no plotly shows (GitHub's notebook view, nbviewer, an nbconvert HTML page opened
   offline, an untrusted notebook).
