@@ -217,11 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_flag(error: ConfigError) -> str:
-    """A setting's error as the command line's user reads it: with the flag that sets it."""
+def _with_flag(error: ConfigError, args: argparse.Namespace | None = None) -> str:
+    """A setting's error as the command line's user reads it: with the flag that sets it,
+    and, where the flag's text is read into other units (--nvml-interval-ms into seconds),
+    the value as typed beside the value the setting got."""
     for cls in SETTINGS_CLASSES:
         for f, s in declared(cls):
             if f.name == error.field and s.flags:
+                typed = vars(args).get(f.name) if args is not None and s.parse is not None else None
+                if isinstance(typed, str):
+                    return f"{'/'.join(s.flags)} {typed!r} (read as {error})"
                 return f"{'/'.join(s.flags)}: {error}"
     return str(error)
 
@@ -274,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings["input_shapes"] = {**DEMO_SHAPES, **settings.get("input_shapes", {})}
         spec, export = make_settings(**settings)
     except ConfigError as e:
-        print(f"error: {_with_flag(e)}", file=sys.stderr)
+        print(f"error: {_with_flag(e, args)}", file=sys.stderr)
         return EXIT_USAGE
     except AnalyzerError as e:
         print(f"error: {e}", file=sys.stderr)

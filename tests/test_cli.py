@@ -67,6 +67,13 @@ def test_zero_exits_2_and_names_the_field(tmp_path: Path, flag: str, field: str)
     assert not out.exists()
 
 
+def test_a_flag_read_into_other_units_shows_the_value_as_typed(tmp_path: Path) -> None:
+    done = cli("profile", "-m", "mlp_numpy", "--model-folder", REPO, "--nvml-interval-ms", "0.5")
+    assert done.returncode == 2, done.stderr
+    # the milliseconds typed, then what the setting got (seconds) and why it is refused
+    assert "--nvml-interval-ms '0.5' (read as nvml_interval_s=0.0005: must be a number of seconds" in done.stderr
+
+
 def test_missing_repository_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     done = cli("profile", "-m", "mlp_numpy", "--model-folder", str(missing), "-e", str(tmp_path / "out"))
