@@ -38,7 +38,7 @@ from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError,
 from analyzer_widgets.export import CSV_FILES
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult, outcome
-from analyzer_widgets.schema import table_columns
+from analyzer_widgets.schema import shown_value, table_columns
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXAMPLE_REPOSITORY = Path(__file__).parent / "examples" / "model_repository"
@@ -249,8 +249,11 @@ def print_table(result: SweepResult, out: TextIO) -> None:
         out.write("no points were measured\n")
         return
     columns = [c for c in table_columns(df) if c != "reason"]  # the reasons follow the table, one per line
-    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
-        out.write(df[columns].to_string(index=False) + "\n")
+    # the headers are the CSV's column names (what scripts and the docs use), the values as
+    # people read them: rounded, with their 95% intervals' half-widths
+    shown = pd.DataFrame([{c: shown_value(record, c) for c in columns} for record in df.to_dict("records")])
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        out.write(shown.to_string(index=False) + "\n")
     for what, why in result.unavailable.items():
         out.write(f"  NaN columns ({what}): {why}\n")
     for row in result.rows:

@@ -27,10 +27,17 @@ from analyzer_widgets.errors import (
 )
 from analyzer_widgets.loadgen import ClientPool, LoadError, PointJob, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
-from analyzer_widgets.loadgen.stats import PointSummary, Window, is_stable, summarize
+from analyzer_widgets.loadgen.stats import (
+    PointIntervals,
+    PointSummary,
+    Window,
+    is_stable,
+    point_intervals,
+    summarize,
+)
 from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.repository import ModelInfo, concrete_shape, resolve_models
-from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Row, Status
+from analyzer_widgets.schema import INTERVALS, MODEL_COLUMNS, SERVER_COLUMNS, Row, Status
 from analyzer_widgets.server import ModelStats, TritonControl, TritonServer, check_models_environment, make_server
 
 log = logging.getLogger("analyzer_widgets")
@@ -291,7 +298,8 @@ class SweepRunner:
         settings = self.spec.measurement
         reported = windows[-settings.stable_windows:]
         summary = summarize(reported)
-        row.update(client_figures(summary), window_count=len(windows))
+        row.update(client_figures(summary), interval_figures(point_intervals(reported, summary)),
+                   window_count=len(windows))
         row.update(server_figures(snapshots[-1] - snapshots[-1 - len(reported)]))
         reduced = self.monitors.reduce(reported[0].start, reported[-1].end, MODEL_COLUMNS, model)
         row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb)
@@ -377,6 +385,17 @@ def client_figures(summary: PointSummary) -> dict[str, Any]:
         "client_inference_count": summary.inference_count,
         "measured_s": summary.duration_s,
     }
+
+
+def interval_figures(intervals: PointIntervals) -> dict[str, float]:
+    """A row's confidence interval bounds (schema.INTERVALS names their columns)."""
+    out = {}
+    for figure, interval in (("throughput_infer_per_s", intervals.throughput),
+                             ("latency_avg_ms", intervals.latency_avg_ms),
+                             ("latency_p99_ms", intervals.latency_p99_ms)):
+        low, high = INTERVALS[figure]
+        out[low], out[high] = interval.low, interval.high
+    return out
 
 
 def server_figures(served: ModelStats) -> dict[str, Any]:

@@ -118,6 +118,8 @@ class Column:
     table: bool = False
     #: the header a person reads ("" : made from the name and the unit)
     label: str = ""
+    #: a bound of a confidence interval: the column of the figure it bounds
+    bounds: str = ""
 
     @property
     def header(self) -> str:
@@ -149,6 +151,19 @@ def _sampled(name: str, key: str, how: Reduction, doc: str, table: bool = False,
 
 
 _S, _I, _F = Kind.TEXT, Kind.INT, Kind.FLOAT
+
+
+def _interval(figure: str, suffix: str, unit: str) -> tuple[Column, Column]:
+    """The two bounds of a figure's 95% confidence interval (loadgen/stats.py), named as the
+    figure with ``_ci_low``/``_ci_high`` before its unit: latency_p99_ms, latency_p99_ci_low_ms."""
+    how = "batch means over the reported windows; NaN with fewer than 2"
+    stem = figure.removesuffix(suffix)
+    return (Column(f"{stem}_ci_low{suffix}", _F, f"lower bound of the 95% confidence interval of {figure} ({how})",
+                   unit, bounds=figure),
+            Column(f"{stem}_ci_high{suffix}", _F, f"upper bound of the 95% confidence interval of {figure}", unit,
+                   bounds=figure))
+
+
 _MAX, _MEAN = Reduction.MAX, Reduction.MEAN
 _SPAN = "over the span measured (a point's reported windows; the baseline)"
 
@@ -199,6 +214,9 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("latency_p90_ms", _F, "90th percentile latency", "ms"),
     Column("latency_p95_ms", _F, "95th percentile latency", "ms"),
     Column("latency_p99_ms", _F, "99th percentile latency", "ms", table=True, label="Latency p99 (ms)"),
+    *_interval("throughput_infer_per_s", "_infer_per_s", "infer/s"),
+    *_interval("latency_avg_ms", "_ms", "ms"),
+    *_interval("latency_p99_ms", "_ms", "ms"),
     Column("server_request_ms", _F, "mean server time per successful request, from its arrival to its response (queue, compute and the server's own overhead: perf_analyzer's server \"Avg request latency\")", "ms"),
     Column("server_queue_ms", _F, "mean time a request waited in the server's queue", "ms"),
     Column("server_compute_input_ms", _F, "mean server time to prepare inputs, per request", "ms"),
@@ -243,6 +261,34 @@ TABLE_COLUMNS: tuple[str, ...] = (*(c.name for c in MODEL_COLUMNS if c.table and
 _NAN = float("nan")
 #: every column of a point's row, by name
 MODEL_COLUMN = {c.name: c for c in MODEL_COLUMNS}
+#: the figures a row carries a confidence interval for: (its lower, its upper bound's column)
+INTERVALS: dict[str, tuple[str, str]] = {
+    figure: tuple(c.name for c in MODEL_COLUMNS if c.bounds == figure)  # type: ignore[misc]
+    for figure in dict.fromkeys(c.bounds for c in MODEL_COLUMNS if c.bounds)
+}
+
+
+def shown_value(record: Mapping[str, Any], name: str) -> str:
+    """A row's value as the results tables of the CLI and the panel show it: a figure rounded
+    to its column's decimals (the CSV keeps every digit) and, where it has a 95% confidence
+    interval, "± its half-width".
+
+    >>> shown_value({"latency_p99_ms": 5.9123, "latency_p99_ci_low_ms": 5.5, "latency_p99_ci_high_ms": 6.3},
+    ...             "latency_p99_ms")
+    '5.91 ±0.40'
+    """
+    value = record[name]
+    if not isinstance(value, float):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    decimals = MODEL_COLUMN[name].decimals
+    text = f"{value:,.{decimals}f}"
+    if name in INTERVALS:
+        low, high = (record.get(bound, _NAN) for bound in INTERVALS[name])
+        if math.isfinite(low) and math.isfinite(high):
+            text += f" ±{(high - low) / 2:,.{decimals}f}"
+    return text
 
 
 def table_columns(frame: Any) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,9 @@ def test_profile_one_point(tmp_path: Path) -> None:
     assert lines[header].split()[:4] == ["model", "batch_size", "concurrency", "status"]
     row = lines[header + 1].split()
     assert row[:3] == ["mlp_numpy", "1", "1"] and row[3] in ("ok", "unstable")
-    assert float(row[4]) > 0
+    # the throughput, rounded, with the half-width of its 95% interval
+    assert re.fullmatch(r"[\d,]+", row[4]) and float(row[4].replace(",", "")) > 0, row
+    assert re.fullmatch(r"±[\d,]+", row[5]), row
     assert "results written to" in done.stdout
     # progress went to stderr, one line per step when it is not a terminal
     assert "ready at 127.0.0.1:" in done.stderr and "baseline recorded" in done.stderr

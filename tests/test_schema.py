@@ -92,3 +92,17 @@ def test_the_table_leaves_out_resource_columns_no_row_has_but_keeps_empty_figure
     shown = table_columns(df)
     assert "gpu_memory_max_mb" not in shown and "server_cpu_util_max_pct" in shown
     assert "throughput_infer_per_s" in shown  # a failed point's NaN figure is shown as NaN, not hidden
+
+
+def test_the_tables_show_a_figure_rounded_with_its_intervals_half_width() -> None:
+    from analyzer_widgets.schema import INTERVALS, empty_row, shown_value
+
+    assert set(INTERVALS) == {"throughput_infer_per_s", "latency_avg_ms", "latency_p99_ms"}
+    row = empty_row(MODEL_COLUMNS)
+    row.update(model="m", throughput_infer_per_s=12_104.6, throughput_ci_low_infer_per_s=11_904.6,
+               throughput_ci_high_infer_per_s=12_304.6, latency_avg_ms=1.2345, server_queue_ms=0.123)
+    assert shown_value(row, "throughput_infer_per_s") == "12,105 ±200"
+    assert shown_value(row, "latency_avg_ms") == "1.23"  # bounds NaN (one window): the figure alone
+    assert shown_value(row, "server_queue_ms") == "0.12"  # no interval declared
+    assert shown_value(row, "latency_p99_ms") == "NaN"
+    assert shown_value(row, "model") == "m"

@@ -1,4 +1,5 @@
-"""Percentiles, perf_analyzer's stability rule and window merging (loadgen.stats)."""
+"""Percentiles, perf_analyzer's stability rule, window merging and the confidence
+intervals (loadgen.stats), on known data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from analyzer_widgets.loadgen.stats import Window, is_stable, percentile, summarize, within
+from analyzer_widgets.loadgen.stats import (
+    NO_INTERVAL,
+    Window,
+    batch_means_interval,
+    is_stable,
+    percentile,
+    point_intervals,
+    summarize,
+    t_critical,
+    within,
+)
 
 
 def window(n_ok: int, latency_s: float = 0.010, *, start: float = 0.0, duration: float = 1.0,
@@ -185,3 +196,73 @@ def test_summarize_of_windows_without_success_has_zero_throughput_and_nan_latenc
 def test_summarize_needs_a_window() -> None:
     with pytest.raises(ValueError, match="at least one window"):
         summarize([])
+
+
+# -- confidence intervals ------------------------------------------------------------------------
+@pytest.mark.parametrize(("df", "exact"), [(1, 12.7062), (2, 4.3027), (10, 2.2281), (30, 2.0423), (31, 2.0395),
+                                            (60, 2.0003), (120, 1.9799), (10_000, 1.9602)])
+def test_t_critical_matches_students_t(df: int, exact: float) -> None:
+    assert t_critical(df) == pytest.approx(exact, abs=5e-4)
+
+
+def test_t_critical_refuses_no_degrees_of_freedom() -> None:
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_critical(0)
+
+
+def test_batch_means_interval_by_hand() -> None:
+    # s = 1 (values 9, 10, 11), n = 3: half-width 4.303 / sqrt(3)
+    interval = batch_means_interval(10.0, [9.0, 10.0, 11.0])
+    assert interval.half_width == pytest.approx(4.303 / math.sqrt(3))
+    assert interval.low == pytest.approx(10 - 2.4843, abs=1e-4) and interval.high == pytest.approx(12.4843, abs=1e-4)
+    assert interval.relative_to(10.0) == pytest.approx(0.24843, abs=1e-5)
+    # agreeing batches: a zero-width interval, centred on the figure given
+    assert batch_means_interval(7.0, [5.0, 5.0]) == type(interval)(7.0, 7.0)
+
+
+@pytest.mark.parametrize("batches", [[], [1.0], [1.0, math.nan], [math.inf, 1.0]])
+def test_no_interval_from_fewer_than_two_finite_batches(batches: list[float]) -> None:
+    interval = batch_means_interval(1.0, batches)
+    assert math.isnan(interval.low) and math.isnan(interval.high)
+    assert math.isnan(batch_means_interval(math.nan, [1.0, 2.0]).low)
+
+
+def test_point_intervals_use_each_window_as_a_batch() -> None:
+    # three 1-s windows: 100, 110 and 90 requests of batch 2 at 10, 12 and 8 ms each
+    windows = [window(100, 0.010, start=0), window(110, 0.012, start=1), window(90, 0.008, start=2)]
+    windows = [Window(w.start, w.end, 2, w.ok_latencies_s) for w in windows]
+    summary = summarize(windows)
+    intervals = point_intervals(windows, summary)
+    # throughput: 200, 220, 180 infer/s; s = 20
+    assert summary.throughput == pytest.approx(200.0)
+    assert intervals.throughput.half_width == pytest.approx(4.303 * 20 / math.sqrt(3))
+    assert intervals.throughput.low < summary.throughput < intervals.throughput.high
+    # mean latency: 10, 12, 8 ms per window, s = 2; centred on the pooled mean
+    assert intervals.latency_avg_ms.half_width == pytest.approx(4.303 * 2 / math.sqrt(3))
+    assert (intervals.latency_avg_ms.low + intervals.latency_avg_ms.high) / 2 == pytest.approx(summary.latency_avg_ms)
+    # p99: each window's p99 is its one latency: the same spread
+    assert intervals.latency_p99_ms.half_width == pytest.approx(4.303 * 2 / math.sqrt(3))
+
+
+def test_no_interval_when_a_window_has_no_successful_request() -> None:
+    windows = [window(100), window(0, failed=5, start=1), window(100, start=2)]
+    intervals = point_intervals(windows, summarize(windows))
+    assert intervals.throughput == NO_INTERVAL and intervals.latency_p99_ms == NO_INTERVAL
+
+
+def test_batch_means_intervals_cover_the_true_figure_95_percent_of_the_time() -> None:
+    """The arithmetic, checked by simulation: windows of independent requests (Poisson
+    counts, exponential latencies) whose true throughput and mean latency are known. With
+    3 windows (the reported ones) the t-interval should cover them about 95% of the time."""
+    rng = np.random.default_rng(20261202)
+    rate, mean_latency_s, runs = 500.0, 0.004, 2000
+    covered_throughput = covered_latency = 0
+    for _ in range(runs):
+        windows = [Window(float(i), float(i + 1), 1, rng.exponential(mean_latency_s, rng.poisson(rate)))
+                   for i in range(3)]
+        intervals = point_intervals(windows, summarize(windows))
+        covered_throughput += intervals.throughput.low <= rate <= intervals.throughput.high
+        covered_latency += intervals.latency_avg_ms.low <= mean_latency_s * 1e3 <= intervals.latency_avg_ms.high
+    # binomial standard error at 2000 runs is 0.5%: 95% +- 1.5% is three of them
+    assert abs(covered_throughput / runs - 0.95) < 0.015, covered_throughput / runs
+    assert abs(covered_latency / runs - 0.95) < 0.015, covered_latency / runs

@@ -1,4 +1,5 @@
-"""Windows, percentiles and perf_analyzer's stability rule: pure functions, no I/O."""
+"""Windows, percentiles, perf_analyzer's stability rule and the confidence intervals of a
+point's figures: pure functions, no I/O."""
 
 from __future__ import annotations
 
@@ -127,4 +128,89 @@ def summarize(windows: Sequence[Window]) -> PointSummary:
         inference_count=ok * batch,
         duration_s=duration,
         errors=errors,
+    )
+
+
+#: the confidence of every interval a row carries
+CONFIDENCE = 0.95
+#: Student's t, the 97.5% quantile (two-sided 95%), for 1 to 30 degrees of freedom
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+          2.045, 2.042)
+_Z_975 = 1.959964
+
+
+def t_critical(df: int) -> float:
+    """Student's t quantile for a two-sided 95% interval with ``df`` degrees of freedom:
+    the table to 30, then the Cornish-Fisher expansion about the normal quantile (within
+    0.00001 of the exact value from 31 on).
+
+    >>> t_critical(2), t_critical(30), round(t_critical(120), 3)
+    (4.303, 2.042, 1.98)
+    """
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be 1 or more, got {df}")
+    if df <= len(_T_975):
+        return _T_975[df - 1]
+    z = _Z_975
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A 95% confidence interval around a reported figure (NaN bounds where there is none)."""
+
+    low: float
+    high: float
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def relative_to(self, figure: float) -> float:
+        """The half-width as a share of ``figure`` (0.05 is +-5%); NaN where it has no meaning."""
+        return self.half_width / abs(figure) if math.isfinite(figure) and figure != 0 else math.nan
+
+
+NO_INTERVAL = Interval(math.nan, math.nan)
+
+
+def batch_means_interval(figure: float, batches: Sequence[float]) -> Interval:
+    """``figure`` +- t * s / sqrt(n), where s is the standard deviation of ``n`` batch
+    estimates of it (one per measurement window) and t Student's quantile with n - 1
+    degrees of freedom: the method of batch means. NaN where fewer than two batches or a
+    figure or batch estimate that is not finite.
+
+    >>> i = batch_means_interval(10.0, [9.0, 10.0, 11.0])
+    >>> round(i.low, 3), round(i.high, 3)
+    (7.516, 12.484)
+    """
+    values = [float(v) for v in batches]
+    if len(values) < 2 or not math.isfinite(figure) or not all(math.isfinite(v) for v in values):
+        return NO_INTERVAL
+    spread = t_critical(len(values) - 1) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    return Interval(figure - spread, figure + spread)
+
+
+@dataclass(frozen=True)
+class PointIntervals:
+    """The 95% intervals of a point's throughput, mean latency and p99 latency."""
+
+    throughput: Interval
+    latency_avg_ms: Interval
+    latency_p99_ms: Interval
+
+
+def point_intervals(windows: Sequence[Window], summary: PointSummary) -> PointIntervals:
+    """The intervals of ``summary``'s figures, each window one batch (docs/design-notes.md,
+    "Confidence intervals", says why that is valid here and what it does not cover)."""
+    measured = [w for w in windows if w.ok > 0]
+    if len(measured) < len(windows):
+        return PointIntervals(NO_INTERVAL, NO_INTERVAL, NO_INTERVAL)  # a window without a figure
+    return PointIntervals(
+        throughput=batch_means_interval(summary.throughput, [w.throughput for w in windows]),
+        latency_avg_ms=batch_means_interval(summary.latency_avg_ms, [w.latency_avg_ms for w in windows]),
+        latency_p99_ms=batch_means_interval(summary.latency_p99_ms,
+                                            [percentile(w.ok_latencies_s, 99) * 1e3 for w in windows]),
     )

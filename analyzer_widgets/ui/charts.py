@@ -11,7 +11,8 @@ ui/static.py makes them outputs that travel).
                                                     the three, by name, dressed for a light
                                                     or dark page (_theme.themed)
 
-Unstable points are hollow markers (hatched bars) and say so in the hover. A decision
+Unstable points are hollow markers (hatched bars) and say so in the hover; error bars show
+the 95% confidence intervals of the figures that have them (throughput, mean and p99 latency). A decision
 (:func:`analyzer_widgets.plan.budget.choose`) stars each model's chosen point and draws its
 budget as a labeled vertical line; its latency statistic is then the charts' x axis (p99
 without one). No measured point gives a figure that says so instead of empty axes.
@@ -25,7 +26,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyzer_widgets.plan.budget import MEASURED, Decision, Statistic
-from analyzer_widgets.schema import MODEL_COLUMNS, Kind, Status
+from analyzer_widgets.schema import INTERVALS, MODEL_COLUMNS, Kind, Status
 from analyzer_widgets.ui._theme import themed
 
 HEIGHT = 380
@@ -124,15 +125,31 @@ def _span(measured: pd.DataFrame, x: str, y: str) -> tuple[float, float]:
     return extent(x), extent(y)
 
 
+def _error_bars(part: pd.DataFrame, column: str) -> dict[str, object] | None:
+    """Error bars from the 95% confidence interval ``column`` has (schema.INTERVALS), or None
+    where it has none; a point without bounds (one window) gets no bar."""
+    if column not in INTERVALS:
+        return None
+    low, high = INTERVALS[column]
+    above, below = (part[high] - part[column]).tolist(), (part[column] - part[low]).tolist()
+    if not any(math.isfinite(v) for v in above + below):
+        return None
+    def bars(values: list[float]) -> list[float | None]:
+        return [v if math.isfinite(v) else None for v in values]  # JSON has no NaN: no bar there
+    return {"type": "data", "symmetric": False, "array": bars(above), "arrayminus": bars(below), "thickness": 1,
+            "width": 3}
+
+
 def _point_traces(fig: go.Figure, measured: pd.DataFrame, x: str, y: str, y_hover: str) -> None:
     """One line per model and batch size through its points, each marker labeled with its
-    concurrency; unstable points hollow."""
+    concurrency; unstable points hollow; error bars where the figures have intervals."""
     span = _span(measured, x, y)
     label = x.removeprefix("latency_").removesuffix("_ms").replace("avg", "mean")
     for (model, batch), part in measured.groupby(["model", "batch_size"], sort=True):
         unstable = [s == Status.UNSTABLE.value for s in part["status"]]
         fig.add_scatter(
             x=part[x], y=part[y], mode="lines+markers+text", name=f"{model} batch {batch}", cliponaxis=False,
+            error_x=_error_bars(part, x), error_y=_error_bars(part, y),
             text=[str(c) for c in part["concurrency"]],
             textposition=label_positions(part[x].tolist(), part[y].tolist(), span),
             marker={"symbol": ["circle-open" if u else "circle" for u in unstable], "size": 9, "line": {"width": 2}},

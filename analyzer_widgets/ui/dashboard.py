@@ -51,7 +51,14 @@ from analyzer_widgets.plan.budget import Budget, Decision, choose
 from analyzer_widgets.repository import batch_size_skips, list_models
 from analyzer_widgets.results import ResultCollector, SweepResult, outcome
 from analyzer_widgets.runner import SweepRunner
-from analyzer_widgets.schema import MODEL_COLUMN, MODEL_COLUMNS, SAMPLE_METRICS, TABLE_COLUMNS, table_columns
+from analyzer_widgets.schema import (
+    MODEL_COLUMN,
+    MODEL_COLUMNS,
+    SAMPLE_METRICS,
+    TABLE_COLUMNS,
+    shown_value,
+    table_columns,
+)
 from analyzer_widgets.ui._series import Series
 from analyzer_widgets.ui._theme import ThemeProbe, keep_widget_state, themed
 from analyzer_widgets.ui.charts import RESULT_CHARTS, result_figures
@@ -158,27 +165,23 @@ def _gpu_names() -> tuple[list[str] | None, str | None]:
 
 def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
     """The results as people read them: headers from the metrics table, numbers rounded
-    (the CSV keeps every digit), the status colored, the reason last and wrapped, and the
+    (the CSV keeps every digit) with ± their 95% interval's half-width where they have one,
+    the status colored, the reason last and wrapped, and the
     resource columns no row has a value in left out with a note saying why."""
     shown = table_columns(df)
     cell = "padding:1px 8px;font-size:12px;text-align:right;white-space:nowrap"
     head = "".join(f"<th style='{cell}' title='{html.escape(MODEL_COLUMN[c].doc)}'>{html.escape(MODEL_COLUMN[c].header)}"
                    "</th>" for c in shown)
     body = []
-    for record in df[shown].to_dict("records"):
+    for record in df.to_dict("records"):
         cells = []
         for name in shown:
-            value, column = record[name], MODEL_COLUMN[name]
             style = cell
             if name == "status":
-                style += f";color:{STATUS_COLORS.get(str(value), 'inherit')};font-weight:600"
+                style += f";color:{STATUS_COLORS.get(str(record[name]), 'inherit')};font-weight:600"
             if name == "reason":
                 style = "padding:1px 8px;font-size:12px;text-align:left;white-space:normal;min-width:40ch"
-            if isinstance(value, float):
-                text = "NaN" if math.isnan(value) else f"{value:,.{column.decimals}f}"
-            else:
-                text = str(value)
-            cells.append(f"<td style='{style}'>{html.escape(text)}</td>")
+            cells.append(f"<td style='{style}'>{html.escape(shown_value(record, name))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     hidden = [MODEL_COLUMN[c].header for c in TABLE_COLUMNS if c not in shown]
     note = ""
