@@ -56,6 +56,13 @@ class Protocol(str, enum.Enum):
     HTTP = "http"
 
 
+class StopRule(str, enum.Enum):
+    """When a point has been measured enough (loadgen/stats.py: ``ended``)."""
+
+    STABLE = "stable"  # perf_analyzer's: the last windows agree within a percentage
+    PRECISION = "precision"  # the 95% intervals are narrow enough and no trend shows
+
+
 # -- the declaration of a setting ----------------------------------------------------------------
 #: a check takes the field's name and the value given (a text where it came from the command
 #: line or the panel) and returns the value to keep, or raises ConfigError naming the field
@@ -516,9 +523,11 @@ def _no_passphrase() -> bytes:
 class MeasurementSettings(Checked):
     """How each point is measured; defaults follow perf_analyzer's stability rule.
 
-    A point is measured in windows of ``window_ms``. It is stable when the last
-    ``stable_windows`` windows each lie within ``stability_pct`` percent of their mean on
-    throughput and on average latency; after ``max_trials`` windows it is kept as unstable.
+    A point is measured in windows of ``window_ms``. Under the ``stable`` rule it is stable
+    when the last ``stable_windows`` windows each lie within ``stability_pct`` percent of
+    their mean on throughput and on average latency. Under the ``precision`` rule it is
+    done when the 95% intervals over all its windows are within ``precision_pct`` percent
+    and no trend shows. After ``max_trials`` windows it is kept as unstable.
     """
 
     window_ms: int = setting(
@@ -533,6 +542,14 @@ class MeasurementSettings(Checked):
     max_trials: int = setting(
         10, check=positive_int, flags=("--max-trials",), fingerprint=True, panel="Max windows",
         help="windows at most; then the point is kept and marked unstable")
+    stop_rule: StopRule = setting(
+        StopRule.STABLE, check=one_of(StopRule), flags=("--stop-rule",), fingerprint=True, panel="Stop rule",
+        help="`stable`: the last --stable-windows windows agree within --stability-pct (perf_analyzer's rule); "
+             "`precision`: windows until the 95% intervals of throughput and mean latency are within "
+             "--precision and neither drifts across the windows")
+    precision_pct: float = setting(
+        5.0, check=percentage, flags=("--precision",), fingerprint=True, panel="Precision %",
+        help="the precision rule's target: the 95% intervals' half-width, as a percentage of the figure")
     protocol: Protocol = setting(
         Protocol.GRPC, check=one_of(Protocol), flags=("--protocol",), fingerprint=True, panel="Protocol",
         help="the protocol inferences are sent with")

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from analyzer_widgets import events as ev
-from analyzer_widgets.config import LaunchMode, SweepSpec
+from analyzer_widgets.config import LaunchMode, MeasurementSettings, StopRule, SweepSpec
 from analyzer_widgets.errors import (
     AnalyzerError,
     ModelLoadError,
@@ -28,11 +28,15 @@ from analyzer_widgets.errors import (
 from analyzer_widgets.loadgen import ClientPool, LoadError, PointJob, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
 from analyzer_widgets.loadgen.stats import (
+    Ending,
     PointIntervals,
     PointSummary,
+    Precision,
     Window,
-    is_stable,
+    ended,
     point_intervals,
+    precision,
+    reported,
     summarize,
 )
 from analyzer_widgets.monitor.session import MonitorSession
@@ -291,20 +295,20 @@ class SweepRunner:
         windows: list[Window] = []
         snapshots: list[ModelStats] = []
         try:
-            self._measure_windows(job, batch, control, pool, windows, snapshots)
+            ending = self._measure_windows(job, batch, control, pool, windows, snapshots)
         except (LoadError, ServerError) as e:
             row.update(reason=str(e), window_count=len(windows))
             return row  # the caller asks whether the server is still alive
         settings = self.spec.measurement
-        reported = windows[-settings.stable_windows:]
-        summary = summarize(reported)
-        row.update(client_figures(summary), interval_figures(point_intervals(reported, summary)),
-                   window_count=len(windows))
-        row.update(server_figures(snapshots[-1] - snapshots[-1 - len(reported)]))
-        reduced = self.monitors.reduce(reported[0].start, reported[-1].end, MODEL_COLUMNS, model)
+        shown = reported(windows, settings)
+        summary = summarize(shown)
+        reached = precision(shown)
+        row.update(client_figures(summary), interval_figures(point_intervals(shown, summary)),
+                   window_count=len(windows), ended_by=ending.value, precision_reached_pct=reached.reached_pct)
+        row.update(server_figures(snapshots[-1] - snapshots[-1 - len(shown)]))
+        reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)
         row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb)
-        status, reason = verdict(summary, is_stable(windows, settings.stable_windows, settings.stability_pct),
-                                 settings.stability_pct, len(windows))
+        status, reason = verdict(summary, ending, settings, len(windows), reached)
         row.update(status=status.value, reason=reason)
         return row
 
@@ -323,9 +327,10 @@ class SweepRunner:
         return job
 
     def _measure_windows(self, job: PointJob, batch: int, control: TritonControl, pool: ClientPool,
-                         windows: list[Window], snapshots: list[ModelStats]) -> None:
+                         windows: list[Window], snapshots: list[ModelStats]) -> Ending:
         """Load the server with ``job`` and append windows (and the server's statistics at
-        each cut) until the point is stable, every request fails, or max_trials is reached."""
+        each cut) until the stop rule is met, every request fails, or max_trials is reached;
+        return which."""
         settings = self.spec.measurement
         window_s = settings.window_ms / 1000.0
         load: PointLoad | None = None
@@ -353,17 +358,16 @@ class SweepRunner:
             load = pool.start_point(job, settings.processes_for(job.concurrency))
             boundary = snapshot()
             load.window(boundary)  # drop what completed before the first snapshot
-            while len(windows) < settings.max_trials:
+            while True:
                 boundary += window_s
                 self._wait(max(0.0, boundary - time.monotonic()))
                 window = load.window(snapshot())
                 windows.append(window)
                 self.emit(ev.WindowMeasured(job.model, batch, job.concurrency, len(windows), window.throughput,
                                          window.latency_avg_ms, window.failed))
-                if window.ok == 0 and window.failed > 0:
-                    break  # every request failed: nothing to wait for
-                if is_stable(windows, settings.stable_windows, settings.stability_pct):
-                    break
+                ending = ended(windows, settings)
+                if ending is not None:
+                    return ending
         finally:
             if load is not None:
                 load.stop()
@@ -412,16 +416,22 @@ def server_figures(served: ModelStats) -> dict[str, Any]:
     }
 
 
-def verdict(summary: PointSummary, stable: bool, stability_pct: float, windows: int) -> tuple[Status, str]:
+def verdict(summary: PointSummary, ending: Ending, settings: MeasurementSettings, windows: int,
+            reached: Precision) -> tuple[Status, str]:
     """A measured point's status and the reason the row gives."""
     total_requests = summary.request_count + summary.error_count
     top_errors = "; ".join(f"{n}x {msg}" for msg, n in summary.errors.most_common(3))
     failures = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
     if summary.request_count == 0:
         return Status.FAILED, f"every request failed: {top_errors}" if top_errors else "no request completed"
-    if not stable:
-        return Status.UNSTABLE, (f"not stable within {stability_pct:g}% after {windows} windows"
-                                 + (f"; {failures}" if failures else ""))
+    if ending is Ending.MAX_TRIALS:
+        if settings.stop_rule is StopRule.STABLE:
+            why = f"not stable within {settings.stability_pct:g}% after {windows} windows"
+        elif reached.drifting:
+            why = f"{reached.drifting} after {windows} windows"
+        else:
+            why = f"95% intervals ±{reached.reached_pct:.1f}% after {windows} windows, not ±{settings.precision_pct:g}%"
+        return Status.UNSTABLE, why + (f"; {failures}" if failures else "")
     return Status.OK, failures
 
 

@@ -233,6 +233,11 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("window_ms", _I, "length of one measurement window", "ms"),
     Column("window_count", _I, "windows measured (trials), the reported ones included"),
     Column("measured_s", _F, "length of the reported span", "s"),
+    Column("ended_by", _S, "what ended the point's windows: stable (the last windows agreed), precision (the 95% "
+           "intervals were within --precision and nothing drifted), max_trials (neither, in --max-trials windows) "
+           "or all_failed"),
+    Column("precision_reached_pct", _F, "the larger half-width of the 95% intervals of throughput and mean latency, "
+           "as a percentage of the figure", "%"),
     _SERVER_SAMPLED[0],
     Column("gpu_memory_above_baseline_mb", _F, "gpu_memory_max_mb minus the baseline's (the server with no models)",
            "MB"),

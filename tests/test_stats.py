@@ -9,15 +9,22 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from analyzer_widgets.config import MeasurementSettings, StopRule
 from analyzer_widgets.loadgen.stats import (
+    MIN_PRECISION_WINDOWS,
     NO_INTERVAL,
+    Ending,
     Window,
     batch_means_interval,
+    ended,
     is_stable,
     percentile,
     point_intervals,
+    precision,
+    reported,
     summarize,
     t_critical,
+    trend,
     within,
 )
 
@@ -266,3 +273,57 @@ def test_batch_means_intervals_cover_the_true_figure_95_percent_of_the_time() ->
     # binomial standard error at 2000 runs is 0.5%: 95% +- 1.5% is three of them
     assert abs(covered_throughput / runs - 0.95) < 0.015, covered_throughput / runs
     assert abs(covered_latency / runs - 0.95) < 0.015, covered_latency / runs
+
+
+# -- when a point has been measured enough --------------------------------------------------------
+def settings(**values: object) -> MeasurementSettings:
+    return MeasurementSettings(**values)  # type: ignore[arg-type]
+
+
+def test_trend_is_the_slopes_t_statistic() -> None:
+    assert trend([1.0, 2.0]) == 0.0  # too few to tell
+    assert trend([5.0, 5.0, 5.0, 5.0]) == 0.0
+    assert trend([1.0, 2.0, 3.0]) == math.inf  # an exact line
+    # y = 10 + x + noise (+-0.1): a clear rise; the same noise alone: none
+    noise = [0.1, -0.1, 0.05, -0.05, 0.0, 0.1]
+    assert trend([10 + x + e for x, e in enumerate(noise)]) > 20
+    assert abs(trend([10 + e for e in noise])) < t_critical(len(noise) - 2)
+
+
+def test_precision_is_the_wider_relative_interval_and_names_a_drift() -> None:
+    # throughput 1000 +- 10 (1%) per window, latency identical: precision from throughput
+    steady = [window(n, 0.005, start=i) for i, n in enumerate((990, 1010, 1000, 995, 1005))]
+    reached = precision(steady)
+    expected = 100 * t_critical(4) * np.std([990, 1010, 1000, 995, 1005], ddof=1) / math.sqrt(5) / 1000
+    assert reached.reached_pct == pytest.approx(expected)
+    assert reached.drifting == "" and reached.met(5.0) and not reached.met(0.5)
+    rising = [window(n, 0.005, start=i) for i, n in enumerate((900, 950, 1000, 1050, 1100))]
+    assert precision(rising).drifting == "throughput rising across the windows"
+    assert not precision(rising).met(100.0)
+
+
+def test_the_stable_rule_ends_when_the_last_windows_agree() -> None:
+    rule = settings(stable_windows=3, stability_pct=10.0, max_trials=5)
+    windows = [window(500), window(1000), window(1010)]
+    assert ended(windows, rule) is None
+    windows.append(window(990))
+    assert ended(windows, rule) is Ending.STABLE
+    assert list(reported(windows, rule)) == windows[-3:]
+
+
+def test_the_precision_rule_ends_on_narrow_intervals_without_drift() -> None:
+    rule = settings(stop_rule=StopRule.PRECISION, precision_pct=5.0, max_trials=8)
+    windows = [window(n, start=i) for i, n in enumerate((1000, 1010, 990))]
+    assert ended(windows, rule) is None  # fewer than MIN_PRECISION_WINDOWS
+    windows.append(window(1005, start=3))
+    assert len(windows) == MIN_PRECISION_WINDOWS and ended(windows, rule) is Ending.PRECISION
+    assert list(reported(windows, rule)) == windows  # every window counts
+
+
+def test_a_point_ends_at_max_trials_or_when_every_request_fails() -> None:
+    rule = settings(stop_rule=StopRule.PRECISION, precision_pct=0.001, max_trials=4)
+    windows = [window(n, start=i) for i, n in enumerate((1000, 1200, 800))]
+    assert ended(windows, rule) is None
+    windows.append(window(1100, start=3))
+    assert ended(windows, rule) is Ending.MAX_TRIALS
+    assert ended([window(100), window(0, failed=3)], rule) is Ending.ALL_FAILED

@@ -3,12 +3,15 @@ point's figures: pure functions, no I/O."""
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from analyzer_widgets.config import MeasurementSettings, StopRule
 
 
 @dataclass(frozen=True)
@@ -214,3 +217,92 @@ def point_intervals(windows: Sequence[Window], summary: PointSummary) -> PointIn
         latency_p99_ms=batch_means_interval(summary.latency_p99_ms,
                                             [percentile(w.ok_latencies_s, 99) * 1e3 for w in windows]),
     )
+
+
+# -- when a point has been measured enough ---------------------------------------------------------
+#: the fewest windows the precision rule judges: with fewer, t is so large (12.7 for 2) that
+#: only identical windows would pass, and a trend needs points to show
+MIN_PRECISION_WINDOWS = 4
+
+
+class Ending(str, enum.Enum):
+    """What ended a point's windows (a row's ``ended_by``)."""
+
+    STABLE = "stable"  # the last windows agreed (StopRule.STABLE)
+    PRECISION = "precision"  # the intervals were narrow enough and nothing drifted (StopRule.PRECISION)
+    MAX_TRIALS = "max_trials"  # neither, within max_trials windows
+    ALL_FAILED = "all_failed"  # every request of a window failed
+
+
+def trend(values: Sequence[float]) -> float:
+    """The t statistic of the least-squares slope of ``values`` against their order (0 with
+    fewer than 3 values, infinite for an exact non-zero line): how clearly they drift.
+
+    >>> trend([10, 10.1, 9.9, 10]) < 1, trend([10, 11, 12, 13.1]) > 10
+    (True, True)
+    """
+    y = np.asarray(values, dtype=np.float64)
+    n = y.size
+    if n < 3 or not np.all(np.isfinite(y)):
+        return 0.0
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    slope = float(np.dot(x, y - y.mean()) / np.dot(x, x))
+    residuals = y - y.mean() - slope * x
+    spread = math.sqrt(float(np.dot(residuals, residuals)) / (n - 2) / float(np.dot(x, x)))
+    if spread == 0:
+        return 0.0 if slope == 0 else math.copysign(math.inf, slope)
+    return slope / spread
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How precisely a point's windows give its figures: the larger relative half-width of
+    the 95% intervals of throughput and mean latency (in %), and the figure that drifts
+    across the windows, if one does ("" if none)."""
+
+    reached_pct: float
+    drifting: str
+
+    def met(self, target_pct: float) -> bool:
+        return not self.drifting and self.reached_pct <= target_pct
+
+
+def precision(windows: Sequence[Window]) -> Precision:
+    """The precision the windows give, each window one batch (:func:`point_intervals`); a
+    figure drifts when its slope across the windows is significant at 95% (t test)."""
+    summary = summarize(windows)
+    intervals = point_intervals(windows, summary)
+    shares = (intervals.throughput.relative_to(summary.throughput),
+              intervals.latency_avg_ms.relative_to(summary.latency_avg_ms))
+    reached = math.nan if any(math.isnan(s) for s in shares) else 100 * max(shares)
+    drifting = ""
+    if len(windows) >= 3:
+        limit = t_critical(len(windows) - 2)
+        for name, values in (("throughput", [w.throughput for w in windows]),
+                             ("mean latency", [w.latency_avg_ms for w in windows])):
+            t = trend(values)
+            if abs(t) > limit:
+                drifting = f"{name} {'rising' if t > 0 else 'falling'} across the windows"
+                break
+    return Precision(reached, drifting)
+
+
+def ended(windows: Sequence[Window], settings: MeasurementSettings) -> Ending | None:
+    """Whether the windows so far end the point, and how; None to measure another."""
+    last = windows[-1]
+    if last.ok == 0 and last.failed > 0:
+        return Ending.ALL_FAILED  # every request failed: nothing to wait for
+    if settings.stop_rule is StopRule.STABLE:
+        if is_stable(windows, settings.stable_windows, settings.stability_pct):
+            return Ending.STABLE
+    elif len(windows) >= MIN_PRECISION_WINDOWS and precision(windows).met(settings.precision_pct):
+        return Ending.PRECISION
+    return Ending.MAX_TRIALS if len(windows) >= settings.max_trials else None
+
+
+def reported(windows: Sequence[Window], settings: MeasurementSettings) -> Sequence[Window]:
+    """The windows a row reports: the last ``stable_windows`` under the stable rule (as
+    perf_analyzer does), all of them under the precision rule."""
+    if settings.stop_rule is StopRule.STABLE:
+        return windows[-settings.stable_windows:]
+    return windows
