@@ -65,9 +65,12 @@ def test_profile_two_models(tmp_path: Path) -> None:
     assert_counts_agree(ok)
     assert_counts_agree(df)
     # the server's executions: a dynamic batch (mlp_numpy) is one, so there are at most as
-    # many as requests; without a batcher (mixed_inputs) each request is its own execution,
-    # give or take the requests in flight at either end of the span
-    assert ((df["server_execution_count"] > 0) & (df["server_execution_count"] <= df["server_request_count"])).all()
+    # many as requests; without a batcher (mixed_inputs) each request is its own execution.
+    # Either way give or take the requests in flight at either end of the span: a read of
+    # the statistics can count an execution whose request it does not count yet (CI saw
+    # 3,878 executions for 3,877 requests)
+    assert ((df["server_execution_count"] > 0)
+            & (df["server_execution_count"] <= df["server_request_count"] + df["concurrency"])).all()
     unbatched = df[df["model"] == "mixed_inputs"]
     assert ((unbatched["server_execution_count"] - unbatched["server_request_count"]).abs()
             <= unbatched["concurrency"]).all(), unbatched[["server_execution_count", "server_request_count"]]
