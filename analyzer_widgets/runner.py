@@ -303,8 +303,9 @@ class SweepRunner:
         shown = reported(windows, settings)
         summary = summarize(shown)
         reached = precision(shown)
-        row.update(client_figures(summary), interval_figures(point_intervals(shown, summary)),
-                   window_count=len(windows), ended_by=ending.value, precision_reached_pct=reached.reached_pct)
+        row.update(client_figures(summary))
+        row.update(interval_figures(point_intervals(shown, summary)), window_count=len(windows),
+                   ended_by=ending.value, precision_reached_pct=reached.reached_pct)
         row.update(server_figures(snapshots[-1] - snapshots[-1 - len(shown)]))
         reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)
         row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb)
