@@ -308,7 +308,9 @@ class SweepRunner:
                    ended_by=ending.value, precision_reached_pct=reached.reached_pct)
         row.update(server_figures(snapshots[-1] - snapshots[-1 - len(shown)]))
         reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)
-        row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb)
+        row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb,
+                   energy_per_inference_j=energy_per_inference_j(reduced["gpu_power_mean_w"], summary.duration_s,
+                                                                 summary.inference_count))
         status, reason = verdict(summary, ending, settings, len(windows), reached)
         row.update(status=status.value, reason=reason)
         return row
@@ -390,6 +392,18 @@ def client_figures(summary: PointSummary) -> dict[str, Any]:
         "client_inference_count": summary.inference_count,
         "measured_s": summary.duration_s,
     }
+
+
+def energy_per_inference_j(power_w: float, seconds: float, inferences: int) -> float:
+    """Joules per inference: the mean board power over a span, times the span, over the
+    inferences completed in it; NaN without a power figure or an inference.
+
+    >>> energy_per_inference_j(300.0, 2.0, 12_000)
+    0.05
+    """
+    if not (math.isfinite(power_w) and seconds > 0 and inferences > 0):
+        return math.nan
+    return power_w * seconds / inferences
 
 
 def interval_figures(intervals: PointIntervals) -> dict[str, float]:

@@ -127,7 +127,7 @@ class Column:
         if self.label:
             return self.label
         words = self.name
-        for suffix in ("_per_s", "_ms", "_mb", "_pct", "_w", "_s"):
+        for suffix in ("_per_s", "_ms", "_mb", "_pct", "_w", "_s", "_j"):
             if words.endswith(suffix):
                 words = words[: -len(suffix)]
                 break
@@ -244,6 +244,9 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     *_SERVER_SAMPLED[1:],
     *_MODEL_SAMPLED,
     *_USE_SAMPLED,
+    Column("energy_per_inference_j", _F, "board energy of the monitored GPUs per successful inference over the "
+           "reported span: gpu_power_mean_w x measured_s / client_inference_count (idle power included; NaN "
+           "where the machine gives no power)", "J"),
     Column("started_at", _S, "UTC time the point started"),
 )
 

@@ -115,6 +115,12 @@ def test_sweep_gpu_columns_agree_with_triton_metrics_and_nvidia_smi(tmp_path: Pa
         assert row["model_gpu_memory_max_mb"] > 256
         # Triton's own /metrics (DCGM, 1 s refresh) sees the same memory within 5%
         assert row["triton_gpu_memory_max_mb"] == pytest.approx(row["gpu_memory_max_mb"], rel=0.05)
+        # energy per inference: the board's mean power over the reported span, per inference
+        assert row["gpu_power_mean_w"] > 0
+        assert row["energy_per_inference_j"] == pytest.approx(
+            row["gpu_power_mean_w"] * row["measured_s"] / row["client_inference_count"])
+        print(f"b={row['batch_size']} c={row['concurrency']}: {row['gpu_power_mean_w']:.0f} W mean, "
+              f"{row['energy_per_inference_j'] * 1e3:.2f} mJ per inference")
     if smi:
         assert readings, "no nvidia-smi reading was taken"
         for reading, peak in zip(readings, df["gpu_memory_max_mb"], strict=True):

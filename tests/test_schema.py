@@ -24,11 +24,12 @@ from analyzer_widgets.schema import (
 )
 
 #: the unit a column's or a key's name ends with
-SUFFIX_UNITS = {"_ms": "ms", "_mb": "MB", "_pct": ("%", "% of one core"), "_w": "W", "_s": "s", "_per_s": "infer/s"}
+SUFFIX_UNITS = {"_ms": "ms", "_mb": "MB", "_pct": ("%", "% of one core"), "_w": "W", "_s": "s", "_per_s": "infer/s",
+                "_j": "J"}
 
 
 def _unit_from_name(name: str) -> object:
-    for suffix in ("_per_s", "_ms", "_mb", "_pct", "_w", "_s"):
+    for suffix in ("_per_s", "_ms", "_mb", "_pct", "_w", "_s", "_j"):
         if name.endswith(suffix):
             return SUFFIX_UNITS[suffix]
     return None
