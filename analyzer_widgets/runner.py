@@ -295,7 +295,7 @@ class SweepRunner:
         windows: list[Window] = []
         snapshots: list[ModelStats] = []
         try:
-            ending = self._measure_windows(job, batch, control, pool, windows, snapshots)
+            ending, warmup_s = self._measure_windows(job, batch, control, pool, windows, snapshots)
         except (LoadError, ServerError) as e:
             row.update(reason=str(e), window_count=len(windows))
             return row  # the caller asks whether the server is still alive
@@ -305,7 +305,7 @@ class SweepRunner:
         reached = precision(shown)
         row.update(client_figures(summary))
         row.update(interval_figures(point_intervals(shown, summary)), window_count=len(windows),
-                   ended_by=ending.value, precision_reached_pct=reached.reached_pct)
+                   ended_by=ending.value, precision_reached_pct=reached.reached_pct, warmup_s=warmup_s)
         row.update(server_figures(snapshots[-1] - snapshots[-1 - len(shown)]))
         reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)
         row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb,
@@ -330,10 +330,10 @@ class SweepRunner:
         return job
 
     def _measure_windows(self, job: PointJob, batch: int, control: TritonControl, pool: ClientPool,
-                         windows: list[Window], snapshots: list[ModelStats]) -> Ending:
+                         windows: list[Window], snapshots: list[ModelStats]) -> tuple[Ending, float]:
         """Load the server with ``job`` and append windows (and the server's statistics at
         each cut) until the stop rule is met, every request fails, or max_trials is reached;
-        return which."""
+        return which, and the seconds the warm-up took."""
         settings = self.spec.measurement
         window_s = settings.window_ms / 1000.0
         load: PointLoad | None = None
@@ -358,7 +358,9 @@ class SweepRunner:
             return (best[0] + best[1]) / 2
 
         try:
+            started = time.monotonic()
             load = pool.start_point(job, settings.processes_for(job.concurrency))
+            warmup_s = time.monotonic() - started
             boundary = snapshot()
             load.window(boundary)  # drop what completed before the first snapshot
             while True:
@@ -370,7 +372,7 @@ class SweepRunner:
                                          window.latency_avg_ms, window.failed))
                 ending = ended(windows, settings)
                 if ending is not None:
-                    return ending
+                    return ending, warmup_s
         finally:
             if load is not None:
                 load.stop()

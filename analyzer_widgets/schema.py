@@ -233,6 +233,8 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("window_ms", _I, "length of one measurement window", "ms"),
     Column("window_count", _I, "windows measured (trials), the reported ones included"),
     Column("measured_s", _F, "length of the reported span", "s"),
+    Column("warmup_s", _F, "from the point's start until every client process had sent its warm-up requests "
+           "(a client process started for the point included)", "s"),
     Column("ended_by", _S, "what ended the point's windows: stable (the last windows agreed), precision (the 95% "
            "intervals were within --precision and nothing drifted), max_trials (neither, in --max-trials windows) "
            "or all_failed"),

@@ -24,6 +24,8 @@ def test_a_point_that_never_agrees_is_kept_as_unstable_with_its_figures() -> Non
     assert "not stable within" in row["reason"]
     assert row["window_count"] == 3
     assert row["throughput_infer_per_s"] > 0 and row["latency_p99_ms"] > 0
+    # where a point's time goes beyond its windows: its warm-up, and what ended it
+    assert 0 < row["warmup_s"] < 30 and row["ended_by"] == "max_trials"
 
 
 def test_user_data_from_an_npz_file_is_sent(tmp_path: Path) -> None:
