@@ -254,6 +254,9 @@ def print_table(result: SweepResult, out: TextIO) -> None:
     shown = pd.DataFrame([{c: shown_value(record, c) for c in columns} for record in df.to_dict("records")])
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         out.write(shown.to_string(index=False) + "\n")
+    if shown.map(lambda text: " ±" in text).any().any():
+        out.write("  ±: half-width of the 95% confidence interval over the reported windows "
+                  "(the *_ci_low_*/*_ci_high_* columns)\n")
     for what, why in result.unavailable.items():
         out.write(f"  NaN columns ({what}): {why}\n")
     for row in result.rows:

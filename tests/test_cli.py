@@ -35,6 +35,7 @@ def test_profile_one_point(tmp_path: Path) -> None:
     # the throughput, rounded, with the half-width of its 95% interval
     assert re.fullmatch(r"[\d,]+", row[4]) and float(row[4].replace(",", "")) > 0, row
     assert re.fullmatch(r"±[\d,]+", row[5]), row
+    assert "±: half-width of the 95% confidence interval" in done.stdout
     assert "results written to" in done.stdout
     # progress went to stderr, one line per step when it is not a terminal
     assert "ready at 127.0.0.1:" in done.stderr and "baseline recorded" in done.stderr
