@@ -302,9 +302,10 @@ class SweepRunner:
         settings = self.spec.measurement
         shown = reported(windows, settings)
         summary = summarize(shown)
-        reached = precision(shown)
+        intervals = point_intervals(shown, summary)
+        reached = precision(shown, summary, intervals)
         row.update(client_figures(summary))
-        row.update(interval_figures(point_intervals(shown, summary)), window_count=len(windows),
+        row.update(interval_figures(intervals), window_count=len(windows),
                    ended_by=ending.value, precision_reached_pct=reached.reached_pct, warmup_s=warmup_s)
         row.update(server_figures(snapshots[-1] - snapshots[-1 - len(shown)]))
         reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)

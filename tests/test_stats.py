@@ -14,6 +14,7 @@ from analyzer_widgets.loadgen.stats import (
     MIN_PRECISION_WINDOWS,
     NO_INTERVAL,
     Ending,
+    Precision,
     Window,
     batch_means_interval,
     ended,
@@ -290,16 +291,21 @@ def test_trend_is_the_slopes_t_statistic() -> None:
     assert abs(trend([10 + e for e in noise])) < t_critical(len(noise) - 2)
 
 
+def precision_of(windows: list[Window]) -> Precision:
+    summary = summarize(windows)
+    return precision(windows, summary, point_intervals(windows, summary))
+
+
 def test_precision_is_the_wider_relative_interval_and_names_a_drift() -> None:
     # throughput 1000 +- 10 (1%) per window, latency identical: precision from throughput
     steady = [window(n, 0.005, start=i) for i, n in enumerate((990, 1010, 1000, 995, 1005))]
-    reached = precision(steady)
+    reached = precision_of(steady)
     expected = 100 * t_critical(4) * np.std([990, 1010, 1000, 995, 1005], ddof=1) / math.sqrt(5) / 1000
     assert reached.reached_pct == pytest.approx(expected)
     assert reached.drifting == "" and reached.met(5.0) and not reached.met(0.5)
     rising = [window(n, 0.005, start=i) for i, n in enumerate((900, 950, 1000, 1050, 1100))]
-    assert precision(rising).drifting == "throughput rising across the windows"
-    assert not precision(rising).met(100.0)
+    assert precision_of(rising).drifting == "throughput rising across the windows"
+    assert not precision_of(rising).met(100.0)
 
 
 def test_the_stable_rule_ends_when_the_last_windows_agree() -> None:

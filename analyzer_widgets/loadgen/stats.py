@@ -208,8 +208,7 @@ class PointIntervals:
 def point_intervals(windows: Sequence[Window], summary: PointSummary) -> PointIntervals:
     """The intervals of ``summary``'s figures, each window one batch (docs/design-notes.md,
     "Confidence intervals", says why that is valid here and what it does not cover)."""
-    measured = [w for w in windows if w.ok > 0]
-    if len(measured) < len(windows):
+    if any(w.ok == 0 for w in windows):
         return PointIntervals(NO_INTERVAL, NO_INTERVAL, NO_INTERVAL)  # a window without a figure
     return PointIntervals(
         throughput=batch_means_interval(summary.throughput, [w.throughput for w in windows]),
@@ -267,11 +266,10 @@ class Precision:
         return not self.drifting and self.reached_pct <= target_pct
 
 
-def precision(windows: Sequence[Window]) -> Precision:
-    """The precision the windows give, each window one batch (:func:`point_intervals`); a
-    figure drifts when its slope across the windows is significant at 95% (t test)."""
-    summary = summarize(windows)
-    intervals = point_intervals(windows, summary)
+def precision(windows: Sequence[Window], summary: PointSummary, intervals: PointIntervals) -> Precision:
+    """The precision ``windows`` give their figures (``summary``, with their ``intervals``
+    from :func:`point_intervals`); a figure drifts when its slope across the windows is
+    significant at 95% (t test)."""
     shares = (intervals.throughput.relative_to(summary.throughput),
               intervals.latency_avg_ms.relative_to(summary.latency_avg_ms))
     reached = math.nan if any(math.isnan(s) for s in shares) else 100 * max(shares)
@@ -295,8 +293,10 @@ def ended(windows: Sequence[Window], settings: MeasurementSettings) -> Ending | 
     if settings.stop_rule is StopRule.STABLE:
         if is_stable(windows, settings.stable_windows, settings.stability_pct):
             return Ending.STABLE
-    elif len(windows) >= MIN_PRECISION_WINDOWS and precision(windows).met(settings.precision_pct):
-        return Ending.PRECISION
+    elif len(windows) >= MIN_PRECISION_WINDOWS:
+        summary = summarize(windows)
+        if precision(windows, summary, point_intervals(windows, summary)).met(settings.precision_pct):
+            return Ending.PRECISION
     return Ending.MAX_TRIALS if len(windows) >= settings.max_trials else None
 
 

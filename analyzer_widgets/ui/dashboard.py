@@ -810,23 +810,27 @@ class Dashboard:
 
     def _show_result_charts(self) -> None:
         """Draw the charts that travel (ui/static.py), off the kernel's thread; the next tick
-        shows them (:meth:`_show_images`)."""
-        if self.in_voila or self._static_handles:
+        shows them (:meth:`_show_images`). In Voila the result charts only: the live figure is
+        right above them."""
+        if self.in_voila:
+            self._images.submit(self.result_figures())
+        elif self._static_handles:
             self._images.submit(self.static_figures())
-            self._schedule_tick()
+        else:
+            return
+        self._schedule_tick()
 
     def _show_images(self) -> None:
         """Put the charts whose images are ready where the reader sees them (kernel thread).
         Under the panel, in the outputs made for them, so the saved notebook keeps them. In
-        Voila inside the panel, the result charts only (the live figure is above them): its
-        page shows only what a cell displayed while it ran."""
+        Voila inside the panel: its page shows only what a cell displayed while it ran."""
         done = self._images.take()
         if done is None:
             return
         outputs, problem = done
         if self.in_voila:
             self.results_box.outputs = tuple({"output_type": "display_data", "data": bundle, "metadata": {}}
-                                             for name, bundle in outputs.items() if name in RESULT_CHARTS)
+                                             for bundle in outputs.values())
         else:
             for name, bundle in outputs.items():
                 self._static_handles[name].update(bundle, raw=True)

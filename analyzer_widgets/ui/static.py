@@ -51,15 +51,15 @@ def _figure_json(fig: go.Figure) -> dict[str, Any]:
     return json.loads(pio.to_json(fig, validate=False))
 
 
-def render_pngs(figures: Mapping[str, go.Figure]) -> tuple[dict[str, bytes], str | None]:
-    """Each figure as a PNG, by name, drawn by kaleido in one headless browser session;
-    or ({}, why not) where kaleido or a Chrome/Chromium for it is missing or fails."""
+def render_pngs(specs: Mapping[str, dict[str, Any]]) -> tuple[dict[str, bytes], str | None]:
+    """Each figure (as :func:`_figure_json` gives it) as a PNG, by name, drawn by kaleido in
+    one headless browser session; or ({}, why not) where kaleido or a Chrome/Chromium for it
+    is missing or fails."""
     try:
         import kaleido
         from choreographer.errors import ChromeNotFoundError
     except ImportError:
         return {}, "kaleido is not installed (pip install kaleido)"
-    specs = {name: _figure_json(fig) for name, fig in figures.items()}
     images: dict[str, bytes] = {}
 
     async def draw() -> None:
@@ -105,27 +105,28 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
-def chart_output(fig: go.Figure, png: bytes | None, *, include_plotlyjs: bool = True) -> dict[str, Any]:
-    """One chart's display bundle: the figure, and its PNG where there is one, else HTML
-    (with plotly.js inlined when ``include_plotlyjs``, else relying on an earlier output's)."""
-    spec = _figure_json(fig)
-    title = (spec.get("layout", {}).get("title") or {}).get("text") or "chart"
+def chart_output(spec: dict[str, Any], png: bytes | None, *, include_plotlyjs: bool = True) -> dict[str, Any]:
+    """One chart's display bundle from its figure (as :func:`_figure_json` gives it): the
+    figure, and its PNG where there is one, else HTML (with plotly.js inlined when
+    ``include_plotlyjs``, else relying on an earlier output's)."""
+    layout = spec.get("layout", {})
+    title = (layout.get("title") or {}).get("text") or "chart"
     bundle: dict[str, Any] = {PLOTLY_MIME: {**spec, "config": CONFIG}, "text/plain": f"<plotly chart: {title}>"}
     if png is not None:
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
     else:
-        height = f"{fig.layout.height}px" if fig.layout.height else f"{DEFAULT_HEIGHT}px"
-        bundle["text/html"] = fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs, config=CONFIG,
-                                          default_height=height)
+        bundle["text/html"] = pio.to_html(spec, full_html=False, include_plotlyjs=include_plotlyjs, config=CONFIG,
+                                          default_height=f"{layout.get('height') or DEFAULT_HEIGHT}px")
     return bundle
 
 
 def chart_outputs(figures: Mapping[str, go.Figure]) -> tuple[dict[str, dict[str, Any]], str | None]:
     """Every figure's display bundle, by name, and why they have no images (None when they
     have). Blocks while the images are drawn."""
-    images, problem = render_pngs(figures)
-    outputs = {name: chart_output(fig, images.get(name), include_plotlyjs=(i == 0))
-               for i, (name, fig) in enumerate(figures.items())}
+    specs = {name: _figure_json(fig) for name, fig in figures.items()}  # once: a recorded sweep is large
+    images, problem = render_pngs(specs)
+    outputs = {name: chart_output(spec, images.get(name), include_plotlyjs=(i == 0))
+               for i, (name, spec) in enumerate(specs.items())}
     return outputs, problem
 
 
