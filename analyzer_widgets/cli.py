@@ -38,7 +38,7 @@ from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError,
 from analyzer_widgets.export import CSV_FILES
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult, outcome
-from analyzer_widgets.schema import shown_value, table_columns
+from analyzer_widgets.schema import load_of, shown_value, table_columns
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXAMPLE_REPOSITORY = Path(__file__).parent / "examples" / "model_repository"
@@ -94,7 +94,8 @@ class Progress:
             self._message(f"loaded {event.model} in {event.load_s:.1f}s (max_batch_size {event.info.max_batch_size})")
         elif isinstance(event, events.PointStarted):
             self.point_started = time.monotonic()
-            self.current = f"{event.model} batch={event.batch_size} concurrency={event.concurrency}"
+            load = load_of({"concurrency": event.concurrency, "request_rate_per_s": event.request_rate_per_s})
+            self.current = f"{event.model} batch={event.batch_size} {load}"
             self._line(self._bar())
         elif isinstance(event, events.WindowMeasured):
             if self.live:
@@ -180,6 +181,8 @@ def settings_from_args(args: argparse.Namespace, demo: bool = False) -> dict[str
                 settings[f.name] = s.demo_default
             elif s.cli_default is not UNSET:
                 settings[f.name] = s.cli_default
+    if "request_rate" in given and "concurrency" not in given:
+        settings.pop("concurrency", None)  # the demo's concurrency values give way to the rates asked for
     return settings
 
 
@@ -261,7 +264,7 @@ def print_table(result: SweepResult, out: TextIO) -> None:
         out.write(f"  NaN columns ({what}): {why}\n")
     for row in result.rows:
         if row["status"] != "ok" and row["reason"]:
-            out.write(f"  {row['model']} batch={row['batch_size']} concurrency={row['concurrency']}: "
+            out.write(f"  {row['model']} batch={row['batch_size']} {load_of(row)}: "
                       f"{row['status']}: {row['reason']}\n")
 
 

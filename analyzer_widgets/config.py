@@ -56,6 +56,29 @@ class Protocol(str, enum.Enum):
     HTTP = "http"
 
 
+class Arrival(str, enum.Enum):
+    """How a request-rate point spaces its sends (loadgen/_worker.py: ``Schedule``)."""
+
+    CONSTANT = "constant"  # evenly, one every 1/rate seconds
+    POISSON = "poisson"  # exponential gaps of mean 1/rate: independent arrivals, as many users make
+
+
+@dataclass(frozen=True, order=True)
+class Load:
+    """One point's load: requests kept in flight (closed loop: a request is sent when one
+    returns), or requests sent per second on a schedule (open loop: sends do not wait)."""
+
+    concurrency: int = 0
+    rate_per_s: float = 0.0
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate_per_s > 0
+
+    def __str__(self) -> str:
+        return f"{self.rate_per_s:,g} req/s" if self.open_loop else f"concurrency {self.concurrency}"
+
+
 class StopRule(str, enum.Enum):
     """When a point has been measured enough (loadgen/stats.py: ``ended``)."""
 
@@ -316,6 +339,36 @@ def positive_int_list(field_name: str, values: object) -> tuple[int, ...]:
     return tuple(out)
 
 
+def rate_list(field_name: str, values: object) -> tuple[float, ...]:
+    """Request rates in requests/s, each above 0; a string is read as a comma-separated list;
+    empty: no rates (the sweep varies the concurrency).
+
+    >>> rate_list("request_rate", "100, 250.5,100")
+    (100.0, 250.5)
+    """
+    if isinstance(values, str):
+        items: list[object] = [v for v in values.replace(" ", "").split(",")]
+        if items == [""]:
+            return ()
+        if any(v == "" for v in items):
+            raise ConfigError(field_name, values, "has an empty item; write rates like 100,200,400")
+    elif isinstance(values, int | float | np.integer | np.floating) and not isinstance(values, bool):
+        items = [values]
+    elif isinstance(values, Iterable):
+        items = list(values)
+    else:
+        raise ConfigError(field_name, values, "must be a list of request rates (requests/s)")
+    out: list[float] = []
+    for item in items:
+        reason = f"item {item!r} must be a number of requests per second above 0"
+        number = float(finite_number(field_name, item, reason)) if not isinstance(item, bool) else -1.0
+        if not number > 0:
+            raise ConfigError(field_name, values, reason)
+        if number not in out:
+            out.append(number)
+    return tuple(out)
+
+
 def model_names(name: str, value: object) -> tuple[str, ...]:
     models = value
     if isinstance(models, str):
@@ -563,13 +616,18 @@ class MeasurementSettings(Checked):
     warmup_requests: int = setting(
         1, check=count, flags=("--warmup-requests",), fingerprint=True,
         help="requests each request slot sends before a point's windows start, not counted; 0 turns warm-up off")
+    max_in_flight: int = setting(
+        64, check=positive_int, flags=("--max-in-flight",), fingerprint=True,
+        help="request-rate points: requests in flight at most (request slots over all client processes); "
+             "a send due while every slot is busy waits, and its wait counts as latency")
 
     def _check_together(self) -> None:
         if self.max_trials < self.stable_windows:
             raise ConfigError("max_trials", self.max_trials, f"must be at least stable_windows ({self.stable_windows})")
 
     def processes_for(self, concurrency: int) -> int:
-        """Client processes for one point: never more than the requests in flight."""
+        """Client processes for one point: never more than the requests in flight (the
+        request slots, at a request-rate point)."""
         if self.client_processes:
             return min(self.client_processes, concurrency)
         # One request slot per process where the cores allow: threads of one process wait
@@ -729,6 +787,14 @@ class SweepSpec(Checked):
     concurrency: tuple[int, ...] = setting(
         (1,), check=positive_int_list, flags=("-c", "--concurrency"), fingerprint=True, demo_default="1,2",
         help="comma-separated concurrency values (requests kept in flight)")
+    request_rate: tuple[float, ...] = setting(
+        (), check=rate_list, flags=("--request-rate",), fingerprint=True, panel="Request rates (req/s)",
+        default_text="none (concurrency)",
+        help="comma-separated request rates (requests/s): open-loop load on a schedule instead of "
+             "concurrency values")
+    arrival: Arrival = setting(
+        Arrival.CONSTANT, check=one_of(Arrival), flags=("--arrival", "--request-distribution"), fingerprint=True,
+        panel="Arrival", help="request-rate points: `constant` gaps, or `poisson` (exponential gaps of the same mean)")
     server: ServerSettings = field(default_factory=ServerSettings)
     measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
@@ -745,6 +811,10 @@ class SweepSpec(Checked):
                                       help="check the models' Python (numpy 1.x) before a local sweep")
 
     def _check_together(self) -> None:
+        if self.request_rate and self.concurrency != (1,):
+            raise ConfigError("request_rate", ",".join(f"{r:g}" for r in self.request_rate),
+                              f"and concurrency values ({','.join(map(str, self.concurrency))}) were both given: "
+                              "a sweep varies one load, the request rate or the concurrency")
         if self.model_repository is None and self.server.launch_mode is not LaunchMode.REMOTE:
             raise ConfigError("model_repository", None, "local and docker launch modes need a model repository")
         scheme = split_url(self.server.url)[0] if self.server.url else None
@@ -758,8 +828,16 @@ class SweepSpec(Checked):
                                   f"use --protocol {speaks.value}, or a {mine}:// URL")
 
     @property
+    def loads(self) -> tuple[Load, ...]:
+        """The loads each batch size is measured at: the request rates where given, else the
+        concurrency values."""
+        if self.request_rate:
+            return tuple(Load(rate_per_s=r) for r in self.request_rate)
+        return tuple(Load(concurrency=c) for c in self.concurrency)
+
+    @property
     def points_per_model(self) -> int:
-        return len(self.batch_sizes) * len(self.concurrency)
+        return len(self.batch_sizes) * len(self.loads)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analyzer_widgets.config import Load
+
 
 class Status(str, enum.Enum):
     OK = "ok"  # stable, every figure measured
@@ -137,7 +139,7 @@ class Column:
     @property
     def decimals(self) -> int:
         """Decimals shown for people (the files keep every digit)."""
-        return {"ms": 2, "s": 1, "infer/s": 0, "MB": 0, "%": 0, "% of one core": 0, "W": 0}.get(self.unit, 3)
+        return {"ms": 2, "s": 1, "infer/s": 0, "requests/s": 1, "MB": 0, "%": 0, "% of one core": 0, "W": 0}.get(self.unit, 3)
 
     def __post_init__(self) -> None:
         if (self.sample_key == "") != (self.reduction is None):
@@ -204,7 +206,10 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("model", _S, "model name", table=True, label="Model"),
     Column("model_version", _S, "version the server loaded"),
     Column("batch_size", _I, "inferences per request", table=True, label="Batch"),
-    Column("concurrency", _I, "requests kept outstanding", table=True, label="Concurrency"),
+    Column("concurrency", _I, "requests kept outstanding (0 at a request-rate point)", table=True,
+           label="Concurrency"),
+    Column("request_rate_per_s", _F, "the request rate the point's schedule sends at (NaN at a concurrency point)",
+           "requests/s", table=True, label="Rate (req/s)"),
     Column("status", _S, "ok, unstable, failed or skipped", table=True, label="Status"),
     Column("reason", _S, "why the row is not ok, or which requests failed", table=True, label="Reason"),
     Column("throughput_infer_per_s", _F, "successful inferences per second (requests x batch size)", "infer/s",
@@ -236,8 +241,21 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("warmup_s", _F, "from the point's start until every client process had sent its warm-up requests "
            "(a client process started for the point included)", "s"),
     Column("ended_by", _S, "what ended the point's windows: stable (the last windows agreed), precision (the 95% "
-           "intervals were within --precision and nothing drifted), max_trials (neither, in --max-trials windows) "
-           "or all_failed"),
+           "intervals were within --precision and nothing drifted), max_trials (neither, in --max-trials windows), "
+           "all_failed, or saturated (a request-rate point's requests piled up)"),
+    Column("achieved_rate_per_s", _F, "requests answered (ok or failed) per second over the reported windows: at a "
+           "request-rate point, the target rate while the schedule is kept", "requests/s"),
+    Column("send_lag_p50_ms", _F, "request-rate point: median of each send's lag behind its scheduled time", "ms"),
+    Column("send_lag_p99_ms", _F, "request-rate point: 99th percentile of each send's lag behind its scheduled time",
+           "ms"),
+    Column("schedule_behind_max_ms", _F, "request-rate point: the longest a send already due waited for a request "
+           "slot, as the client processes reported it every 50 ms", "ms"),
+    Column("in_flight_mean", _F, "request-rate point: requests due and not yet answered, on average (achieved "
+           "rate x mean latency from the scheduled time: Little's law)"),
+    Column("schedule", _S, "request-rate point: kept (sends within 2 ms of their time at p99), slots_full (sends "
+           "waited for a free request slot: --max-in-flight, or a server behind), client_behind (late with slots "
+           "free: the client could not keep up; its wait is in the latency) or saturated (requests piled up "
+           "without bound: the point ended early); empty at a concurrency point"),
     Column("precision_reached_pct", _F, "the larger half-width of the 95% intervals of throughput and mean latency, "
            "as a percentage of the figure", "%"),
     _SERVER_SAMPLED[0],
@@ -278,6 +296,26 @@ INTERVALS: dict[str, tuple[str, str]] = {
 }
 
 
+def load_of(row: Mapping[str, Any]) -> Load:
+    """The load a row was measured at: its request rate where it has one, else its concurrency.
+
+    >>> str(load_of({"concurrency": 4, "request_rate_per_s": float("nan")})), str(load_of({"concurrency": 0, "request_rate_per_s": 250.0}))
+    ('concurrency 4', '250 req/s')
+    """
+    rate = row.get("request_rate_per_s", _NAN)
+    if isinstance(rate, int | float) and math.isfinite(rate) and rate > 0:
+        return Load(rate_per_s=float(rate))
+    return Load(concurrency=int(row["concurrency"]))
+
+
+#: what names a point of a sweep: model, batch size, load
+PointKey = tuple[str, int, Load]
+
+
+def point_key(row: Mapping[str, Any]) -> PointKey:
+    return str(row["model"]), int(row["batch_size"]), load_of(row)
+
+
 def shown_value(record: Mapping[str, Any], name: str) -> str:
     """A row's value as the results tables of the CLI and the panel show it: a figure rounded
     to its column's decimals (the CSV keeps every digit) and, where it has a 95% confidence
@@ -304,9 +342,13 @@ def shown_value(record: Mapping[str, Any], name: str) -> str:
 def table_columns(frame: Any) -> list[str]:
     """The results table's columns for the rows of ``frame`` (a DataFrame of MODEL_COLUMNS):
     :data:`TABLE_COLUMNS`, less the resource columns no row has a value in (the GPU
-    columns on a machine without a GPU, the server's CPU where it runs elsewhere)."""
-    sampled = {c.name for c in sampled_columns(MODEL_COLUMNS)}
-    return [c for c in TABLE_COLUMNS if c in frame.columns and not (c in sampled and frame[c].isna().all())]
+    columns on a machine without a GPU, the server's CPU where it runs elsewhere) and the
+    load no row was measured at (the request rate of a concurrency sweep, and the other way)."""
+    empty = {c.name for c in sampled_columns(MODEL_COLUMNS) if c.name in frame.columns and frame[c.name].isna().all()}
+    if "request_rate_per_s" in frame.columns:
+        rates = frame["request_rate_per_s"]
+        empty.add("request_rate_per_s" if rates.isna().all() else "concurrency" if rates.notna().all() else "")
+    return [c for c in TABLE_COLUMNS if c in frame.columns and c not in empty]
 
 
 def sampled_columns(columns: Sequence[Column]) -> tuple[Column, ...]:

@@ -3,6 +3,10 @@
 Each worker keeps ``concurrency`` requests outstanding (as perf_analyzer's concurrency
 mode does: a new request is sent as soon as one completes), one thread per request slot,
 checks every response, and streams its request records to the parent in small batches.
+At a request-rate point (open loop) the same threads are request slots that send on a
+schedule (:class:`Schedule`): each free slot takes the next send time, waits for it, sends;
+a request's latency counts from its scheduled time, so a send that waited for a free slot
+or for a late thread shows as latency, never as a request silently not sent.
 
 Why threads and blocking calls, not asyncio: a blocking socket call waits with the GIL
 released, and a thread per request slot costs far less Python per request than an event
@@ -13,18 +17,24 @@ _HttpSender): why, in their docstrings.
 
 Wire protocol (two one-way pipes, so neither side ever reads and writes one pipe from
 two threads):
-  parent -> worker (commands): ("run", point, PointJob) | ("stop", point) | ("exit",)
+  parent -> worker (commands): ("run", point, PointJob) | ("go", point, t0) | ("stop", point) | ("exit",)
   worker -> parent (data):     ("warm", wid, point, t) once every request slot finished its warm-up
-                               ("records", wid, point, flushed_until, starts, ends, ok, errors)
+                               ("records", wid, point, flushed_until, starts, ends, ok, errors, sent,
+                                behind_s, slots_full)
                                ("done", wid, point, flushed_until) after a stop: the last of the point
                                ("fatal", wid, point, message) instead, when the point failed here
 ``point`` numbers the pool's points, so a message never counts for any point but its own.
+A request-rate point's schedule starts at the ``go`` command's t0, the same instant for every
+process; ``starts`` are then the scheduled times and ``sent`` the actual sends (at a
+concurrency point both are the send); ``behind_s`` is how late the oldest send not yet taken
+by a slot is, and ``slots_full`` whether every slot was busy sending, at the flush.
 Times are ``time.monotonic()``: CLOCK_MONOTONIC is shared by every process of a host,
 so the parent can cut windows across workers by these stamps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -34,6 +44,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -77,6 +88,74 @@ class PointJob:
     #: TLS to the server (grpcs://, https://): the files, not an SSLContext, since the job is
     #: pickled to the client processes; None: plain text
     tls: Tls | None = None
+    #: open loop: the point's whole rate (requests/s), of which this process sends its share
+    #: of the schedule (every ``processes``-th send from ``share``); ``concurrency`` is then
+    #: this process's request slots. 0: closed loop at ``concurrency``
+    request_rate: float = 0.0
+    arrival: str = "constant"
+    share: int = 0
+    processes: int = 1
+    seed: int = 0
+
+
+class Schedule:
+    """The send times of one client process's share of a point's arrivals.
+
+    The point's arrivals form one schedule for all its client processes (constant gaps of
+    1/rate, or exponential gaps of that mean from ``seed``); process ``share`` of
+    ``processes`` sends every ``processes``-th of them, so the processes together send the
+    point's schedule, not several independent ones. Times are drawn in chunks as they are
+    needed: a point of any length holds only a chunk. Not thread-safe: the caller locks.
+
+    >>> s = Schedule(100.0, "constant", start=10.0, share=1, processes=2, seed=0)
+    >>> [round(s.take(), 3) for _ in range(3)]
+    [10.01, 10.03, 10.05]
+    >>> round(s.behind(10.075), 3)  # the send due at 10.07 is 5 ms late
+    0.005
+    """
+
+    CHUNK = 4096
+
+    def __init__(self, rate: float, arrival: str, start: float, share: int, processes: int, seed: int) -> None:
+        if arrival not in ("constant", "poisson"):
+            raise ValueError(f"arrival={arrival!r}: must be constant or poisson")
+        self.rate, self.arrival, self.share, self.processes = rate, arrival, share, processes
+        self._rng = np.random.default_rng(seed)
+        self._start = start
+        self._last = start  # the latest arrival drawn (the first is at the start)
+        self._drawn = 0  # arrivals of the whole schedule drawn so far
+        self._times = np.empty(0)
+        self._next = 0
+
+    def _draw(self) -> None:
+        count = self.CHUNK * self.processes
+        if self.arrival == "constant":
+            # from the index, not by adding gaps: no rounding adds up over a long point
+            arrivals = self._start + (self._drawn + np.arange(count)) / self.rate
+        else:
+            gaps = self._rng.exponential(1.0 / self.rate, count)
+            if self._drawn == 0:
+                gaps[0] = 0.0  # the first arrival at the start
+            arrivals = self._last + np.cumsum(gaps)
+        self._last = float(arrivals[-1])
+        self._drawn += count
+        mine = arrivals[self.share::self.processes]
+        self._times = np.concatenate([self._times[self._next:], mine])
+        self._next = 0
+
+    def take(self) -> float:
+        """The next send time of this process's share."""
+        if self._next >= self._times.size:
+            self._draw()
+        t = float(self._times[self._next])
+        self._next += 1
+        return t
+
+    def behind(self, now: float) -> float:
+        """How late the oldest send not yet taken is at ``now`` (0 when none is due)."""
+        if self._next >= self._times.size:
+            self._draw()
+        return max(0.0, now - float(self._times[self._next]))
 
 
 @functools.cache
@@ -451,7 +530,10 @@ class _Recorder:
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.ok: list[bool] = []
+        self.sent: list[float] = []
         self.errors: Counter[str] = Counter()
+        #: at a request-rate point: now -> (how late the schedule is, whether every slot is busy)
+        self.schedule_state: Callable[[float], tuple[float, bool]] | None = None
         self.recording = False
         self.warm_at = math.inf
         self._lock = threading.Lock()  # the record lists
@@ -468,11 +550,14 @@ class _Recorder:
             self.warm_at = time.monotonic()
             self.data.send(("warm", self.wid, self.point, self.warm_at))
 
-    def add(self, start: float, end: float, error: str | None) -> None:
+    def add(self, start: float, end: float, error: str | None, sent: float | None = None) -> None:
+        """One request: ``start`` is its scheduled time at a request-rate point (``sent`` the
+        actual send), its send otherwise."""
         if not self.recording:
             return
         with self._lock:
             self.starts.append(start)
+            self.sent.append(start if sent is None else sent)
             self.ends.append(end)
             self.ok.append(error is None)
             if error is not None and (error in self.errors or len(self.errors) < MAX_ERROR_KINDS):
@@ -483,83 +568,174 @@ class _Recorder:
         # batch or an earlier one, which is what the parent's window cuts rely on.
         with self._lock:
             now = time.monotonic()
-            starts, ends, ok, errors = self.starts, self.ends, self.ok, self.errors
-            self.starts, self.ends, self.ok = [], [], []
+            starts, ends, ok, sent, errors = self.starts, self.ends, self.ok, self.sent, self.errors
+            self.starts, self.ends, self.ok, self.sent = [], [], [], []
             self.errors = Counter()
+        behind, full = self.schedule_state(now) if self.schedule_state is not None else (0.0, False)
         self.send((
             "records", self.wid, self.point, now,
             np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64),
-            np.asarray(ok, dtype=bool), dict(errors),
+            np.asarray(ok, dtype=bool), dict(errors), np.asarray(sent, dtype=np.float64), behind, full,
         ))
+
+
+class _Pacer:
+    """The request slots' share of a request-rate point's schedule, started by the parent's
+    ``go`` (the same t0 for every client process), and how many slots are sending."""
+
+    def __init__(self, job: PointJob) -> None:
+        self._job = job
+        self._lock = threading.Lock()
+        self._go = threading.Event()
+        self._schedule: Schedule | None = None
+        self._sending = 0
+
+    def go(self, t0: float) -> None:
+        job = self._job
+        with self._lock:
+            self._schedule = Schedule(job.request_rate, job.arrival, t0, job.share, job.processes, job.seed)
+        self._go.set()
+
+    def wait_for_go(self, stop: threading.Event) -> bool:
+        """Wait for the schedule to start; False if the point ended first."""
+        while not self._go.wait(FLUSH_INTERVAL_S):
+            if stop.is_set():
+                return False
+        return not stop.is_set()
+
+    def take(self) -> float:
+        with self._lock:
+            assert self._schedule is not None
+            return self._schedule.take()
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        with self._lock:
+            self._sending += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sending -= 1
+
+    def state(self, now: float) -> tuple[float, bool]:
+        """(how late the oldest send not yet taken is, whether every slot is sending)."""
+        with self._lock:
+            if self._schedule is None:
+                return 0.0, False
+            return self._schedule.behind(now), self._sending >= self._job.concurrency
+
+
+class _PointClients:
+    """The request slots of one point in this process: one thread each, sending closed loop
+    (a request as soon as the last returned) or on the point's schedule."""
+
+    def __init__(self, wid: int, point: int, job: PointJob, data: Connection) -> None:
+        self.job = job
+        self.fault = _test_fault(wid)
+        self.sender: Any = _GrpcSender(job) if job.protocol == "grpc" else _HttpSender(job)
+        self.recorder = _Recorder(wid, point, data)
+        self.stop = threading.Event()
+        self.faulted = threading.Event()
+        self.warmed = threading.Barrier(job.concurrency, action=self.recorder.start_recording)
+        self.pacer = _Pacer(job) if job.request_rate > 0 else None
+        if self.pacer is not None:
+            self.recorder.schedule_state = self.pacer.state
+        client = self._closed_loop if self.pacer is None else self._open_loop
+        self.threads = [threading.Thread(target=client, name=f"client-{wid}-{i}", daemon=True)
+                        for i in range(job.concurrency)]
+
+    def _send(self) -> str | None:
+        try:
+            return self.sender.send()
+        except Exception as e:  # noqa: BLE001 - a response we could not read counts as failed
+            return f"{type(e).__name__}: {e}"
+
+    def _warm_up(self) -> bool:
+        """This slot's warm-up requests, then wait for every slot's; False if the point ended."""
+        for _ in range(self.job.warmup_requests):
+            if self.stop.is_set():
+                break
+            self._send()
+        if self.fault is not None and self.fault[0] == "warmup":
+            self.faulted.set()  # the test hook: this warm-up never completes
+            return False
+        try:
+            self.warmed.wait()
+        except threading.BrokenBarrierError:
+            return False  # stopped during the warm-up
+        return True
+
+    def _closed_loop(self) -> None:
+        if not self._warm_up():
+            return
+        while not self.stop.is_set():
+            start = time.monotonic()
+            error = self._send()
+            end = time.monotonic()
+            if self.stop.is_set() and error is not None:
+                break  # cut off by the stop: not the server's failure
+            self.recorder.add(start, end, error)
+            if error is not None:
+                self.stop.wait(ERROR_BACKOFF_S)
+
+    def _open_loop(self) -> None:
+        pacer = self.pacer
+        assert pacer is not None
+        if not (self._warm_up() and pacer.wait_for_go(self.stop)):
+            return
+        while not self.stop.is_set():
+            scheduled = pacer.take()
+            if self.stop.wait(max(0.0, scheduled - time.monotonic())):
+                break
+            with pacer.sending():
+                sent = time.monotonic()
+                error = self._send()
+                end = time.monotonic()
+            if self.stop.is_set() and error is not None:
+                break
+            self.recorder.add(scheduled, end, error, sent)
+
+    def let_go(self) -> None:
+        """Stop the slots: requests in flight get STOP_GRACE_S to end, then are cut off."""
+        self.stop.set()
+        self.warmed.abort()
+        _let_go(self.threads, self.sender)
 
 
 def _run_point(wid: int, point: int, job: PointJob, commands: Connection, data: Connection) -> tuple[Any, ...] | None:
     """Run one point until told to stop. Returns None after its stop, or the command that
     ended it otherwise, for the caller to act on: ("exit",), or a later point's run."""
-    fault = _test_fault(wid)
-    sender: Any = _GrpcSender(job) if job.protocol == "grpc" else _HttpSender(job)
-    recorder = _Recorder(wid, point, data)
-    stop = threading.Event()
-    faulted = threading.Event()
-    warmed = threading.Barrier(job.concurrency, action=recorder.start_recording)
-
-    def send() -> str | None:
-        try:
-            return sender.send()
-        except Exception as e:  # noqa: BLE001 - a response we could not read counts as failed
-            return f"{type(e).__name__}: {e}"
-
-    def client() -> None:
-        for _ in range(job.warmup_requests):
-            if stop.is_set():
-                break
-            send()
-        if fault is not None and fault[0] == "warmup":
-            faulted.set()  # the test hook: this warm-up never completes
-            return
-        try:
-            warmed.wait()
-        except threading.BrokenBarrierError:
-            return  # stopped during the warm-up
-        while not stop.is_set():
-            start = time.monotonic()
-            error = send()
-            end = time.monotonic()
-            if stop.is_set() and error is not None:
-                break  # cut off by the stop: not the server's failure
-            recorder.add(start, end, error)
-            if error is not None:
-                stop.wait(ERROR_BACKOFF_S)
-
-    threads = [threading.Thread(target=client, name=f"client-{wid}-{i}", daemon=True) for i in range(job.concurrency)]
-    for t in threads:
+    clients = _PointClients(wid, point, job, data)
+    for t in clients.threads:
         t.start()
     try:
-        ending = _serve(point, commands, recorder, fault, faulted)
+        ending = _serve(point, commands, clients)
     finally:
-        stop.set()
-        warmed.abort()
-        _let_go(threads, sender)
-    recorder.recording = True
-    recorder.flush()
-    recorder.send(("done", wid, point, time.monotonic()))
+        clients.let_go()
+    clients.recorder.recording = True
+    clients.recorder.flush()
+    clients.recorder.send(("done", wid, point, time.monotonic()))
     return ending
 
 
-def _serve(point: int, commands: Connection, recorder: _Recorder, fault: tuple[str, float] | None,
-           faulted: threading.Event) -> tuple[Any, ...] | None:
+def _serve(point: int, commands: Connection, clients: _PointClients) -> tuple[Any, ...] | None:
     """The main thread's part of a point: flush the records until a command ends it; what
     _run_point returns."""
+    recorder, fault, pacer = clients.recorder, clients.fault, clients.pacer
     while True:
         if commands.poll(FLUSH_INTERVAL_S):
             try:
                 message = commands.recv()
             except EOFError:
                 message = ("exit",)
+            if message[0] == "go" and message[1] == point and pacer is not None:
+                pacer.go(message[2])
+                continue
             # A run means the parent moved on without a stop: end this point, start that one.
             if message[0] in ("exit", "run") or message == ("stop", point):
                 return None if message[0] == "stop" else message
-        if fault is not None and (faulted.is_set() or time.monotonic() - recorder.warm_at >= fault[1]):
+        if fault is not None and (clients.faulted.is_set() or time.monotonic() - recorder.warm_at >= fault[1]):
             raise RuntimeError(f"deliberate failure in the {fault[0]} ({TEST_FAULT_ENV})")
         if recorder.recording:
             recorder.flush()

@@ -25,12 +25,15 @@ import numpy as np
 
 from analyzer_widgets.errors import AnalyzerError
 from analyzer_widgets.loadgen._worker import FLUSH_INTERVAL_S, STOP_GRACE_S, PointJob, worker_main
-from analyzer_widgets.loadgen.stats import Window
+from analyzer_widgets.loadgen.stats import Window, WindowSchedule
 
 #: how long a client process on a point may go without reporting (it reports every
 #: FLUSH_INTERVAL_S) before it is taken for hung; generous, as a busy 2-core host can hold
 #: a process off the CPU for a while, and a hung process is rare
 REPORT_TIMEOUT_S = 5.0
+#: how far ahead of now a request-rate point's schedule starts: time for every client
+#: process to take the command before its first send is due
+GO_LEAD_S = 0.02
 
 
 class LoadError(AnalyzerError):
@@ -116,8 +119,11 @@ class ClientPool:
         processes = max(1, min(processes, job.concurrency))
         workers = self._ensure(processes)
         share, extra = divmod(job.concurrency, processes)
-        jobs = [replace(job, concurrency=share + (1 if i < extra else 0)) for i in range(processes)]
         self._points += 1
+        # at a request-rate point each process sends its share of one schedule, drawn the
+        # same way by all of them (the point's number seeds Poisson gaps)
+        jobs = [replace(job, concurrency=share + (1 if i < extra else 0), share=i, processes=processes,
+                        seed=self._points) for i in range(processes)]
         self._load = None
         self._load = PointLoad(self, self._points, workers, jobs, job.timeout_s)
         return self._load
@@ -153,7 +159,11 @@ class PointLoad:
         self._workers = workers
         self._batch = next(iter(jobs[0].inputs.values())).shape[0] if jobs[0].inputs else 1
         self._flushed = {w.wid: -1.0 for w in workers}
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # (scheduled or sent, ended, ok, sent) per request, by report
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._open_loop = jobs[0].request_rate > 0
+        self._behind_s = 0.0  # the latest schedule lag a process reported, the largest since the cut
+        self._slots_full = False  # some process had every slot sending since the cut
         self._errors: Counter[str] = Counter()
         self._warm: dict[int, float] = {}
         self._ended: set[int] = set()  # processes that let go of the point: done, failed or dead
@@ -182,6 +192,16 @@ class PointLoad:
                 cold = ", ".join(str(w) for w in self._workers if w.wid not in self._warm)
                 raise LoadError(f"{cold} did not finish the warm-up within {timeout_s + 10:g} s")
         self._cut = max(self._warm.values())
+        if self._open_loop:
+            # one t0 for every process's share of the schedule, a little ahead so that each
+            # has the command before its first send is due
+            self._cut = time.monotonic() + GO_LEAD_S
+            for w in self._workers:
+                try:
+                    w.commands.send(("go", self._point, self._cut))
+                except (OSError, ValueError):
+                    pass
+            time.sleep(max(0.0, self._cut - time.monotonic()))
         self.start_time = self._cut
 
     def _pump(self, timeout: float) -> None:
@@ -207,10 +227,12 @@ class PointLoad:
         if point != self._point:
             return  # left from an earlier point: drained, never counted
         if kind == "records":
-            until, starts, ends, ok, errors = message[3:]
+            until, starts, ends, ok, errors, sent, behind_s, slots_full = message[3:]
             self._flushed[w.wid] = until
-            self._pending.append((starts, ends, ok))
+            self._pending.append((starts, ends, ok, sent))
             self._errors.update(errors)
+            self._behind_s = max(self._behind_s, behind_s)
+            self._slots_full = self._slots_full or slots_full
         elif kind == "warm":
             self._warm[w.wid] = message[3]
         elif kind == "done":
@@ -248,16 +270,18 @@ class PointLoad:
             if late:
                 silent = ", ".join(str(w) for w in self._workers if self._flushed[w.wid] < end)
                 raise LoadError(f"{silent} stopped reporting (nothing for {REPORT_TIMEOUT_S:g} s)")
-        starts = np.concatenate([p[0] for p in self._pending]) if self._pending else np.empty(0)
-        ends = np.concatenate([p[1] for p in self._pending]) if self._pending else np.empty(0)
-        ok = np.concatenate([p[2] for p in self._pending]) if self._pending else np.empty(0, dtype=bool)
+        starts, ends, ok, sent = (np.concatenate([p[i] for p in self._pending]) if self._pending
+                                  else np.empty(0, dtype=bool if i == 2 else np.float64) for i in range(4))
         inside = (ends > self._cut) & (ends <= end)
         later = ends > end
-        self._pending = [(starts[later], ends[later], ok[later])]
+        self._pending = [(starts[later], ends[later], ok[later], sent[later])]
         latencies = (ends - starts)[inside & ok]
         failed = int((inside & ~ok).sum())
         errors, self._errors = self._errors, Counter()
-        window = Window(self._cut, end, self._batch, latencies, failed, errors)
+        schedule = (WindowSchedule(send_lags_s=(sent - starts)[inside], behind_s=self._behind_s,
+                             slots_full=self._slots_full) if self._open_loop else None)
+        self._behind_s, self._slots_full = 0.0, False
+        window = Window(self._cut, end, self._batch, latencies, failed, errors, schedule)
         self._cut = end
         return window
 

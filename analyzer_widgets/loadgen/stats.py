@@ -13,6 +13,26 @@ import numpy as np
 
 from analyzer_widgets.config import MeasurementSettings, StopRule
 
+#: a request-rate point whose schedule runs this late with every request slot sending is
+#: past saturation: requests pile up faster than they are answered, and the point ends
+SATURATED_BEHIND_S = 1.0
+#: a request-rate point kept its schedule when its sends' lag (send less scheduled time) is
+#: within this at the 99th percentile; beyond it the latency includes the client's wait
+SCHEDULE_TOLERANCE_MS = 2.0
+
+
+@dataclass(frozen=True)
+class WindowSchedule:
+    """How a request-rate window kept its schedule."""
+
+    send_lags_s: np.ndarray  # per request completed in the window: its send less its scheduled time
+    behind_s: float  # the largest lag of a next send not yet taken, as the client processes reported it
+    slots_full: bool  # some client process had every request slot sending
+
+    @property
+    def saturated(self) -> bool:
+        return self.slots_full and self.behind_s > SATURATED_BEHIND_S
+
 
 @dataclass(frozen=True)
 class Window:
@@ -21,9 +41,10 @@ class Window:
     start: float
     end: float
     batch_size: int
-    ok_latencies_s: np.ndarray  # one entry per successful request
+    ok_latencies_s: np.ndarray  # one entry per successful request (from its scheduled time at a rate point)
     failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    schedule: WindowSchedule | None = None  # at a request-rate point
 
     @property
     def duration_s(self) -> float:
@@ -231,6 +252,7 @@ class Ending(str, enum.Enum):
     PRECISION = "precision"  # the intervals were narrow enough and nothing drifted (StopRule.PRECISION)
     MAX_TRIALS = "max_trials"  # neither, within max_trials windows
     ALL_FAILED = "all_failed"  # every request of a window failed
+    SATURATED = "saturated"  # a request-rate point's requests piled up (WindowSchedule.saturated)
 
 
 def trend(values: Sequence[float]) -> float:
@@ -290,6 +312,8 @@ def ended(windows: Sequence[Window], settings: MeasurementSettings) -> Ending | 
     last = windows[-1]
     if last.ok == 0 and last.failed > 0:
         return Ending.ALL_FAILED  # every request failed: nothing to wait for
+    if last.schedule is not None and last.schedule.saturated:
+        return Ending.SATURATED  # more windows would only pile up more requests
     if settings.stop_rule is StopRule.STABLE:
         if is_stable(windows, settings.stable_windows, settings.stability_pct):
             return Ending.STABLE
@@ -306,3 +330,54 @@ def reported(windows: Sequence[Window], settings: MeasurementSettings) -> Sequen
     if settings.stop_rule is StopRule.STABLE:
         return windows[-settings.stable_windows:]
     return windows
+
+
+class ScheduleVerdict(str, enum.Enum):
+    """How a request-rate point kept its schedule (a row's ``schedule``)."""
+
+    KEPT = "kept"  # sends within SCHEDULE_TOLERANCE_MS of their time at the 99th percentile
+    SLOTS_FULL = "slots_full"  # sends waited for a free request slot (--max-in-flight, or a slow server)
+    CLIENT_BEHIND = "client_behind"  # sends were late with slots free: the client could not keep up
+    SATURATED = "saturated"  # requests piled up without bound: the server is past saturation
+
+
+@dataclass(frozen=True)
+class ScheduleFigures:
+    """A request-rate point's figures beyond a closed-loop one's."""
+
+    achieved_rate_per_s: float  # requests answered (ok or failed) per second
+    send_lag_p50_ms: float
+    send_lag_p99_ms: float
+    in_flight_mean: float  # requests scheduled and not yet answered, on average (Little's law)
+    behind_max_ms: float
+    verdict: ScheduleVerdict
+
+
+def schedule_figures(windows: Sequence[Window], summary: PointSummary) -> ScheduleFigures | None:
+    """How the reported ``windows`` of a request-rate point kept its schedule; None at a
+    concurrency point. The mean requests in flight is the answered rate times the mean
+    latency from the scheduled time (Little's law), so it counts a request from when it was
+    due, its wait for a slot included."""
+    schedules = [w.schedule for w in windows if w.schedule is not None]
+    if not schedules:
+        return None
+    lags_ms = np.concatenate([s.send_lags_s for s in schedules]) * 1e3
+    answered = summary.request_count + summary.error_count
+    rate = answered / summary.duration_s if summary.duration_s > 0 else math.nan
+    p99 = percentile(lags_ms, 99)
+    if any(s.saturated for s in schedules):
+        verdict = ScheduleVerdict.SATURATED
+    elif not p99 > SCHEDULE_TOLERANCE_MS:  # NaN (nothing answered) is no evidence of lateness
+        verdict = ScheduleVerdict.KEPT
+    elif any(s.slots_full for s in schedules):
+        verdict = ScheduleVerdict.SLOTS_FULL
+    else:
+        verdict = ScheduleVerdict.CLIENT_BEHIND
+    return ScheduleFigures(
+        achieved_rate_per_s=rate,
+        send_lag_p50_ms=percentile(lags_ms, 50),
+        send_lag_p99_ms=p99,
+        in_flight_mean=rate * summary.latency_avg_ms / 1e3 if summary.request_count else math.nan,
+        behind_max_ms=max(s.behind_s for s in schedules) * 1e3,
+        verdict=verdict,
+    )

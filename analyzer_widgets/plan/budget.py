@@ -28,12 +28,14 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer_widgets.config import Checked, finite_number, one_of, setting
+from analyzer_widgets.config import Checked, Load, finite_number, one_of, setting
 from analyzer_widgets.errors import AnalyzerError, ConfigError
-from analyzer_widgets.schema import Status
+from analyzer_widgets.schema import Status, load_of
 
 #: the statuses of a row that was measured (its figures are real)
 MEASURED = (Status.OK.value, Status.UNSTABLE.value)
+#: a point's load, lowest first: the lower of two equal choices waits less
+LOAD_ORDER = ("concurrency", "request_rate_per_s")
 #: the columns :func:`choose` reads, besides the budget's latency column and the variant's
 NEEDED = ("model", "batch_size", "concurrency", "status", "reason", "error_count", "throughput_infer_per_s",
           "gpu_memory_above_baseline_mb")
@@ -110,18 +112,24 @@ class Point:
     """
 
     batch_size: int
-    concurrency: int
+    concurrency: int  # 0 at a request-rate point
     throughput_infer_per_s: float
     latency_ms: float
     #: GPU memory above the server with no models; NaN where the machine gives no GPU figures
     memory_above_baseline_mb: float
     unstable: bool
+    rate_per_s: float = 0.0  # a request-rate point's rate; 0 at a concurrency point
+
+    @property
+    def load(self) -> Load:
+        return Load(self.concurrency, self.rate_per_s)
 
     @classmethod
     def of(cls, row: Mapping[str, Any], budget: Budget) -> Point:
-        return cls(int(row["batch_size"]), int(row["concurrency"]), float(row["throughput_infer_per_s"]),
+        load = load_of(row)
+        return cls(int(row["batch_size"]), load.concurrency, float(row["throughput_infer_per_s"]),
                    float(row[budget.column]), float(row["gpu_memory_above_baseline_mb"]),
-                   row["status"] == Status.UNSTABLE.value)
+                   row["status"] == Status.UNSTABLE.value, load.rate_per_s)
 
 
 @dataclass(frozen=True)
@@ -191,9 +199,9 @@ def choose_one(rows: pd.DataFrame, budget: Budget, variant: str) -> Choice:
         return Choice(variant, model, budget, Outcome.NOT_MEASURED, None, f"{label}: {not_measured_text(rows, budget)}")
     within = usable[usable[budget.column] <= budget.latency_budget_ms]
     if within.empty:
-        lowest = Point.of(_ranked(usable, [budget.column, "_unstable", "batch_size", "concurrency"]).iloc[0], budget)
+        lowest = Point.of(_ranked(usable, [budget.column, "_unstable", "batch_size", *LOAD_ORDER]).iloc[0], budget)
         return Choice(variant, model, budget, Outcome.NONE_WITHIN, lowest, f"{label}: {none_within_text(lowest, budget)}")
-    order = ["throughput_infer_per_s", budget.column, "_unstable", "batch_size", "concurrency"]
+    order = ["throughput_infer_per_s", budget.column, "_unstable", "batch_size", *LOAD_ORDER]
     best = Point.of(_ranked(within, order).iloc[0], budget)
     return Choice(variant, model, budget, Outcome.CHOSEN, best, f"{label}: {chosen_text(best, budget)}")
 
@@ -209,13 +217,15 @@ def _ranked(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """``rows`` best first by ``order``: throughput descending, everything else ascending
     (a stable row before an unstable one)."""
     keyed = rows.assign(_unstable=rows["status"] != Status.OK.value)
+    if "request_rate_per_s" not in keyed.columns:  # results from before request rates
+        keyed = keyed.assign(request_rate_per_s=math.nan)
     ascending = [key != "throughput_infer_per_s" for key in order]
     return keyed.sort_values(order, ascending=ascending, kind="mergesort")
 
 
 # -- the sentences -----------------------------------------------------------------------------
 def chosen_text(point: Point, budget: Budget) -> str:
-    text = (f"batch {point.batch_size}, concurrency {point.concurrency}: "
+    text = (f"batch {point.batch_size}, {point.load}: "
             f"{plain_number(point.throughput_infer_per_s)} infer/s at {budget.latency_statistic.label} "
             f"{plain_number(point.latency_ms)} ms, {memory_text(point.memory_above_baseline_mb)}")
     if point.unstable:
@@ -225,7 +235,7 @@ def chosen_text(point: Point, budget: Budget) -> str:
 
 def none_within_text(lowest: Point, budget: Budget) -> str:
     return (f"no point within {budget}; the lowest was {plain_number(lowest.latency_ms)} ms at batch "
-            f"{lowest.batch_size}, concurrency {lowest.concurrency}" + (" (unstable)" if lowest.unstable else ""))
+            f"{lowest.batch_size}, {lowest.load}" + (" (unstable)" if lowest.unstable else ""))
 
 
 def not_measured_text(rows: pd.DataFrame, budget: Budget) -> str:

@@ -2,7 +2,7 @@
 ui/static.py makes them outputs that travel).
 
     throughput_vs_latency(df, decision=None)        per model and batch size, each marker
-                                                    labeled with its concurrency
+                                                    labeled with its load (concurrency or request rate)
     memory_vs_latency(df, baseline, decision=None)  memory above the baseline vs latency
                                                     (Model Analyzer's view)
     latency_breakdown(df)                           each point's mean latency: outside the
@@ -26,7 +26,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyzer_widgets.plan.budget import MEASURED, Decision, Statistic
-from analyzer_widgets.schema import INTERVALS, MODEL_COLUMNS, Kind, Status
+from analyzer_widgets.schema import INTERVALS, MODEL_COLUMNS, Kind, Status, load_of
 from analyzer_widgets.ui._theme import themed
 
 HEIGHT = 380
@@ -60,7 +60,11 @@ def _measured(df: pd.DataFrame) -> pd.DataFrame:
     missing = {c.name: "" if c.kind is Kind.TEXT else (0 if c.kind is Kind.INT else math.nan)
                for c in MODEL_COLUMNS if c.name not in df.columns}
     df = df.assign(**missing) if missing else df
-    return df[df["status"].isin(MEASURED)].sort_values(["model", "batch_size", "concurrency"])
+    measured = df[df["status"].isin(MEASURED)].sort_values(["model", "batch_size", "concurrency", "request_rate_per_s"])
+    # each point's load as its marker says it: the concurrency, or the request rate ("250/s")
+    loads = [load_of(row) for row in measured[["concurrency", "request_rate_per_s"]].to_dict("records")]
+    return measured.assign(_load=[f"{x.rate_per_s:g}/s" if x.open_loop else str(x.concurrency) for x in loads],
+                           _load_text=[str(x) for x in loads])
 
 
 def _statistic(decision: Decision | None) -> Statistic:
@@ -150,12 +154,12 @@ def _point_traces(fig: go.Figure, measured: pd.DataFrame, x: str, y: str, y_hove
         fig.add_scatter(
             x=part[x], y=part[y], mode="lines+markers+text", name=f"{model} batch {batch}", cliponaxis=False,
             error_x=_error_bars(part, x), error_y=_error_bars(part, y),
-            text=[str(c) for c in part["concurrency"]],
+            text=part["_load"].tolist(),
             textposition=label_positions(part[x].tolist(), part[y].tolist(), span),
             marker={"symbol": ["circle-open" if u else "circle" for u in unstable], "size": 9, "line": {"width": 2}},
-            customdata=[[c, UNSTABLE_HOVER if u else "stable"] for c, u in zip(part["concurrency"], unstable,
+            customdata=[[c, UNSTABLE_HOVER if u else "stable"] for c, u in zip(part["_load_text"], unstable,
                                                                                  strict=True)],
-            hovertemplate=(f"<b>%{{fullData.name}}, concurrency %{{customdata[0]}}</b><br>{label} %{{x:.3~g}} ms"
+            hovertemplate=(f"<b>%{{fullData.name}}, %{{customdata[0]}}</b><br>{label} %{{x:.3~g}} ms"
                            f"<br>{y_hover}<br>%{{customdata[1]}}<extra></extra>"),
         )
 
@@ -170,7 +174,7 @@ def _highlight(fig: go.Figure, measured: pd.DataFrame, decision: Decision | None
         if not choice.within or point is None:
             continue
         row = measured[(measured["model"] == choice.model) & (measured["batch_size"] == point.batch_size)
-                       & (measured["concurrency"] == point.concurrency)]
+                       & (measured["_load_text"] == str(point.load))]
         if len(row) and pd.notna(row[y].iloc[0]):
             xs.append(point.latency_ms)
             ys.append(float(row[y].iloc[0]))
@@ -186,7 +190,7 @@ def _highlight(fig: go.Figure, measured: pd.DataFrame, decision: Decision | None
 
 def throughput_vs_latency(df: pd.DataFrame, decision: Decision | None = None) -> go.Figure:
     """Throughput against latency (p99, or the decision's statistic), one line per model and
-    batch size, each marker labeled with its concurrency; a decision starred, its budget drawn."""
+    batch size, each marker labeled with its load (concurrency or request rate); a decision starred, its budget drawn."""
     statistic = _statistic(decision)
     title = f"Throughput vs {statistic.label} latency"
     measured = _measured(df)
@@ -197,7 +201,7 @@ def throughput_vs_latency(df: pd.DataFrame, decision: Decision | None = None) ->
     _highlight(fig, measured, decision, "throughput_infer_per_s")
     fig.update_xaxes(rangemode="tozero")
     fig.update_yaxes(rangemode="tozero")
-    return _layout(fig, title, "per model and batch size; each point labeled with its concurrency; hollow: unstable",
+    return _layout(fig, title, "per model and batch size; each point labeled with its load (concurrency or request rate); hollow: unstable",
                    f"{statistic.label} latency (ms)", THROUGHPUT_TITLE)
 
 
@@ -231,7 +235,7 @@ def memory_vs_latency(df: pd.DataFrame, baseline: pd.DataFrame, decision: Decisi
                       annotation_text=f"baseline (the server with no models): {level:,.0f} MB",
                       annotation_position="bottom right")
     fig.update_xaxes(rangemode="tozero")
-    return _layout(fig, title, "per model and batch size; each point labeled with its concurrency; hollow: unstable",
+    return _layout(fig, title, "per model and batch size; each point labeled with its load (concurrency or request rate); hollow: unstable",
                    f"{statistic.label} latency (ms)", y_title)
 
 
@@ -260,8 +264,8 @@ def latency_breakdown(df: pd.DataFrame) -> go.Figure:
         return no_points_figure(df, title)
     parts = latency_parts(measured)
     # two short lines per point, so many points fit side by side without turning the labels
-    x = [measured["model"].tolist(), [f"b{b}<br>c{c}" for b, c in zip(measured["batch_size"], measured["concurrency"],
-                                                                          strict=True)]]
+    x = [measured["model"].tolist(), [f"b{b}<br>{'r' if load.endswith('/s') else 'c'}{load}"
+                                      for b, load in zip(measured["batch_size"], measured["_load"], strict=True)]]
     hatch = ["/" if s == Status.UNSTABLE.value else "" for s in measured["status"]]
     fig = go.Figure()
     for column, name, colour in SEGMENTS:
@@ -274,7 +278,7 @@ def latency_breakdown(df: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(tickangle=0)
     fig.update_yaxes(rangemode="tozero")
     missing = bool(measured["server_request_ms"].isna().any())
-    note = "b: batch size, c: concurrency; hatched: unstable"
+    note = "b: batch size, c: concurrency, r: request rate; hatched: unstable"
     note += "; points without the server's statistics show their total only" if missing else ""
     _layout(fig, title, note, "point (model, batch size, concurrency)", "mean latency (ms)")
     return fig.update_layout(height=HEIGHT + 100, margin={**MARGIN, "b": 150})  # the legend goes under the axis

@@ -56,6 +56,7 @@ from analyzer_widgets.schema import (
     MODEL_COLUMNS,
     SAMPLE_METRICS,
     TABLE_COLUMNS,
+    load_of,
     shown_value,
     table_columns,
 )
@@ -183,7 +184,9 @@ def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
                 style = "padding:1px 8px;font-size:12px;text-align:left;white-space:normal;min-width:40ch"
             cells.append(f"<td style='{style}'>{html.escape(shown_value(record, name))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    hidden = [MODEL_COLUMN[c].header for c in TABLE_COLUMNS if c not in shown]
+    # the load not measured at (concurrency or request rate) is no missing value: not listed
+    hidden = [MODEL_COLUMN[c].header for c in TABLE_COLUMNS
+              if c not in shown and c not in ("concurrency", "request_rate_per_s")]
     note = ""
     if hidden:
         why = "; ".join(f"{what}: {reason}" for what, reason in unavailable.items())
@@ -449,7 +452,12 @@ class Dashboard:
         """Check every field; mark bad ones red with the reason; Run is enabled only when
         all are good and no sweep is running. Returns whether all are good."""
         batches = self._field_state(self.batch_field, self.batch_error, "batch_sizes")
-        concurrency = self._field_state(self.concurrency_field, self.concurrency_error, "concurrency")
+        # request rates, where typed, are the sweep's load: the concurrency field then waits
+        self.concurrency_field.disabled = self._rates_given()
+        if self._rates_given():
+            self.concurrency_error.value = ""
+        concurrency = (() if self._rates_given()
+                       else self._field_state(self.concurrency_field, self.concurrency_error, "concurrency"))
         problems = []
         for error in self.settings_errors.values():
             error.value = ""
@@ -473,6 +481,10 @@ class Dashboard:
               and not any(error.value for error in self.settings_errors.values()))
         self.run_button.disabled = not ok or self.running
         return ok
+
+    def _rates_given(self) -> bool:
+        field = self.settings_fields.get("request_rate")
+        return field is not None and bool(str(field.value).strip())
 
     def _batches_fit(self, batches: tuple[int, ...]) -> bool:
         """Say under the batch sizes which selected models would skip which of them (the
@@ -506,6 +518,8 @@ class Dashboard:
             value = _widget_value(self.settings_fields[f.name], declaration)
             if value is not UNSET:
                 settings[f.name] = value
+        if self._rates_given():
+            del settings["concurrency"]
         if settings.get("launch_mode") != "remote":
             settings["model_repository"] = self.model_repository
         return settings
@@ -532,7 +546,9 @@ class Dashboard:
         self._reset()
         self.notice.value = self._gpu_notice  # what the export folder says comes as notices
         self._collector = collector
-        runner.subscribe(self._events.put)  # the only thing the sweep thread does to the panel
+        # the only thing the sweep thread does to the panel; samples are the samples file's (the
+        # live charts read the samplers), and a kernel busy with a cell would pile them up here
+        runner.subscribe(lambda event: None if isinstance(event, ev.SamplesTaken) else self._events.put(event))
         self._runner = runner
         self._started_wall = time.monotonic()
         self._thread = threading.Thread(target=self._run_sweep, name="analyzer-widgets-sweep", daemon=True)
@@ -657,9 +673,10 @@ class Dashboard:
                     self._baseline_levels[key] = value
         elif isinstance(event, ev.PointStarted):
             self._point_started = time.monotonic()
-            self._current = f"{event.model} batch={event.batch_size} concurrency={event.concurrency}"
+            load = load_of({"concurrency": event.concurrency, "request_rate_per_s": event.request_rate_per_s})
+            self._current = f"{event.model} batch={event.batch_size} {load}"
             # the model's name on its first point only: the labels stay short enough to sit side by side
-            label = f"b={event.batch_size} c={event.concurrency}"
+            label = f"b={event.batch_size} " + (f"r={load.rate_per_s:g}/s" if load.open_loop else f"c={load.concurrency}")
             first = event.model != self._marked_model
             self._marked_model = event.model
             self._marks.append((self._point_started, f"{event.model} {label}" if first else label))
