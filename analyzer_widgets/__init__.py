@@ -42,12 +42,13 @@ from analyzer_widgets.events import (
     Notice,
     PointFinished,
     PointStarted,
+    SamplesTaken,
     ServerReady,
     SweepFinished,
     SweepStarted,
     WindowMeasured,
 )
-from analyzer_widgets.export import load_results
+from analyzer_widgets.export import load_results, load_samples
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
 from analyzer_widgets.runner import SweepRunner
@@ -76,6 +77,7 @@ __all__ = [
     "Notice",
     "PointFinished",
     "PointStarted",
+    "SamplesTaken",
     "ServerReady",
     "SweepFinished",
     "SweepStarted",
@@ -94,6 +96,7 @@ __all__ = [
     "SweepSpec",
     "list_models",
     "load_results",
+    "load_samples",
     "make_spec",
     "profile",
 ]

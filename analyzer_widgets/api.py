@@ -21,6 +21,7 @@ from analyzer_widgets.events import EventHandler, Notice, SweepStarted
 from analyzer_widgets.export import ExportFolder
 from analyzer_widgets.results import ResultCollector, SweepResult
 from analyzer_widgets.runner import SweepRunner
+from analyzer_widgets.schema import point_key
 
 
 def make_spec(**settings: Any) -> SweepSpec:
@@ -144,6 +145,7 @@ def prepare_sweep(
             for note in folder.server_known(version, gpus):
                 runner.emit(Notice(note))
             collector.keep(folder.kept_rows)
+            runner.earlier = {point_key(row): row for row in folder.kept_rows}
 
         runner.subscribe(announce)
         runner.on_server_known = on_server_known

@@ -79,6 +79,25 @@ class Load:
         return f"{self.rate_per_s:,g} req/s" if self.open_loop else f"concurrency {self.concurrency}"
 
 
+class Statistic(str, enum.Enum):
+    """The latency statistic a budget applies to; each one is a result column."""
+
+    AVG = "avg"
+    P50 = "p50"
+    P90 = "p90"
+    P95 = "p95"
+    P99 = "p99"
+
+    @property
+    def column(self) -> str:
+        return f"latency_{self.value}_ms"
+
+    @property
+    def label(self) -> str:
+        """As a sentence says it: p99, or mean for avg."""
+        return "mean" if self is Statistic.AVG else self.value
+
+
 class StopRule(str, enum.Enum):
     """When a point has been measured enough (loadgen/stats.py: ``ended``)."""
 
@@ -367,6 +386,33 @@ def rate_list(field_name: str, values: object) -> tuple[float, ...]:
         if number not in out:
             out.append(number)
     return tuple(out)
+
+
+def latency_budget(name: str, value: object) -> float:
+    """A positive, finite number of milliseconds; text such as "20" or "2.5" is read."""
+    reason = "must be a positive number of milliseconds, as 20 or 2.5"
+    milliseconds = float(finite_number(name, value, reason))
+    if milliseconds <= 0:
+        raise ConfigError(name, value, reason)
+    return milliseconds
+
+
+def optional_latency_budget(name: str, value: object) -> float | None:
+    """None or empty text: no budget; else as :func:`latency_budget`."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return latency_budget(name, value)
+
+
+def latency_statistic(name: str, value: object) -> Statistic:
+    """avg, p50, p90, p95 or p99; a percentile may be given as its number (99, "95")."""
+    text = str(value).strip().lower() if not isinstance(value, Statistic) else value.value
+    if text.isdigit():
+        text = f"p{text}"
+    try:
+        return Statistic(text)
+    except ValueError:
+        raise ConfigError(name, value, "must be avg, p50, p90, p95 or p99 (or 50, 90, 95, 99)") from None
 
 
 def model_names(name: str, value: object) -> tuple[str, ...]:
@@ -792,6 +838,15 @@ class SweepSpec(Checked):
         default_text="none (concurrency)",
         help="comma-separated request rates (requests/s): open-loop load on a schedule instead of "
              "concurrency values")
+    latency_budget_ms: float | None = setting(
+        None, check=optional_latency_budget, flags=("--latency-budget-ms",), fingerprint=True,
+        default_text="none (the grid)",
+        help="search, per model and batch size, for the highest concurrency (or request rate) whose latency is "
+             "within this many ms: galloping then bisection from the first load given to the last (to 256, or "
+             "100x the rate, when one is given); every probe is a row, and the answer a row of its own")
+    latency_statistic: Statistic = setting(
+        Statistic.P99, check=latency_statistic, flags=("--latency-percentile", "--latency-statistic"),
+        fingerprint=True, help="the latency a budget applies to: 99 (p99), 95, 90, 50, or avg")
     arrival: Arrival = setting(
         Arrival.CONSTANT, check=one_of(Arrival), flags=("--arrival", "--request-distribution"), fingerprint=True,
         panel="Arrival", help="request-rate points: `constant` gaps, or `poisson` (exponential gaps of the same mean)")

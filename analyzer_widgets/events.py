@@ -9,6 +9,7 @@ imports it from here, never from the runner.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -64,9 +65,10 @@ class ModelLoaded:
 class PointStarted:
     model: str
     batch_size: int
-    concurrency: int
+    concurrency: int  # 0 at a request-rate point
     index: int  # 0-based among all points of the sweep
     total: int
+    request_rate_per_s: float = math.nan  # NaN at a concurrency point
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class WindowMeasured:
     throughput: float
     latency_avg_ms: float
     failed: int
+    request_rate_per_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,20 @@ class PointFinished:
     row: dict[str, Any]
     index: int
     total: int
+
+
+@dataclass(frozen=True)
+class SamplesTaken:
+    """The monitor samples taken since the last ``SamplesTaken``, one row each, tagged with
+    their phase and point: the next rows of ``metrics-samples.csv``. Sent every few seconds
+    (just before another event) and with the rest just before :class:`SweepFinished`, so
+    nothing holds a whole sweep's samples. ``samples.columns`` are every column seen so far
+    in the sweep, in the file's order (NaN where a sample has no value)."""
+
+    samples: pd.DataFrame = field(compare=False)
+
+    def __repr__(self) -> str:
+        return f"SamplesTaken({len(self.samples)} samples)"
 
 
 @dataclass(frozen=True)
@@ -102,19 +119,17 @@ class SweepFinished:
     elapsed_s: float
     server_version: str = ""
     rows: tuple[dict[str, Any], ...] = field(default=())
-    #: every monitor sample of the sweep, tagged with its phase and point
-    samples: pd.DataFrame | None = None
     #: why some columns are NaN, by sampler or metric
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
 Event = Union[  # noqa: UP007 - a runtime alias, read by isinstance checks and by mypy
     SweepStarted, ServerReady, BaselineFinished, ModelLoading, ModelLoaded, PointStarted, WindowMeasured,
-    PointFinished, Notice, SweepFinished,
+    PointFinished, SamplesTaken, Notice, SweepFinished,
 ]
 EventHandler = Callable[[Event], None]
 
 __all__ = [
     "BaselineFinished", "Event", "EventHandler", "Level", "ModelLoaded", "ModelLoading", "Notice", "PointFinished",
-    "PointStarted", "ServerReady", "SweepFinished", "SweepStarted", "WindowMeasured",
+    "PointStarted", "SamplesTaken", "ServerReady", "SweepFinished", "SweepStarted", "WindowMeasured",
 ]

@@ -5,7 +5,8 @@ A folder of results holds, for one sweep:
 - ``metrics-model.csv``: one row per point, each appended (flushed, fsynced) as it
   finishes, so a crash loses at most the point in flight;
 - ``metrics-server-only.csv``: the baseline of each run, the server with no models;
-- ``metrics-samples.csv``: every monitor sample, written whole when the sweep ends;
+- ``metrics-samples.csv``: every monitor sample, appended every few seconds as the sweep
+  goes (whole lines, flushed and fsynced; a resumed sweep's after the earlier runs');
 - ``sweep.json``: what the rows were measured with (spec, model files, server version,
   GPUs), so a resumed sweep skips what it measured before only when all of it still matches;
 - ``tritonserver.log``: the server's whole log (a resumed run's is ``tritonserver-<time>.log``,
@@ -18,7 +19,7 @@ goes through :class:`ExportFolder`::
     folder = ExportFolder(export, spec)  # the path checked; nothing touched yet
     folder.open()                        # locked for the run; a resume planned or refused
     folder.server_known(version, gpus)   # the server/GPU check, then the CSV files started
-    folder.add_baseline(row); folder.add_point(row); ...; folder.write_samples(samples)
+    folder.add_baseline(row); folder.add_point(row); folder.add_samples(chunk); ...
     folder.close()                       # the lock released, also after an error
 
 and :meth:`ExportFolder.save` writes a finished :class:`SweepResult` whole (the panel's
@@ -44,15 +45,19 @@ import pandas as pd
 
 from analyzer_widgets.config import ExportSettings, LaunchMode, SweepSpec, file_digest, fingerprint
 from analyzer_widgets.errors import AnalyzerError, ConfigError, ResumeError
+from analyzer_widgets.monitor.session import SAMPLE_TAGS
 from analyzer_widgets.results import (
     SweepResult,
+    csv_header,
     csv_text,
     read_csv,
     read_samples,
+    rewrite_columns,
     samples_csv_text,
+    whole_lines_end,
     write_atomic,
 )
-from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Status
+from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, PointKey, Status, point_key
 
 MODEL_CSV = "metrics-model.csv"
 SERVER_CSV = "metrics-server-only.csv"
@@ -338,13 +343,15 @@ class ExportFolder:
         #: the earlier rows a resumed sweep keeps (final once :meth:`server_known` returns)
         self.kept_rows: list[dict[str, Any]] = []
         #: their points, which the runner skips (the same set throughout: the runner holds it)
-        self.done: set[tuple[str, int, int]] = set()
+        self.done: set[PointKey] = set()
         self._lock = _Lock(self.directory)
         self._made = False
         self._resumed = False
         self._manifest: Manifest | None = None
         self._previous: Manifest | None = None  # the earlier run's, for the server and GPU check
         self._started = False
+        self._samples_header: list[str] = []  # metrics-samples.csv's columns, as its first line has them
+        self._earlier_columns: list[str] = []  # those of the earlier runs' samples a resumed sweep adds to
 
     # -- before the launch
     def open(self) -> ExportFolder:
@@ -421,7 +428,7 @@ class ExportFolder:
             again = len(records) - len(self.kept_rows)
             if again:
                 self.notes.append(f"{again} point(s) that failed before will be measured again")
-            self.done.update((r["model"], int(r["batch_size"]), int(r["concurrency"])) for r in self.kept_rows)
+            self.done.update(point_key(r) for r in self.kept_rows)
         # the earlier run's server and GPUs are kept until the server check
         current.created_at = previous.created_at
         current.server_version, current.gpus = previous.server_version, list(previous.gpus)
@@ -468,8 +475,44 @@ class ExportFolder:
         write_atomic(self.directory / MODEL_CSV, csv_text(self.kept_rows, MODEL_COLUMNS))
         if not (self._resumed and (self.directory / SERVER_CSV).is_file()):
             write_atomic(self.directory / SERVER_CSV, csv_text([], SERVER_COLUMNS))
+        notes += self._start_samples()
         self._started = True
         return notes
+
+    def _start_samples(self) -> list[str]:
+        """Start the samples file, or with a resume take up the earlier runs': a last line
+        cut off by a crash goes, so the next one starts on a line of its own."""
+        path = self.samples_path
+        self._earlier_columns = []
+        if self._resumed and path.is_file():
+            header = csv_header(path)
+            if set(SAMPLE_TAGS) <= set(header):
+                notes = []
+                end = whole_lines_end(path)
+                if end < path.stat().st_size:
+                    os.truncate(path, end)
+                    notes.append(f"{path}: the last line was cut off (its writer was interrupted) and was left out")
+                self._samples_header = self._earlier_columns = header
+                return notes
+            moved = path.with_name(f"{path.stem}-unreadable-{_utc_stamp()}{path.suffix}")
+            path.replace(moved)
+            note = f"{path} has no header of samples; it was moved to {moved.name} and this run's samples start anew"
+            write_atomic(path, samples_csv_text(pd.DataFrame()))
+            self._samples_header = list(SAMPLE_TAGS)
+            return [note]
+        write_atomic(path, samples_csv_text(pd.DataFrame()))
+        self._samples_header = list(SAMPLE_TAGS)
+        return []
+
+    @property
+    def started(self) -> bool:
+        """Whether the files are started (:meth:`server_known` returned): rows and samples go
+        in from then on."""
+        return self._started
+
+    @property
+    def samples_path(self) -> Path:
+        return self.directory / SAMPLES_CSV
 
     # -- while the sweep runs
     def _append(self, name: str, row: Mapping[str, Any], columns: Any) -> None:
@@ -486,22 +529,23 @@ class ExportFolder:
     def add_point(self, row: Mapping[str, Any]) -> None:
         self._append(MODEL_CSV, row, MODEL_COLUMNS)
 
-    def write_samples(self, samples: pd.DataFrame) -> None:
-        """Write the sweep's samples; a resumed sweep's are added to the earlier ones. A run
-        that ended before :meth:`server_known` (refused, or the server would not start)
-        writes none: the folder stays as it was."""
+    def add_samples(self, samples: pd.DataFrame) -> None:
+        """Append the rows of a chunk of samples (:class:`~analyzer_widgets.events.SamplesTaken`)
+        to ``metrics-samples.csv``, flushed and fsynced. A chunk with columns the file lacks
+        has the file rewritten first with them (atomically; it happens in the first seconds
+        of a run, while its samplers show their keys). A resumed sweep's go after the earlier
+        runs', in the earlier runs' columns and then its own; times are each run's own clock."""
         if not self._started:
-            return
-        path = self.directory / SAMPLES_CSV
-        if self._resumed and path.is_file():
-            # each sample is tagged with its phase and point; the times of two runs are
-            # each run's own monotonic clock and are not comparable across them
-            try:
-                samples = pd.concat([load_samples(self.directory), samples], ignore_index=True)
-            except (AnalyzerError, ValueError, pd.errors.ParserError) as e:
-                warnings.warn(f"{path}: the earlier samples could not be read ({e}); only this run's are written",
-                              stacklevel=2)
-        write_atomic(path, samples_csv_text(samples))
+            raise AnalyzerError("samples come after server_known(): the files are not started yet")
+        path = self.samples_path
+        columns = [*self._earlier_columns, *(c for c in samples.columns if c not in self._earlier_columns)]
+        if columns != self._samples_header:
+            rewrite_columns(path, columns)
+            self._samples_header = columns
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            f.write(samples_csv_text(samples.reindex(columns=columns), header=False))
+            f.flush()
+            os.fsync(f.fileno())
 
     # -- the end
     def close(self) -> None:

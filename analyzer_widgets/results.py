@@ -24,6 +24,7 @@ import pandas as pd
 from analyzer_widgets import events
 from analyzer_widgets.config import SweepSpec
 from analyzer_widgets.errors import AnalyzerError
+from analyzer_widgets.monitor.session import SAMPLE_TAGS
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Column, Status
 
 if TYPE_CHECKING:  # the export folder's module imports this one
@@ -146,10 +147,29 @@ class SweepResult:
     cancelled: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
-    #: every monitor sample (NVML, host, Triton /metrics), tagged with its phase and point
-    samples: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: why some columns are NaN, by sampler or metric
     unavailable: dict[str, str] = field(default_factory=dict)
+    _samples: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+    _samples_file: Path | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        """Every monitor sample (NVML, host, Triton /metrics), tagged with its phase and
+        point; empty until the sweep ends. With an export folder they are read from its
+        ``metrics-samples.csv`` when first asked for (the earlier runs' of a resumed sweep
+        too, as its rows are), so a long sweep never holds them all in memory; without one
+        they are kept in memory as the sweep goes."""
+        if self._samples is None:
+            self._samples = read_samples(self._samples_file) if self._samples_file is not None else pd.DataFrame()
+        return self._samples
+
+    @samples.setter
+    def samples(self, frame: pd.DataFrame) -> None:
+        self._samples, self._samples_file = frame, None
+
+    def samples_from(self, path: Path) -> None:
+        """Read :attr:`samples` from ``path`` (a samples file) when first asked for."""
+        self._samples, self._samples_file = None, Path(path)
 
     def to_frame(self) -> pd.DataFrame:
         return frame(self.rows, MODEL_COLUMNS)
@@ -171,21 +191,89 @@ class SweepResult:
         return ExportFolder.save(self, directory, overwrite=overwrite)
 
 
-def samples_csv_text(samples: pd.DataFrame) -> str:
-    """The samples table as CSV (numbers and our own phase names only: nothing to guard)."""
+def samples_csv_text(samples: pd.DataFrame, header: bool = True) -> str:
+    """The samples table as CSV (numbers and our own phase names only: nothing to guard
+    but the model's name)."""
     if samples.empty:
-        return "time_s,source,phase,model,batch_size,concurrency\r\n"
+        return ",".join(samples.columns if len(samples.columns) else SAMPLE_TAGS) + "\r\n" if header else ""
     out = samples.copy()
     out["model"] = out["model"].map(lambda v: _cell(v, "str"))
-    return out.to_csv(index=False, lineterminator="\r\n")
+    return out.to_csv(index=False, header=header, lineterminator="\r\n")
+
+
+def joined_samples(chunks: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Chunks of samples (:class:`~analyzer_widgets.events.SamplesTaken`) as one table, in
+    the columns of the last chunk (every chunk's columns come first in it)."""
+    if not chunks:
+        return pd.DataFrame()
+    return pd.concat(chunks, ignore_index=True)[list(chunks[-1].columns)]
+
+
+def whole_lines_end(path: Path) -> int:
+    """The size of ``path`` up to the end of its last whole line: a write cut off by a
+    crash leaves a last line without its line end."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            block = f.read(end - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            end = start
+    return 0
+
+
+def csv_header(path: Path) -> list[str]:
+    """The names in the first line of a CSV file ([] when it has none)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
+
+
+def rewrite_columns(path: Path, columns: Sequence[str]) -> None:
+    """Rewrite a CSV file with ``columns``, which hold its own and more: each row's cells
+    are copied as they are, an empty cell where the row has no column. Streams, so a long
+    file costs no memory; atomic, as :func:`write_atomic`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with open(path, newline="", encoding="utf-8") as source, \
+                os.fdopen(fd, "w", newline="", encoding="utf-8") as target:
+            reader = csv.reader(source)
+            old = next(reader, [])
+            where = [old.index(c) if c in old else None for c in columns]
+            writer = csv.writer(target, lineterminator="\r\n")
+            writer.writerow(columns)
+            for number, cells in enumerate(reader, start=2):
+                if len(cells) != len(old):
+                    raise AnalyzerError(f"samples file {str(path)!r}: row {number} has {len(cells)} fields, "
+                                        f"expected {len(old)}; the file is damaged")
+                writer.writerow(["" if i is None else cells[i] for i in where])
+            target.flush()
+            os.fsync(target.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_samples(path: Path) -> pd.DataFrame:
-    """Read what :func:`samples_csv_text` wrote back into a DataFrame."""
+    """Read what :func:`samples_csv_text` wrote back into a DataFrame. A last line without
+    its line end (its writer was killed mid-write) is left out with a warning."""
     text_columns = ("source", "phase", "model")
-    header = pd.read_csv(path, nrows=0).columns
-    df = pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text_columns if c in header},
-                     na_values={c: [""] for c in header if c not in text_columns})
+    end = whole_lines_end(path)
+    source: Path | io.BytesIO = path
+    if end < path.stat().st_size:
+        warnings.warn(f"{path}: the last line is incomplete (its writer was interrupted) and was left out",
+                      stacklevel=2)
+        with open(path, "rb") as f:
+            source = io.BytesIO(f.read(end))
+    header = pd.read_csv(source, nrows=0).columns
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    # round_trip: the figures as they were measured, not the fast parser's nearest guess
+    df = pd.read_csv(source, keep_default_na=False, dtype={c: str for c in text_columns if c in header},
+                     na_values={c: [""] for c in header if c not in text_columns}, float_precision="round_trip")
     df["model"] = df["model"].map(lambda v: _uncell(v, "str"))
     return df
 
@@ -198,6 +286,9 @@ class ResultCollector:
     def __init__(self, spec: SweepSpec, folder: ExportFolder | None = None) -> None:
         self.result = SweepResult(spec, export_path=folder.directory if folder else None)
         self.folder = folder
+        # samples not on disk: all of them without an export folder (the result holds them);
+        # with one, those taken before its files were started (the server not known yet)
+        self._samples: list[pd.DataFrame] = []
 
     def keep(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Start from these rows (a resumed sweep's earlier ones)."""
@@ -221,6 +312,9 @@ class ResultCollector:
             result.rows.append(dict(event.row))
             if self.folder:
                 self.folder.add_point(event.row)
+        elif isinstance(event, events.SamplesTaken):
+            self._samples.append(event.samples)
+            self._write_samples()
         elif isinstance(event, events.Notice) and event.level is not events.Level.PROGRESS:
             result.warnings.append(event.message)
         elif isinstance(event, events.SweepFinished):
@@ -228,12 +322,21 @@ class ResultCollector:
             result.error = event.error
             result.unavailable = dict(event.unavailable)
             try:
-                if event.samples is not None:
-                    result.samples = event.samples
-                    if self.folder:
-                        self.folder.write_samples(event.samples)
+                self._write_samples()
+                if self.folder is not None and self.folder.started:
+                    result.samples_from(self.folder.samples_path)
+                else:  # no folder, or a run that ended before its files were started
+                    result.samples = joined_samples(self._samples)
+                self._samples = []
             finally:
                 self.close()
+
+    def _write_samples(self) -> None:
+        """Append the samples held to the export folder's samples file, once it is started."""
+        if self.folder is not None and self.folder.started:
+            while self._samples:
+                self.folder.add_samples(self._samples[0])
+                del self._samples[0]
 
 
 def outcome(rows: Sequence[Mapping[str, Any]], elapsed_s: float) -> str:

@@ -8,16 +8,18 @@ bar, the panel into charts, :mod:`analyzer_widgets.results` into CSV lines.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from analyzer_widgets import events as ev
-from analyzer_widgets.config import LaunchMode, MeasurementSettings, StopRule, SweepSpec
+from analyzer_widgets.config import LaunchMode, Load, MeasurementSettings, Statistic, StopRule, SweepSpec
 from analyzer_widgets.errors import (
     AnalyzerError,
     ModelLoadError,
@@ -27,21 +29,25 @@ from analyzer_widgets.errors import (
 )
 from analyzer_widgets.loadgen import ClientPool, LoadError, PointJob, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
+from analyzer_widgets.loadgen.search import Search, highest_within
 from analyzer_widgets.loadgen.stats import (
     Ending,
     PointIntervals,
     PointSummary,
     Precision,
+    ScheduleFigures,
+    ScheduleVerdict,
     Window,
     ended,
     point_intervals,
     precision,
     reported,
+    schedule_figures,
     summarize,
 )
 from analyzer_widgets.monitor.session import MonitorSession
 from analyzer_widgets.repository import ModelInfo, concrete_shape, resolve_models
-from analyzer_widgets.schema import INTERVALS, MODEL_COLUMNS, SERVER_COLUMNS, Row, Status
+from analyzer_widgets.schema import INTERVALS, MODEL_COLUMN, MODEL_COLUMNS, SERVER_COLUMNS, PointKey, Row, Status
 from analyzer_widgets.server import ModelStats, TritonControl, TritonServer, check_models_environment, make_server
 
 log = logging.getLogger("analyzer_widgets")
@@ -90,8 +96,12 @@ class SweepRunner:
         #: the samplers of the sweep in flight (the panel reads their buffers directly)
         self.monitors = MonitorSession(spec.monitor)
         self.rows: list[dict[str, Any]] = []
-        #: (model, batch size, concurrency) measured by an earlier run being resumed
-        self.skip: set[tuple[str, int, int]] = set()
+        #: the points (model, batch size, load) measured by an earlier run being resumed
+        self.skip: set[PointKey] = set()
+        #: their rows (a budget search takes a probe's figures from there, not measuring again)
+        self.earlier: dict[PointKey, Mapping[str, Any]] = {}
+        self._index = self._total = 0  # the next row's place among the sweep's, and their expected number
+        self._server_lost = False
         #: called with the server's version and the GPUs' UUIDs once the server is up and
         #: before the baseline; may raise to refuse the sweep or change ``skip`` (resume)
         self.on_server_known: Callable[[str, list[str]], None] | None = None
@@ -108,8 +118,12 @@ class SweepRunner:
         return self._stop.is_set()
 
     def emit(self, event: ev.Event) -> None:
-        for handler in self._handlers:
-            handler(event)
+        # the samples taken since the last hand-off go first, every few seconds (all of them
+        # before SweepFinished): the samples file grows with the sweep, the samplers keep little
+        samples = self.monitors.take_samples(final=isinstance(event, ev.SweepFinished))
+        for sent in (ev.SamplesTaken(samples), event) if samples is not None else (event,):
+            for handler in self._handlers:
+                handler(sent)
 
     def preflight(self) -> None:
         """Check the spec before anything starts (:func:`preflight`); once per runner, so a
@@ -126,7 +140,7 @@ class SweepRunner:
         spec = self.spec
         started = time.monotonic()
         self.preflight()
-        total = len(spec.models) * spec.points_per_model
+        total = len(spec.models) * expected_points(spec)
         self.emit(ev.SweepStarted(spec, total))
         self._version = ""
         error: BaseException | None = None
@@ -134,13 +148,14 @@ class SweepRunner:
             with ExitStack() as stack:
                 server, control, endpoint = self._start(stack)
                 pool = stack.enter_context(ClientPool())
-                pool.prestart(spec.measurement.processes_for(max(spec.concurrency)))
+                pool.prestart(spec.measurement.processes_for(max(_slots(load, spec.measurement) for load in spec.loads)))
                 self.monitors.attach_server(server.pid, server.endpoints.metrics)
                 if "server process" in self.monitors.reasons:
                     self.emit(ev.Notice(self.monitors.reasons["server process"], ev.Level.INFO))
                 self._baseline(self._version)
                 # a resumed sweep counts on from the points already measured
-                index = sum(1 for m, b, c in self.skip if m in spec.models and b in spec.batch_sizes and c in spec.concurrency)
+                index = sum(1 for m, b, load in self.skip
+                            if m in spec.models and b in spec.batch_sizes and load in spec.loads)
                 if index:
                     self.emit(ev.Notice(f"resuming: {index} of {total} points were measured before and are kept", ev.Level.INFO))
                 for model in spec.models:
@@ -155,7 +170,6 @@ class SweepRunner:
             elapsed_s=time.monotonic() - started,
             server_version=self._version,
             rows=tuple(self.rows),
-            samples=self.monitors.samples_frame(),
             unavailable=self.monitors.unavailable(),
         )
         self.emit(finished)
@@ -215,23 +229,30 @@ class SweepRunner:
         monitors.baseline_gpu_memory_mb = row["gpu_memory_max_mb"]
         self.emit(ev.BaselineFinished(row))
 
-    def _point_row(self, model: str, batch: int, concurrency: int, status: Status, reason: str = "") -> Row:
+    def _point_row(self, model: str, batch: int, load: Load, status: Status, reason: str = "") -> Row:
         row = Row(MODEL_COLUMNS)
-        row.update(model=model, batch_size=batch, concurrency=concurrency, status=status.value, reason=reason,
-                   window_ms=self.spec.measurement.window_ms, started_at=_utc_now())
+        row.update(model=model, batch_size=batch, concurrency=load.concurrency,
+                   request_rate_per_s=load.rate_per_s if load.open_loop else math.nan, status=status.value,
+                   reason=reason, window_ms=self.spec.measurement.window_ms, started_at=_utc_now())
         return row
 
-    def _finish_point(self, row: dict[str, Any], index: int, total: int) -> int:
+    def _finish_point(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        self.emit(ev.PointFinished(row, index, total))
-        return index + 1
+        self.emit(ev.PointFinished(row, self._index, max(self._total, self._index + 1)))
+        self._index += 1
 
     def _run_model(self, model: str, server: TritonServer, control: TritonControl, pool: ClientPool,
                    index: int, total: int, endpoint: str) -> int:
         spec = self.spec
-        points = [(b, c) for b in spec.batch_sizes for c in spec.concurrency if (model, b, c) not in self.skip]
+        searching = spec.latency_budget_ms is not None
+        if searching:  # a search's loads are chosen as it goes: it starts at the first
+            answered = {b for m, b in self._answered() if m == model}
+            points = [(b, spec.loads[0]) for b in spec.batch_sizes if b not in answered]
+        else:
+            points = [(b, load) for b in spec.batch_sizes for load in spec.loads if (model, b, load) not in self.skip]
         if not points:
             return index  # every point of this model was measured by the run being resumed
+        self._index, self._total = index, total
         self.emit(ev.ModelLoading(model))
         self.monitors.begin("load", model)
         t0 = time.monotonic()
@@ -246,49 +267,89 @@ class SweepRunner:
             info = control.model_info(model)
             version = next((m.version for m in control.repository_index() if m.name == model and m.state == "READY"), "")
         except (ModelLoadError, RepositoryError) as e:
-            for b, c in points:
-                index = self._finish_point(self._point_row(model, b, c, Status.FAILED, str(e)), index, total)
-            return index
+            for b, load in points:
+                self._finish_point(self._point_row(model, b, load, Status.FAILED, str(e)))
+            return self._index
         self.emit(ev.ModelLoaded(model, info, time.monotonic() - t0))
-        server_lost = False
+        loaded = _Loaded(model, version, info, server, control, pool, endpoint)
+        self._server_lost = False
         try:
-            for b, c in points:
-                if self.stopping:
-                    raise SweepCancelled("stopped")
-                self.emit(ev.PointStarted(model, b, c, index, total))
-                self.monitors.begin("point", model, b, c)
-                problem = info.batch_size_problem(b)
-                if problem:
-                    row = self._point_row(model, b, c, Status.SKIPPED, problem)
+            for b, load in points:
+                if searching:
+                    self._search(loaded, b)
                 else:
-                    row = self._measure_point(model, version, info, b, c, control, pool, endpoint)
-                row["model_version"] = version
-                if row["status"] == Status.FAILED.value:
-                    # A point can fail on its own (the model raised) or because the server
-                    # died or hung; only the second ends the sweep. Either way the row is
-                    # kept, with the server's state in front of the point's own reason.
-                    try:
-                        server.check_alive()
-                    except ServerError as lost:
-                        server_lost = True
-                        row["reason"] = f"{lost} ({row['reason']})"
-                        self._finish_point(row, index, total)
-                        raise
-                index = self._finish_point(row, index, total)
+                    self._point(loaded, b, load)
         finally:
             self.monitors.begin("unload", model)
-            if we_loaded and not server_lost:  # a dead or hung server cannot unload anything
+            if we_loaded and not self._server_lost:  # a dead or hung server cannot unload anything
                 try:
                     control.unload(model)
                 except ServerError as e:
                     self.emit(ev.Notice(f"could not unload {model!r}: {e}"))
-        return index
+        return self._index
 
-    def _measure_point(self, model: str, version: str, info: ModelInfo, batch: int, concurrency: int,
+    def _point(self, loaded: _Loaded, batch: int, load: Load, search: SearchRole | None = None) -> Row:
+        """Measure (or skip) one point and hand its row on; a lost server ends the sweep."""
+        if self.stopping:
+            raise SweepCancelled("stopped")
+        model = loaded.model
+        self.emit(ev.PointStarted(model, batch, load.concurrency, self._index, max(self._total, self._index + 1),
+                                  load.rate_per_s if load.open_loop else math.nan))
+        self.monitors.begin("point", model, batch, load.concurrency)
+        problem = loaded.info.batch_size_problem(batch)
+        if problem:
+            row = self._point_row(model, batch, load, Status.SKIPPED, problem)
+        else:
+            row = self._measure_point(model, loaded.version, loaded.info, batch, load, loaded.control, loaded.pool,
+                                      loaded.endpoint)
+        row.update(model_version=loaded.version, search=search.value if search else "")
+        if row["status"] == Status.FAILED.value:
+            # A point can fail on its own (the model raised) or because the server
+            # died or hung; only the second ends the sweep. Either way the row is
+            # kept, with the server's state in front of the point's own reason.
+            try:
+                loaded.server.check_alive()
+            except ServerError as lost:
+                self._server_lost = True
+                row["reason"] = f"{lost} ({row['reason']})"
+                self._finish_point(row)
+                raise
+        self._finish_point(row)
+        return row
+
+    def _search(self, loaded: _Loaded, batch: int) -> None:
+        """The highest load of ``batch`` within the latency budget (loadgen/search.py): each
+        probe a row, then the answer a row of its own, with the probe's figures."""
+        spec = self.spec
+        budget, statistic = spec.latency_budget_ms, spec.latency_statistic
+        assert budget is not None
+        start, limit, open_loop = search_range(spec.loads)
+        as_load = (lambda value: Load(rate_per_s=value)) if open_loop else (lambda value: Load(concurrency=int(value)))
+        if loaded.info.batch_size_problem(batch):
+            self._point(loaded, batch, as_load(start), SearchRole.PROBE)  # the skipped row says why
+            return
+        probed: dict[float, Mapping[str, Any]] = {}
+
+        def measure(value: float) -> float:
+            load = as_load(value)
+            row = self.earlier.get((loaded.model, batch, load)) or self._point(loaded, batch, load, SearchRole.PROBE)
+            probed[value] = row
+            counts = row["status"] in (Status.OK.value, Status.UNSTABLE.value) and row["error_count"] == 0
+            return float(row[statistic.column]) if counts else math.nan  # a failed request is beyond any budget
+
+        found = highest_within(measure, budget, start=start, limit=limit, resolution=RATE_RESOLUTION if open_loop else 0)
+        self._finish_point(answer_row(found, probed, budget, statistic, as_load))
+
+    def _answered(self) -> set[tuple[str, int]]:
+        """(model, batch size) pairs whose search an earlier run being resumed answered."""
+        answers = {role.value for role in SearchRole if role is not SearchRole.PROBE}
+        return {(str(r["model"]), int(r["batch_size"])) for r in self.earlier.values() if r.get("search") in answers}
+
+    def _measure_point(self, model: str, version: str, info: ModelInfo, batch: int, load: Load,
                        control: TritonControl, pool: ClientPool, endpoint: str) -> Row:
-        row = self._point_row(model, batch, concurrency, Status.FAILED)
+        row = self._point_row(model, batch, load, Status.FAILED)
         try:
-            job = self._point_job(model, version, info, batch, concurrency, endpoint)
+            job = self._point_job(model, version, info, batch, load, endpoint)
         except (AnalyzerError, ValueError) as e:
             row["reason"] = f"could not build inputs: {e}"
             return row
@@ -305,6 +366,9 @@ class SweepRunner:
         intervals = point_intervals(shown, summary)
         reached = precision(shown, summary, intervals)
         row.update(client_figures(summary))
+        kept = schedule_figures(shown, summary)
+        if kept is not None:
+            row.update(schedule_row_figures(kept))
         row.update(interval_figures(intervals), window_count=len(windows),
                    ended_by=ending.value, precision_reached_pct=reached.reached_pct, warmup_s=warmup_s)
         row.update(server_figures(snapshots[-1] - snapshots[-1 - len(shown)]))
@@ -312,11 +376,11 @@ class SweepRunner:
         row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb,
                    energy_per_inference_j=energy_per_inference_j(reduced["gpu_power_mean_w"], summary.duration_s,
                                                                  summary.inference_count))
-        status, reason = verdict(summary, ending, settings, len(windows), reached)
+        status, reason = verdict(summary, ending, settings, len(windows), reached, kept)
         row.update(status=status.value, reason=reason)
         return row
 
-    def _point_job(self, model: str, version: str, info: ModelInfo, batch: int, concurrency: int,
+    def _point_job(self, model: str, version: str, info: ModelInfo, batch: int, load: Load,
                    endpoint: str) -> PointJob:
         """What the client processes send for one point (the inputs built here)."""
         spec = self.spec
@@ -325,8 +389,9 @@ class SweepRunner:
         job = PointJob(
             address=endpoint, protocol=settings.protocol.value, model=model, version=version,
             inputs=arrays, input_datatypes=datatypes, outputs=expected_outputs(info, batch),
-            concurrency=concurrency, timeout_s=settings.request_timeout_s,
+            concurrency=_slots(load, settings), timeout_s=settings.request_timeout_s,
             warmup_requests=settings.warmup_requests, headers=dict(spec.server.headers), tls=spec.server.tls,
+            request_rate=load.rate_per_s, arrival=spec.arrival.value,
         )
         return job
 
@@ -369,8 +434,10 @@ class SweepRunner:
                 self._wait(max(0.0, boundary - time.monotonic()))
                 window = load.window(snapshot())
                 windows.append(window)
-                self.emit(ev.WindowMeasured(job.model, batch, job.concurrency, len(windows), window.throughput,
-                                         window.latency_avg_ms, window.failed))
+                rate = job.request_rate if job.request_rate > 0 else math.nan
+                self.emit(ev.WindowMeasured(job.model, batch, 0 if job.request_rate > 0 else job.concurrency,
+                                            len(windows), window.throughput, window.latency_avg_ms, window.failed,
+                                            rate))
                 ending = ended(windows, settings)
                 if ending is not None:
                     return ending, warmup_s
@@ -435,13 +502,24 @@ def server_figures(served: ModelStats) -> dict[str, Any]:
 
 
 def verdict(summary: PointSummary, ending: Ending, settings: MeasurementSettings, windows: int,
-            reached: Precision) -> tuple[Status, str]:
+            reached: Precision, kept: ScheduleFigures | None = None) -> tuple[Status, str]:
     """A measured point's status and the reason the row gives."""
     total_requests = summary.request_count + summary.error_count
     top_errors = "; ".join(f"{n}x {msg}" for msg, n in summary.errors.most_common(3))
     failures = f"{summary.error_count} of {total_requests} requests failed: {top_errors}" if top_errors else ""
     if summary.request_count == 0:
         return Status.FAILED, f"every request failed: {top_errors}" if top_errors else "no request completed"
+    if ending is Ending.SATURATED:
+        return Status.UNSTABLE, (
+            f"past saturation: requests piled up (sends due waited {kept.behind_max_ms / 1e3 if kept else math.nan:.1f} s "
+            f"with all {settings.max_in_flight} request slots busy); the point ended after {windows} windows"
+            + (f"; {failures}" if failures else ""))
+    if kept is not None and kept.verdict is not ScheduleVerdict.KEPT:
+        late = (f"sends lagged their schedule by {kept.send_lag_p99_ms:.1f} ms at p99 "
+                + ("waiting for a free request slot (--max-in-flight)" if kept.verdict is ScheduleVerdict.SLOTS_FULL
+                   else "with request slots free: the client could not keep up")
+                + "; the latency counts the wait")
+        failures = f"{late}; {failures}" if failures else late
     if ending is Ending.MAX_TRIALS:
         if settings.stop_rule is StopRule.STABLE:
             why = f"not stable within {settings.stability_pct:g}% after {windows} windows"
@@ -460,3 +538,96 @@ _SNAPSHOT_TRIES = 3
 
 def _per_request_ms(ns: int, count: int) -> float:
     return ns / count / 1e6 if count else math.nan
+
+
+def _slots(load: Load, settings: MeasurementSettings) -> int:
+    """The request slots a point needs: its concurrency, or at a request-rate point the most
+    requests it may have in flight."""
+    return load.concurrency if not load.open_loop else settings.max_in_flight
+
+
+def schedule_row_figures(kept: ScheduleFigures) -> dict[str, Any]:
+    """A request-rate row's figures of how its schedule was kept."""
+    return {
+        "achieved_rate_per_s": kept.achieved_rate_per_s,
+        "send_lag_p50_ms": kept.send_lag_p50_ms,
+        "send_lag_p99_ms": kept.send_lag_p99_ms,
+        "schedule_behind_max_ms": kept.behind_max_ms,
+        "in_flight_mean": kept.in_flight_mean,
+        "schedule": kept.verdict.value,
+    }
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A model loaded for measuring, and what its points are measured through."""
+
+    model: str
+    version: str
+    info: ModelInfo
+    server: TritonServer
+    control: TritonControl
+    pool: ClientPool
+    endpoint: str
+
+
+class SearchRole(str, enum.Enum):
+    """A budget search's row (the ``search`` column; empty for a grid point)."""
+
+    PROBE = "probe"  # a load the search measured
+    ANSWER = "answer"  # the highest load within the budget: its probe's figures
+    LOWER_BOUND = "answer_lower_bound"  # the search reached its limit still within: the answer is at least this
+    NONE_WITHIN = "none_within"  # even the first load was beyond: the first probe's figures
+
+
+#: a request-rate search stops when the rates within and beyond are this close (a fraction)
+RATE_RESOLUTION = 0.05
+#: a concurrency search with one concurrency value given searches up to this
+SEARCH_CONCURRENCY_LIMIT = 256
+#: a request-rate search with one rate given searches up to this many times it
+SEARCH_RATE_SPAN = 100
+
+
+def search_range(loads: tuple[Load, ...]) -> tuple[float, float, bool]:
+    """(start, limit, whether the loads are request rates) of a budget search: from the
+    first load given to the last, or from the one given to a limit of its kind."""
+    first, last = loads[0], loads[-1]
+    if first.open_loop:
+        return first.rate_per_s, last.rate_per_s if len(loads) > 1 else first.rate_per_s * SEARCH_RATE_SPAN, True
+    return first.concurrency, last.concurrency if len(loads) > 1 else max(first.concurrency, SEARCH_CONCURRENCY_LIMIT), False
+
+
+def expected_points(spec: SweepSpec) -> int:
+    """The rows a model's sweep is expected to give: its grid, or for a budget search about
+    two probes per doubling from start to limit, and the answer, per batch size."""
+    if spec.latency_budget_ms is None:
+        return spec.points_per_model
+    start, limit, _ = search_range(spec.loads)
+    return len(spec.batch_sizes) * (2 * max(1, math.ceil(math.log2(limit / start))) + 1)
+
+
+def answer_row(found: Search, probed: Mapping[float, Mapping[str, Any]], budget_ms: float, statistic: Statistic,
+               as_load: Callable[[float], Load]) -> Row:
+    """A search's answer as a row of its own: the figures (and intervals) of the probe it
+    names, the role, and a reason saying how it was found."""
+    budget = f"{statistic.label} ≤ {budget_ms:g} ms"
+    if found.load is None:
+        first = found.probes[0]
+        base, role = probed[first.load], SearchRole.NONE_WITHIN
+        said = f"no load within {budget}: the first, {as_load(first.load)}, measured {first.latency_ms:.3g} ms"
+    else:
+        base = probed[found.load]
+        role = SearchRole.LOWER_BOUND if found.at_limit else SearchRole.ANSWER
+        said = f"the highest load within {budget}, in {len(found.probes)} probes"
+        beyond = [p for p in found.probes if not p.within and p.load > found.load]
+        if beyond:
+            nearest = min(beyond, key=lambda p: p.load)
+            said += f" ({as_load(nearest.load)} measured {nearest.latency_ms:.3g} ms)"
+        if found.at_limit:
+            said += "; the search stopped at its limit still within: at least this"
+        high = base.get(INTERVALS.get(statistic.column, ("", ""))[1], math.nan)
+        if isinstance(high, float) and high > budget_ms:
+            said += f"; its 95% interval reaches {high:.3g} ms, past the budget"
+    row = Row(MODEL_COLUMNS, {k: v for k, v in base.items() if k in MODEL_COLUMN})
+    row.update(search=role.value, reason=f"{said}; {base['reason']}" if base["reason"] else said)
+    return row

@@ -211,6 +211,10 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("request_rate_per_s", _F, "the request rate the point's schedule sends at (NaN at a concurrency point)",
            "requests/s", table=True, label="Rate (req/s)"),
     Column("status", _S, "ok, unstable, failed or skipped", table=True, label="Status"),
+    Column("search", _S, "a --latency-budget-ms search's row: probe (a load it measured), answer (the highest load "
+           "within the budget, with its probe's figures), answer_lower_bound (the search reached its limit still "
+           "within) or none_within (even the first load was beyond: its figures); empty for a grid point",
+           table=True, label="Search"),
     Column("reason", _S, "why the row is not ok, or which requests failed", table=True, label="Reason"),
     Column("throughput_infer_per_s", _F, "successful inferences per second (requests x batch size)", "infer/s",
            table=True, label="Throughput (infer/s)"),
@@ -348,6 +352,8 @@ def table_columns(frame: Any) -> list[str]:
     if "request_rate_per_s" in frame.columns:
         rates = frame["request_rate_per_s"]
         empty.add("request_rate_per_s" if rates.isna().all() else "concurrency" if rates.notna().all() else "")
+    if "search" in frame.columns and (frame["search"].fillna("") == "").all():
+        empty.add("search")  # a grid, no budget search
     return [c for c in TABLE_COLUMNS if c in frame.columns and c not in empty]
 
 

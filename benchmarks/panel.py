@@ -55,7 +55,7 @@ class Replay(Sampler):
     """Samples appended by the benchmark, not by a thread."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(name, 0.05, capacity=200_000)
+        super().__init__(name, 0.05)
 
     def sample(self) -> Mapping[str, float]:  # pragma: no cover - never started
         return {}
@@ -96,7 +96,7 @@ def panel_memory(hours: float) -> None:
           f"the panel holds {held / 2**20:.1f} MiB (all traced, samples included: {(current - base) / 2**20:.1f} MiB, "
           f"peak {(peak - base) / 2**20:.1f} MiB); points per trace in the browser: max {max(points)}; "
           f"one tick at the end: {statistics.mean(tick_times) * 1000:.1f} ms (of its 250 ms)")
-    print(f"sampler ring buffer: {len(replay.between(-1, math.inf))} samples (capacity {replay._buffer.maxlen})")
+    print(f"sampler buffer: {replay.buffered} samples (untrimmed here: no session hands them on)")
 
 
 def main() -> None:

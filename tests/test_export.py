@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,14 +15,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
 from analyzer_widgets.config import ExportSettings, SweepSpec
-from analyzer_widgets.export import LOCK, MANIFEST, MODEL_CSV, ExportFolder, Manifest
-from analyzer_widgets.results import SweepResult, csv_text, write_atomic
+from analyzer_widgets.export import LOCK, MANIFEST, MODEL_CSV, SAMPLES_CSV, ExportFolder, Manifest
+from analyzer_widgets.monitor.session import SAMPLE_TAGS
+from analyzer_widgets.results import SweepResult, csv_text, samples_csv_text, write_atomic
 from analyzer_widgets.schema import MODEL_COLUMNS
 
 REPO = aw.EXAMPLE_REPOSITORY
@@ -246,3 +249,70 @@ def test_a_resumed_run_keeps_the_earlier_server_log_and_a_move_apart_leaves_this
     assert json.loads((apart / MANIFEST).read_text())["server_version"] == "1.0.0"
     assert resumed.server_log.read_text() == "this run's log\n"
     assert json.loads((out / MANIFEST).read_text())["server_version"] == "2.51.0"
+
+
+# -- the samples file, appended as the sweep goes (RELIABILITY row 23) ------------------------------
+def samples_chunk(first: int, rows: int, columns: list[str], model: str = "m") -> pd.DataFrame:
+    """Rows as MonitorSession.take_samples hands them on: the tags, then float values."""
+    table = pd.DataFrame({"time_s": [0.05 * n for n in range(first, first + rows)], "source": "host",
+                          "phase": "point", "model": model, "batch_size": 1, "concurrency": 2})
+    for i, column in enumerate(columns):
+        table[column] = [n / 3 + i if n % 4 else math.nan for n in range(first, first + rows)]
+    return table
+
+
+def test_samples_appended_chunk_by_chunk_make_the_file_one_whole_write_makes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # a key that comes later goes where a table of every row has it: between earlier keys
+    chunks = [samples_chunk(0, 5, ["a", "b"], model="=cmd"), samples_chunk(5, 7, ["a", "b"]),
+              samples_chunk(12, 3, ["a", "late", "b"]), samples_chunk(15, 4, ["a", "late", "b"])]
+    with folder(out) as run:
+        run.server_known("2.51.0", [])
+        assert (out / SAMPLES_CSV).read_text() == ",".join(SAMPLE_TAGS) + "\n"  # started with the run
+        for chunk in chunks:
+            run.add_samples(chunk)
+    whole = pd.concat(chunks, ignore_index=True)[list(chunks[-1].columns)]
+    assert (out / SAMPLES_CSV).read_bytes() == samples_csv_text(whole).encode()
+    back = aw.load_samples(out)
+    assert list(back.columns) == list(whole.columns) and back["model"].iloc[0] == "=cmd"
+    pd.testing.assert_frame_equal(back, whole)
+
+
+def test_a_samples_file_cut_mid_line_reads_back_whole_and_a_resume_appends_after_it(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = [samples_chunk(0, 6, ["a"]), samples_chunk(6, 6, ["a"])]
+    with folder(out) as run:
+        run.server_known("2.51.0", [])
+        for chunk in first:
+            run.add_samples(chunk)
+    with open(out / SAMPLES_CSV, "a", newline="") as f:  # a write the kill cut off
+        line = samples_csv_text(samples_chunk(12, 1, ["a"]), header=False)
+        f.write(line[: len(line) // 2])
+    with pytest.warns(UserWarning, match="incomplete"):
+        assert len(aw.load_samples(out)) == 12
+
+    resumed = folder(out, resume=True)
+    with resumed:
+        notes = resumed.server_known("2.51.0", [])
+        assert any("cut off" in note for note in notes), notes
+        resumed.add_samples(samples_chunk(0, 4, ["a", "b"]))  # this run's, with a key the earlier lacked
+    text = (out / SAMPLES_CSV).read_text()
+    assert text.count("time_s,") == 1 and text.endswith("\n")
+    back = aw.load_samples(out)
+    assert list(back.columns) == [*SAMPLE_TAGS, "a", "b"]
+    assert len(back) == 16 and back["b"][:12].isna().all() and back["b"][12:].notna().any()
+    assert list(back["time_s"][:12]) == list(pd.concat(first)["time_s"])  # the earlier run's, kept
+
+
+def test_a_result_reads_its_samples_from_the_folder_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with folder(out) as run:
+        run.server_known("2.51.0", [])
+        run.add_samples(samples_chunk(0, 5, ["a"]))
+    result = SweepResult(SPEC)
+    result.samples_from(out / SAMPLES_CSV)
+    (out / SAMPLES_CSV).rename(out / "elsewhere.csv")  # not read yet: nothing is held
+    with pytest.raises(FileNotFoundError):
+        result.samples  # noqa: B018 - the read is the point
+    (out / "elsewhere.csv").rename(out / SAMPLES_CSV)
+    assert len(result.samples) == 5 and result.samples is result.samples  # read once

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 from conftest import FAST
@@ -19,9 +20,10 @@ import analyzer_widgets as aw
 from analyzer_widgets import events
 from analyzer_widgets.export import load_samples
 from analyzer_widgets.machine import nvml_unavailable_reason
+from analyzer_widgets.monitor import session as session_module
 from analyzer_widgets.monitor.base import Sampler
 from analyzer_widgets.monitor.host import ProcessTreeSampler
-from analyzer_widgets.monitor.session import MonitorSession
+from analyzer_widgets.monitor.session import SAMPLE_TAGS, MonitorSession
 from analyzer_widgets.monitor.triton_metrics import parse_metrics
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, sampled_columns
 from analyzer_widgets.server import LocalServer, TritonControl
@@ -211,3 +213,130 @@ def test_sweep_without_gpu_has_real_cpu_columns_nan_gpu_columns_and_tagged_sampl
     assert on_disk["server_rss_mb"].equals(samples["server_rss_mb"]) or (
         (on_disk["server_rss_mb"] - samples["server_rss_mb"]).abs().max() < 1e-9
     )
+
+
+# -- samples handed on as the sweep goes, buffers bounded (RELIABILITY row 23) ----------------------
+class Numbered(Sampler):
+    """Its n-th sample gives ``key`` = n; from its ``grows_after``-th on a second key too."""
+
+    def __init__(self, name: str, key: str, interval_s: float = 0.002, grows_after: int | None = None) -> None:
+        super().__init__(name, interval_s)
+        self.key = key
+        self.grows_after = grows_after
+        self.n = 0
+
+    def sample(self) -> Mapping[str, float]:
+        self.n += 1
+        values = {self.key: float(self.n)}
+        if self.grows_after is not None and self.n > self.grows_after:
+            values[f"{self.key}_late"] = -float(self.n)
+        return values
+
+
+@pytest.fixture
+def quick_hand_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand-offs as often as asked, and short spans, so a second shows what an hour would."""
+    monkeypatch.setattr(session_module, "HAND_OFF_EVERY_S", 0.0)
+    monkeypatch.setattr(session_module, "SETTLE_S", 0.01)
+    monkeypatch.setattr(session_module, "LIVE_SPAN_S", 0.2)
+
+
+def test_samples_handed_on_in_chunks_are_each_sample_once_in_time_order_with_their_phase(quick_hand_off: None) -> None:
+    session = MonitorSession()
+    first = Numbered("host", "a", grows_after=100)
+    second = Numbered("triton-metrics", "b", interval_s=0.003)
+    session.host, session.triton = first, second  # type: ignore[assignment]
+    chunks = []
+    session.begin("startup")
+    with first, second:
+        for phase, batch in (("baseline", 0), ("point", 4), ("unload", 0)):
+            session.begin(phase, "" if phase == "baseline" else "m", batch, batch)
+            for _ in range(8):
+                time.sleep(0.03)
+                chunks.append(session.take_samples())
+    chunks.append(session.take_samples(final=True))
+    taken = [c for c in chunks if c is not None]
+    assert len(taken) > 10
+    table = pd.concat(taken)[list(taken[-1].columns)]
+    # every sample once, in the order taken, and the rows in time order across the chunks
+    for sampler in (first, second):
+        assert list(table[table["source"] == sampler.name][sampler.key]) == [float(n) for n in range(1, sampler.taken + 1)]
+    assert table["time_s"].is_monotonic_increasing
+    # each sample tagged with the phase begun last before it
+    order = ["startup", "baseline", "point", "unload"]
+    ranks = [order.index(p) for p in table["phase"]]
+    assert ranks == sorted(ranks) and set(ranks) >= {1, 2, 3}
+    assert set(table[table["phase"] == "point"]["batch_size"]) == {4}
+    # the columns: the tags, then each sampler's keys as they came (a key that came later too)
+    assert "a_late" not in taken[0].columns
+    assert list(taken[-1].columns) == [*SAMPLE_TAGS, "a", "a_late", "b"]
+    assert all(table[c].dtype == "float64" for c in ("a", "a_late", "b"))
+
+
+def test_the_samplers_keep_the_current_phase_and_a_recent_span_and_drop_what_was_handed_on(quick_hand_off: None) -> None:
+    session = MonitorSession()
+    host = Numbered("host", "server_cpu_util_pct")
+    session.host = host  # type: ignore[assignment]
+    point_started = time.monotonic()
+    session.begin("point", "m", 1, 1)
+    with host:
+        for _ in range(20):  # a point five times longer than the span kept for the panel
+            time.sleep(0.05)
+            session.take_samples()
+        # nothing of the point was dropped: its reductions see every sample of it
+        assert host.buffered == host.taken > 100
+        n = host.taken  # more may come while it reduces: they only raise the figures
+        reduced = session.reduce(point_started, math.inf, MODEL_COLUMNS)
+        assert reduced["server_cpu_util_max_pct"] >= n and reduced["server_cpu_util_mean_pct"] >= (n + 1) / 2
+        session.begin("unload", "m")
+        for _ in range(10):
+            time.sleep(0.05)
+            session.take_samples()
+        oldest = host.between(-math.inf, math.inf)[0].t
+        assert time.monotonic() - oldest < 0.2 + 0.01 + 0.15  # the panel's span, the settling time, a tick's slack
+        assert host.buffered < host.taken / 2
+    with pytest.raises(aw.AnalyzerError, match="no longer all held"):
+        session.reduce(point_started, math.inf, MODEL_COLUMNS)
+
+
+@pytest.mark.server
+def test_a_sweep_of_many_samples_holds_few_in_memory_and_all_in_the_file(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # a panel span of 1 s, so a sweep of seconds shows what hours would at the real 30 s
+    monkeypatch.setattr(session_module, "LIVE_SPAN_S", 1.0)
+    monkeypatch.setattr(session_module, "HAND_OFF_EVERY_S", 0.5)
+    bound_s = 1.0 + session_module.SETTLE_S + 0.5 + 0.5  # the span, settling, a hand-off's wait, slack
+    holder: dict[str, aw.SweepRunner] = {}
+    point_started: list[float] = []
+    too_old: list[str] = []
+
+    def check_buffers(event: object) -> None:
+        if isinstance(event, events.PointStarted):
+            point_started.append(time.monotonic())
+        elif isinstance(event, events.PointFinished):
+            now = time.monotonic()
+            for sampler in holder["runner"].monitors.samplers:
+                oldest = sampler.between(-math.inf, math.inf)[0].t
+                # the point just measured is held whole (its reductions are done by now)
+                if oldest < min(point_started[-1], now - bound_s):
+                    too_old.append(f"{sampler.name}: {now - oldest:.1f} s held after point {event.index + 1}")
+
+    result = aw.profile(
+        models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, batch_sizes=[1, 2, 4], concurrency=[1, 2],
+        process_interval_s=0.005, triton_metrics_interval_s=0.05, export_path=tmp_path / "out",
+        on_event=check_buffers, runner_hook=lambda r: holder.__setitem__("runner", r), **FAST,
+    )
+    assert not too_old, too_old
+    rows = result.to_frame()
+    assert set(rows["status"]) <= {"ok", "unstable"} and (rows["server_cpu_util_max_pct"] > 0).all()
+    samplers = holder["runner"].monitors.samplers
+    held = sum(s.buffered for s in samplers)
+    taken = {s.name: s.taken for s in samplers}
+    assert taken["host"] > 1000 and held < sum(taken.values()) / 3, (held, taken)
+    # the file holds every sample taken, each point's tagged with it
+    on_disk = aw.load_samples(tmp_path / "out")
+    assert on_disk["source"].value_counts().to_dict() == taken
+    assert on_disk["time_s"].is_monotonic_increasing
+    during = on_disk[on_disk["phase"] == "point"]
+    assert len(during.groupby(["batch_size", "concurrency"])) == 6
+    assert result.samples.shape == on_disk.shape

@@ -6,9 +6,13 @@ is a clear error and nothing is reused. Real embedded server, real files."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import FAST
 
@@ -39,6 +43,14 @@ def _interrupted_sweep(repo: Path, out: Path, after: int) -> None:
     result = aw.profile(models=["mlp_numpy"], model_repository=repo, export_path=out, on_event=stop_after,
                         runner_hook=lambda r: holder.__setitem__("runner", r), **GRID, **FAST)
     assert result.cancelled and len(result.rows) == after
+
+
+#: the sweep of _sweep, in a process of its own for a test to kill
+KILLABLE_SWEEP = f"""
+import sys
+import analyzer_widgets as aw
+aw.profile(models=["mlp_numpy"], model_repository=sys.argv[1], export_path=sys.argv[2], **{ {**GRID, **FAST}!r})
+"""
 
 
 def _started(seen: list) -> list[tuple[int, int]]:
@@ -195,3 +207,37 @@ def test_the_checkpoint_is_replaced_whole(tmp_path: Path, repo: Path) -> None:
     assert (tmp_path / MANIFEST).stat().st_ino != first
     assert [p.name for p in tmp_path.iterdir() if p.name != "model_repository"] == [MANIFEST]
     assert Manifest.load(tmp_path).server_version == "2.51.0"
+
+
+@pytest.mark.server
+def test_a_sweep_killed_mid_way_leaves_a_readable_samples_file_and_its_resume_adds_to_it(repo: Path,
+                                                                                          tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    samples_csv = out / "metrics-samples.csv"
+    sweep = subprocess.Popen([sys.executable, "-c", KILLABLE_SWEEP, str(repo), str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        # SIGKILLed once the samples of its second point (batch 1, concurrency 2) reach the file
+        while sweep.poll() is None and time.monotonic() < deadline:
+            if samples_csv.is_file() and b",point,mlp_numpy,1,2," in samples_csv.read_bytes():
+                break
+            time.sleep(0.05)
+        assert sweep.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        sweep.kill()
+        sweep.wait(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a line the kill cut off is left out (tests/test_export.py)
+        before = aw.load_samples(out)
+    assert {(1, 1), (1, 2)} <= set(zip(before["batch_size"], before["concurrency"], strict=True))
+
+    seen: list = []
+    _sweep(repo, out, seen, resume=True)
+    assert samples_csv.read_text().count("time_s,") == 1
+    after = aw.load_samples(out)
+    # the killed run's samples as they were, then this run's, of each point it measured
+    pd.testing.assert_frame_equal(after[list(before.columns)].iloc[: len(before)], before)
+    later = after.iloc[len(before):]
+    measured = set(zip(later[later["phase"] == "point"]["batch_size"], later[later["phase"] == "point"]["concurrency"],
+                       strict=True))
+    assert measured == set(_started(seen)) and (2, 2) in measured

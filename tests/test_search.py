@@ -1,4 +1,4 @@
-"""The budget search (plan/search.py) on known latency curves: no server."""
+"""The budget search (loadgen/search.py) on known latency curves: no server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.plan.search import highest_within
+from analyzer_widgets.loadgen.search import highest_within
 
 
 def linear(load: int) -> float:

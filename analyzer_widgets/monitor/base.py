@@ -1,12 +1,16 @@
-"""Background samplers: a named daemon thread per source, a ring buffer per sampler.
+"""Background samplers: a named daemon thread per source, a buffer per sampler.
 
 A sampler never touches widgets; readers (the runner, the panel) take what they need
-from the buffer at their own pace.
+from the buffer at their own pace. The buffer is not bounded by a count, which would drop
+samples a reader still needs without a word: its owner trims it to what its readers need
+(:meth:`Sampler.discard_before`; :class:`~analyzer_widgets.monitor.session.MonitorSession`
+does, once the samples are handed on).
 """
 
 from __future__ import annotations
 
 import abc
+import math
 import threading
 import time
 from collections import deque
@@ -31,10 +35,12 @@ class Sampler(abc.ABC):
     True
     """
 
-    def __init__(self, name: str, interval_s: float, capacity: int = 200_000) -> None:
+    def __init__(self, name: str, interval_s: float) -> None:
         self.name = name
         self.interval_s = interval_s
-        self._buffer: deque[Sample] = deque(maxlen=capacity)
+        self._buffer: deque[Sample] = deque()
+        #: samples taken since the start, trimmed ones included
+        self.taken = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,9 +89,13 @@ class Sampler(abc.ABC):
             except Exception as e:  # noqa: BLE001
                 self.unavailable["*"] = f"{type(e).__name__}: {e}"
                 values = {}
-            stamp = time.monotonic()
             with self._lock:
+                # stamped under the lock: a reader that read the clock before taking the
+                # lock (MonitorSession.take_samples) never sees a later append with an
+                # earlier stamp, so nothing falls between two of its hand-offs
+                stamp = time.monotonic()
                 self._buffer.append(Sample(stamp, values))
+                self.taken += 1
             # schedule on the grid, not "now + interval", so the rate does not drift
             next_due += self.interval_s
             if next_due < stamp:
@@ -107,6 +117,20 @@ class Sampler(abc.ABC):
                     picked.append(sample)
         picked.reverse()
         return picked
+
+    def discard_before(self, t: float) -> float:
+        """Drop the samples taken before ``t`` (no reader needs them any more); returns
+        the time of the newest one dropped (-inf when none was)."""
+        newest = -math.inf
+        with self._lock:
+            while self._buffer and self._buffer[0].t < t:
+                newest = self._buffer.popleft().t
+        return newest
+
+    @property
+    def buffered(self) -> int:
+        """How many samples the buffer holds now."""
+        return len(self._buffer)
 
     def __enter__(self) -> Sampler:
         self.start()

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer_widgets.config import Checked, Load, finite_number, one_of, setting
+from analyzer_widgets.config import Checked, Load, Statistic, latency_budget, one_of, setting
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.schema import Status, load_of
 
@@ -41,38 +41,10 @@ NEEDED = ("model", "batch_size", "concurrency", "status", "reason", "error_count
           "gpu_memory_above_baseline_mb")
 
 
-class Statistic(str, enum.Enum):
-    """The latency statistic a budget applies to; each one is a result column."""
-
-    AVG = "avg"
-    P50 = "p50"
-    P90 = "p90"
-    P95 = "p95"
-    P99 = "p99"
-
-    @property
-    def column(self) -> str:
-        return f"latency_{self.value}_ms"
-
-    @property
-    def label(self) -> str:
-        """As a sentence says it: p99, or mean for avg."""
-        return "mean" if self is Statistic.AVG else self.value
-
-
 class Outcome(str, enum.Enum):
     CHOSEN = "chosen"  # a point within the budget: the best one
     NONE_WITHIN = "none_within"  # measured, none within the budget: the point is the lowest latency measured
     NOT_MEASURED = "not_measured"  # no row counts (all skipped, failed, ...): no point; the sentence says why
-
-
-def latency_budget(name: str, value: object) -> float:
-    """A positive, finite number of milliseconds; text such as "20" or "2.5" is read."""
-    reason = "must be a positive number of milliseconds, as 20 or 2.5"
-    milliseconds = float(finite_number(name, value, reason))
-    if milliseconds <= 0:
-        raise ConfigError(name, value, reason)
-    return milliseconds
 
 
 @dataclass(frozen=True)

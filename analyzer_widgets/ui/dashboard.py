@@ -184,9 +184,10 @@ def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
                 style = "padding:1px 8px;font-size:12px;text-align:left;white-space:normal;min-width:40ch"
             cells.append(f"<td style='{style}'>{html.escape(shown_value(record, name))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    # the load not measured at (concurrency or request rate) is no missing value: not listed
+    # the load not measured at (concurrency or request rate) and an empty search column are
+    # no missing values: not listed
     hidden = [MODEL_COLUMN[c].header for c in TABLE_COLUMNS
-              if c not in shown and c not in ("concurrency", "request_rate_per_s")]
+              if c not in shown and c not in ("concurrency", "request_rate_per_s", "search")]
     note = ""
     if hidden:
         why = "; ".join(f"{what}: {reason}" for what, reason in unavailable.items())
