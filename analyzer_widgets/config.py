@@ -98,6 +98,13 @@ class Statistic(str, enum.Enum):
         return "mean" if self is Statistic.AVG else self.value
 
 
+class OnServerFailure(str, enum.Enum):
+    """What a sweep does when the server dies or hangs (RELIABILITY row 24)."""
+
+    STOP = "stop"  # end the sweep, keeping the rows measured
+    RESTART = "restart"  # start the server again, reload the model, measure the point again once
+
+
 class StopRule(str, enum.Enum):
     """When a point has been measured enough (loadgen/stats.py: ``ended``)."""
 
@@ -739,6 +746,10 @@ class ServerSettings(Checked):
     # server is taken to be hung; every other call has the measurement's request timeout
     model_load_timeout_s: float = setting(600.0, check=seconds, flags=("--model-load-timeout",),
                                           help="seconds a model load may take before the server counts as hung")
+    on_server_failure: OnServerFailure = setting(
+        OnServerFailure.STOP, check=one_of(OnServerFailure), flags=("--on-server-failure",), panel="On server failure",
+        help="when the server dies or hangs: `stop` the sweep, or `restart` it (local and docker), reload the model "
+             "and measure the failed point again once, then go on")
     extra_args: tuple[str, ...] = setting((), check=texts, help="more tritonserver arguments (local and docker)")
     log_path: Path | None = setting(
         None, check=optional_path,
@@ -754,6 +765,10 @@ class ServerSettings(Checked):
                               "docker launch mode needs --triton-image or --triton-version (for example 24.08)")
         if self.launch_mode is LaunchMode.REMOTE and not self.url:
             raise ConfigError("url", self.url, "remote launch mode needs the server's URL (for example localhost:8001)")
+        if self.launch_mode is LaunchMode.REMOTE and self.on_server_failure is OnServerFailure.RESTART:
+            raise ConfigError("on_server_failure", self.on_server_failure.value,
+                              "restart needs a server the analyzer starts (local or docker); a remote one is "
+                              "someone else's to restart")
         if self.host is None:
             raise ConfigError("host", self.host, "must be an address, like 127.0.0.1")
         if (self.ssl_cert is None) != (self.ssl_key is None):

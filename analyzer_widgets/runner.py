@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer_widgets import events as ev
-from analyzer_widgets.config import LaunchMode, Load, MeasurementSettings, Statistic, StopRule, SweepSpec
+from analyzer_widgets.config import (
+    LaunchMode,
+    Load,
+    MeasurementSettings,
+    OnServerFailure,
+    Statistic,
+    StopRule,
+    SweepSpec,
+)
 from analyzer_widgets.errors import (
     AnalyzerError,
     ModelLoadError,
@@ -102,6 +110,10 @@ class SweepRunner:
         self.earlier: dict[PointKey, Mapping[str, Any]] = {}
         self._index = self._total = 0  # the next row's place among the sweep's, and their expected number
         self._server_lost = False
+        #: while a sweep runs: what closes its server and clients, and the server with its
+        #: control client and endpoint (a restart replaces the last two)
+        self._stack: ExitStack | None = None
+        self._connection: tuple[TritonServer, TritonControl, str]
         #: called with the server's version and the GPUs' UUIDs once the server is up and
         #: before the baseline; may raise to refuse the sweep or change ``skip`` (resume)
         self.on_server_known: Callable[[str, list[str]], None] | None = None
@@ -146,7 +158,9 @@ class SweepRunner:
         error: BaseException | None = None
         try:
             with ExitStack() as stack:
+                self._stack = stack
                 server, control, endpoint = self._start(stack)
+                self._connection = (server, control, endpoint)
                 pool = stack.enter_context(ClientPool())
                 pool.prestart(spec.measurement.processes_for(max(_slots(load, spec.measurement) for load in spec.loads)))
                 self.monitors.attach_server(server.pid, server.endpoints.metrics)
@@ -159,7 +173,7 @@ class SweepRunner:
                 if index:
                     self.emit(ev.Notice(f"resuming: {index} of {total} points were measured before and are kept", ev.Level.INFO))
                 for model in spec.models:
-                    index = self._run_model(model, server, control, pool, index, total, endpoint)
+                    index = self._run_model(model, pool, index, total)
         except SweepCancelled:
             pass
         except BaseException as e:  # KeyboardInterrupt too: finish the events, then re-raise
@@ -197,11 +211,7 @@ class SweepRunner:
             stack.callback(server.stop)
         # samplers stop before the server does, so none reports the server's exit as a fault
         stack.callback(monitors.stop)
-        endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
-        control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
-                                timeout_s=spec.measurement.request_timeout_s,
-                                load_timeout_s=spec.server.model_load_timeout_s, tls=spec.server.tls)
-        stack.callback(control.close)
+        endpoint, control = self._connect(server, stack)
         self._version = control.server_version()
         # A remote server may restrict its repository API to callers with a header:
         # find out now, not after the baseline
@@ -210,6 +220,41 @@ class SweepRunner:
         if self.on_server_known is not None:
             self.on_server_known(self._version, monitors.gpu_uuids())
         return server, control, endpoint
+
+    def _connect(self, server: TritonServer, stack: ExitStack) -> tuple[str, TritonControl]:
+        """The endpoint the inferences go to, and a control client to it that ``stack`` closes."""
+        spec = self.spec
+        endpoint = server.endpoints.for_protocol(spec.measurement.protocol.value)
+        control = TritonControl(endpoint, spec.measurement.protocol.value, spec.server.headers,
+                                timeout_s=spec.measurement.request_timeout_s,
+                                load_timeout_s=spec.server.model_load_timeout_s, tls=spec.server.tls)
+        stack.callback(control.close)
+        return endpoint, control
+
+    def _restart(self, loaded: _Loaded, lost: ServerError) -> None:
+        """Start the lost server again and reload the model (--on-server-failure restart);
+        ``loaded`` then measures through the new one. A server that will not start again
+        ends the sweep with that error."""
+        first_line = str(lost).splitlines()[0]
+        self.emit(ev.Notice(f"{first_line}: starting the server again and reloading {loaded.model!r} "
+                            "(--on-server-failure restart)"))
+        server = loaded.server
+        t0 = time.monotonic()
+        self.monitors.begin("restart", loaded.model)
+        server.stop()
+        server.start()
+        self._server_lost = False
+        loaded.control.close()
+        assert self._stack is not None
+        loaded.endpoint, loaded.control = self._connect(server, self._stack)
+        self.monitors.server_restarted(server.pid, server.endpoints.metrics)
+        self.emit(ev.ServerReady(self.spec.server.launch_mode.value, loaded.control.server_version(), loaded.endpoint,
+                                 time.monotonic() - t0))
+        self.monitors.begin("load", loaded.model)
+        loaded.control.load(loaded.model)
+        loaded.info = loaded.control.model_info(loaded.model)
+        loaded.version = next((m.version for m in loaded.control.repository_index()
+                               if m.name == loaded.model and m.state == "READY"), "")
 
     def _wait(self, seconds: float) -> None:
         if self._stop.wait(seconds):
@@ -241,9 +286,9 @@ class SweepRunner:
         self.emit(ev.PointFinished(row, self._index, max(self._total, self._index + 1)))
         self._index += 1
 
-    def _run_model(self, model: str, server: TritonServer, control: TritonControl, pool: ClientPool,
-                   index: int, total: int, endpoint: str) -> int:
+    def _run_model(self, model: str, pool: ClientPool, index: int, total: int) -> int:
         spec = self.spec
+        server, control, endpoint = self._connection  # as a restart for an earlier model left it
         searching = spec.latency_budget_ms is not None
         if searching:  # a search's loads are chosen as it goes: it starts at the first
             answered = {b for m, b in self._answered() if m == model}
@@ -280,16 +325,19 @@ class SweepRunner:
                 else:
                     self._point(loaded, b, load)
         finally:
+            self._connection = (server, loaded.control, loaded.endpoint)
             self.monitors.begin("unload", model)
             if we_loaded and not self._server_lost:  # a dead or hung server cannot unload anything
                 try:
-                    control.unload(model)
+                    loaded.control.unload(model)
                 except ServerError as e:
                     self.emit(ev.Notice(f"could not unload {model!r}: {e}"))
         return self._index
 
-    def _point(self, loaded: _Loaded, batch: int, load: Load, search: SearchRole | None = None) -> Row:
-        """Measure (or skip) one point and hand its row on; a lost server ends the sweep."""
+    def _point(self, loaded: _Loaded, batch: int, load: Load, search: SearchRole | None = None,
+               again: bool = False) -> Row:
+        """Measure (or skip) one point and hand its row on; a lost server ends the sweep, or
+        with --on-server-failure restart is started again and the point measured once more."""
         if self.stopping:
             raise SweepCancelled("stopped")
         model = loaded.model
@@ -303,6 +351,8 @@ class SweepRunner:
             row = self._measure_point(model, loaded.version, loaded.info, batch, load, loaded.control, loaded.pool,
                                       loaded.endpoint)
         row.update(model_version=loaded.version, search=search.value if search else "")
+        if again:
+            row["reason"] = "measured again after restarting the server" + (f"; {row['reason']}" if row["reason"] else "")
         if row["status"] == Status.FAILED.value:
             # A point can fail on its own (the model raised) or because the server
             # died or hung; only the second ends the sweep. Either way the row is
@@ -313,7 +363,10 @@ class SweepRunner:
                 self._server_lost = True
                 row["reason"] = f"{lost} ({row['reason']})"
                 self._finish_point(row)
-                raise
+                if again or self.spec.server.on_server_failure is not OnServerFailure.RESTART:
+                    raise
+                self._restart(loaded, lost)
+                return self._point(loaded, batch, load, search, again=True)
         self._finish_point(row)
         return row
 
@@ -558,9 +611,10 @@ def schedule_row_figures(kept: ScheduleFigures) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Loaded:
-    """A model loaded for measuring, and what its points are measured through."""
+    """A model loaded for measuring, and what its points are measured through (a restart
+    of the server replaces the control client, the endpoint and what the model reports)."""
 
     model: str
     version: str

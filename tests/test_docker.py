@@ -117,3 +117,26 @@ def test_gpus_on_a_docker_without_the_nvidia_runtime_is_a_clear_error_and_leaves
     assert "--gpus all" in message and "NVIDIA Container Toolkit" in message, message
     # the container was created before its start failed: it must be gone, not left "Created"
     assert {c.id for c in ours(client)} == before
+
+
+def test_a_container_killed_mid_sweep_is_started_again_with_restart(client, tmp_path: Path) -> None:
+    """RELIABILITY row 24 in docker mode: the container killed at the second point; a new
+    one is started, the model loaded, the point measured again, and none is left."""
+    before = {c.id for c in ours(client)}
+    killed: list[str] = []
+
+    def kill_at_second_point(event: object) -> None:
+        if isinstance(event, events.PointStarted) and event.index == 1 and not killed:
+            (container,) = [c for c in ours(client) if c.id not in before]
+            killed.append(container.id)
+            container.kill()
+
+    result = aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, launch_mode="docker",
+                        triton_image=IMAGE, batch_sizes=[1], concurrency=[1, 2], on_server_failure="restart",
+                        export_path=tmp_path / "out", on_event=kill_at_second_point, **FAST)
+    df = result.to_frame()
+    assert list(df["concurrency"]) == [1, 2, 2] and list(df["status"])[1] == "failed"
+    assert df.iloc[2]["status"] in ("ok", "unstable") and df.iloc[2]["throughput_infer_per_s"] > 0
+    assert "measured again after restarting the server" in df.iloc[2]["reason"]
+    assert result.error is None and killed
+    assert {c.id for c in ours(client)} == before

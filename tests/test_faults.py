@@ -324,3 +324,57 @@ def test_a_model_process_left_when_server_and_analyzer_both_died_is_removed_by_t
             for pid, _ in wait_gone(orphans, timeout_s=0):
                 os.kill(pid, signal.SIGKILL)
         control.close()
+
+
+def _kill_server_at(indexes: set[int], seen: dict[str, list[int]]):
+    """An event handler that SIGKILLs the running tritonserver as the points of ``indexes``
+    start, noting the pids of every server it saw."""
+    def handler(event: object) -> None:
+        if isinstance(event, events.ServerReady):
+            seen["pids"].append(_server_pid())
+        elif isinstance(event, events.PointStarted) and event.index in indexes:
+            indexes.discard(event.index)  # the same point started again after the restart: left alone
+            os.kill(seen["pids"][-1], signal.SIGKILL)
+    return handler
+
+
+def test_a_server_killed_mid_sweep_is_restarted_and_the_point_measured_again(tmp_path: Path) -> None:
+    """RELIABILITY row 24: --on-server-failure restart starts the server again, reloads the
+    model, measures the failed point once more and goes on; the rows say so."""
+    out = tmp_path / "out"
+    seen: dict[str, list[int]] = {"pids": []}
+    result = aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, batch_sizes=[1],
+                        concurrency=[1, 2, 4], export_path=out, on_server_failure="restart",
+                        on_event=_kill_server_at({1}, seen), **FAST)
+    assert len(seen["pids"]) == 2 and seen["pids"][0] != seen["pids"][1]  # a new server
+    models, _ = aw.load_results(out)
+    assert list(models["concurrency"]) == [1, 2, 2, 4]
+    assert models.loc[1, "status"] == "failed"
+    assert f"tritonserver (pid {seen['pids'][0]}) killed by signal 9" in models.loc[1, "reason"]
+    assert models.loc[2, "status"] in MEASURED and models.loc[2, "throughput_infer_per_s"] > 0
+    assert models.loc[2, "reason"].startswith("measured again after restarting the server")
+    assert models.loc[3, "status"] in MEASURED
+    # the restarted server's counts agree with the client's (the model was loaded again)
+    assert models.loc[3, "server_inference_count"] == pytest.approx(models.loc[3, "client_inference_count"], rel=0.05)
+    assert models.loc[3, "client_inference_count"] > 0
+    samples = aw.load_samples(out)
+    assert "restart" in set(samples["phase"])
+    assert result.error is None
+    assert not psutil.pid_exists(seen["pids"][1]) or psutil.Process(seen["pids"][1]).status() == "zombie"
+
+
+def test_a_point_that_loses_the_server_twice_ends_the_sweep(tmp_path: Path) -> None:
+    seen: dict[str, list[int]] = {"pids": []}
+    with pytest.raises(aw.ServerError, match="killed by signal 9"):
+        aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY, batch_sizes=[1],
+                   concurrency=[1, 2], export_path=tmp_path / "out", on_server_failure="restart",
+                   on_event=_kill_server_at({1, 2}, seen), **FAST)
+    models, _ = aw.load_results(tmp_path / "out")
+    assert list(models["status"])[1:] == ["failed", "failed"]
+    assert "killed by signal 9" in models.loc[2, "reason"]
+    assert "measured again after restarting the server" in models.loc[2, "reason"]
+
+
+def test_restart_is_refused_for_a_remote_server() -> None:
+    with pytest.raises(aw.ConfigError, match="on_server_failure.*someone else's"):
+        aw.ServerSettings(launch_mode="remote", url="localhost:8001", on_server_failure="restart")

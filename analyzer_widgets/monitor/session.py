@@ -84,10 +84,12 @@ class MonitorSession:
         self._dropped_through = -math.inf  # the newest sample dropped from a buffer
         #: per sampler, the keys its rows had, in the order they first came (the file's columns)
         self._keys: dict[str, dict[str, None]] = {}
+        #: samplers of a server that was restarted: stopped, still read for their samples
+        self._retired: list[Sampler] = []
 
     @property
     def samplers(self) -> list[Sampler]:
-        return [s for s in (self.nvml, self.host, self.triton) if s is not None]
+        return [s for s in (self.nvml, self.host, self.triton, *self._retired) if s is not None]
 
     # -- lifecycle ---------------------------------------------------------------------
     def start_gpu(self) -> None:
@@ -117,6 +119,16 @@ class MonitorSession:
         if metrics_url and self.settings.triton_metrics:
             self.triton = TritonMetricsSampler(metrics_url, self.settings.triton_metrics_interval_s)
             self.triton.start()
+
+    def server_restarted(self, pid: int | None, metrics_url: str | None) -> None:
+        """Sample the restarted server's processes and /metrics from now on; the samplers of
+        the one before stop, and their samples are still handed on."""
+        for old in (self.host, self.triton):
+            if old is not None:
+                old.stop()
+                self._retired.append(old)
+        self.host = self.triton = None
+        self.attach_server(pid, metrics_url)
 
     def stop(self) -> None:
         for sampler in self.samplers:
