@@ -169,6 +169,7 @@ def profile_remote(server: LocalServer, args: argparse.Namespace, **settings: ob
         "protocol": args.protocol, "batch_sizes": args.batch_sizes,
         "concurrency": args.concurrency, "window_ms": args.window_ms, "stability_pct": args.stability_pct,
         "max_trials": args.max_trials, "baseline_s": args.baseline_s,
+        "stop_rule": args.stop_rule, "precision_pct": args.precision,
         "nvml": monitors, "process_sampling": monitors, "triton_metrics": monitors, **settings,
     })
 
@@ -242,7 +243,14 @@ def interleaved(server: LocalServer, control: TritonControl, args: argparse.Name
                            ours_server_batch=server_batch(o), pa_server_batch=p["server_batch"],
                            ours_status=o.status,
                            pa_stable=not p["unstable"],
-                           client_server=o.client_inference_count / o.server_inference_count)
+                           client_server=o.client_inference_count / o.server_inference_count,
+                           ours_throughput_ci_low=o.throughput_ci_low_infer_per_s,
+                           ours_throughput_ci_high=o.throughput_ci_high_infer_per_s,
+                           ours_p99_ci_low_ms=o.latency_p99_ci_low_ms, ours_p99_ci_high_ms=o.latency_p99_ci_high_ms,
+                           # is perf_analyzer's figure inside our 95% interval of the same point?
+                           pa_throughput_in_ours=o.throughput_ci_low_infer_per_s <= p["throughput"]
+                           <= o.throughput_ci_high_infer_per_s,
+                           pa_p99_in_ours=o.latency_p99_ci_low_ms <= p["p99_ms"] <= o.latency_p99_ci_high_ms)
                 row.update(outside_server(row))
                 append_csv(table_path, row)  # pair by pair: a run cut short keeps what it measured
                 pairs.append(row)
@@ -304,16 +312,26 @@ def point_summary(batch: int, concurrency: int, pairs: list[dict[str, object]]) 
             f"{p99:9.3f} [{p99_lo:.2f}-{p99_hi:.2f}] | {ours_hi / ours_lo:6.3f}x {pa_hi / pa_lo:6.3f}x | "
             f"{spread(good, 'ours_server_batch')[0]:5.2f} {spread(good, 'pa_server_batch')[0]:5.2f} | "
             f"{spread(good, 'ours_outside_ms')[0]:7.3f} {spread(good, 'pa_outside_ms')[0]:7.3f} | "
-            f"{equal:10.3f} [{equal_lo:.2f}-{equal_hi:.2f}]")
+            f"{equal:10.3f} [{equal_lo:.2f}-{equal_hi:.2f}] | {_inside(good, 'pa_throughput_in_ours')} "
+            f"{_inside(good, 'pa_p99_in_ours')}")
+
+
+def _inside(pairs: list[dict[str, object]], key: str) -> str:
+    """How many pairs had perf_analyzer's figure inside our 95% interval ("3/4"; "-" for
+    CSVs from before the intervals)."""
+    known = [str(r[key]) in ("True", "False") for r in pairs if key in r]
+    return f"{sum(str(r[key]) == 'True' for r in pairs if key in r)}/{len(known)}" if known else "-"
 
 
 def print_summary(lines: list[str]) -> None:
     print("\nper point, over the pairs where both tools measured: medians [range] of ours/perf_analyzer; how far "
           "each tool's own rounds moved (max/min); the server's mean batch under each; each tool's time per request "
           "outside the server's queue and compute (ms); the throughput ratio had the server spent the same time on "
-          "both (fidelity.py's outside_server)\n"
+          "both (fidelity.py's outside_server); in how many pairs perf_analyzer's throughput and p99 fell inside "
+          "our 95% interval of the same point\n"
           f"{'batch':>5} {'conc':>4} {'pairs':>5} | {'throughput':>10} {'':11} | {'p99':>9} {'':11} | "
-          f"{'ours':>7} {'pa':>7} | {'batch':>5} {'pa':>5} | {'outside':>7} {'pa':>7} | {'srv-equal':>10}")
+          f"{'ours':>7} {'pa':>7} | {'batch':>5} {'pa':>5} | {'outside':>7} {'pa':>7} | {'srv-equal':>10} {'':11} | "
+          f"in ours: thr p99")
     print("\n".join(lines))
 
 
@@ -401,6 +419,9 @@ def main() -> None:
                     help="perf_analyzer's contexts per gRPC channel (TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT)")
     ap.add_argument("--stability-pct", type=float, default=10.0)
     ap.add_argument("--max-trials", type=int, default=10)
+    ap.add_argument("--stop-rule", choices=["stable", "precision"], default="stable",
+                    help="our stop rule (perf_analyzer always uses its stable one)")
+    ap.add_argument("--precision", type=float, default=5.0, help="our precision rule's target, %%")
     ap.add_argument("--baseline-s", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=1,
                     help="perf_analyzer passes (our sweep runs once more), or with --interleave the pairs per point")

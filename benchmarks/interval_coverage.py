@@ -8,7 +8,9 @@ Each point is measured for ``--windows`` back-to-back windows in one run (the pr
 rule with an unreachable target keeps it going). The windows are then cut into consecutive
 groups of ``--group`` windows, each group what one row would report, and each group's
 interval (batch means, analyzer_widgets.loadgen.stats) is checked against the figure of
-all the windows pooled. Prints, per point and group size, the share of groups whose
+all the windows pooled. The same windows are also grouped a stride apart (window i, i + n/g, ...), as a point
+measured in g short visits spread over a sweep would be. Prints, per point and group size,
+for both groupings, the share of groups whose
 interval covers the pooled throughput and mean latency (stated: 95%), and the drift of the
 window figures over the run (the trend t statistic): drift is what makes coverage lower.
 """
@@ -25,10 +27,17 @@ from analyzer_widgets import events as ev
 from analyzer_widgets.loadgen.stats import batch_means_interval, trend
 
 
-def coverage(values: list[float], group: int) -> tuple[float, int]:
-    """The share of consecutive ``group``-window intervals that cover the mean of all values."""
+def coverage(values: list[float], group: int, spread: bool = False) -> tuple[float, int]:
+    """The share of ``group``-window intervals that cover the mean of all values: groups of
+    consecutive windows (what one row reports today), or with ``spread`` windows taken a
+    fixed stride apart across the whole run (window i, i + n/group, ...: what a point
+    measured in ``group`` short visits spread over a sweep would report)."""
     pooled = statistics.fmean(values)
-    groups = [values[i:i + group] for i in range(0, len(values) - group + 1, group)]
+    if spread:
+        stride = len(values) // group
+        groups = [values[i::stride][:group] for i in range(stride)]
+    else:
+        groups = [values[i:i + group] for i in range(0, len(values) - group + 1, group)]
     covered = 0
     for g in groups:
         interval = batch_means_interval(statistics.fmean(g), g)
@@ -67,10 +76,12 @@ def main() -> None:
               f"window CV {statistics.stdev(throughput) / statistics.fmean(throughput):.1%}, "
               f"drift t {trend(throughput):+.1f} (throughput), {trend(latency):+.1f} (latency)")
         for g in groups:
-            share_t, n = coverage(throughput, g)
-            share_l, _ = coverage(latency, g)
-            print(f"    groups of {g}: {n:3} groups, throughput covered {share_t:6.1%}, mean latency covered "
-                  f"{share_l:6.1%}")
+            for spread in (False, True):
+                share_t, n = coverage(throughput, g, spread)
+                share_l, _ = coverage(latency, g, spread)
+                how = "spread over the run" if spread else "consecutive"
+                print(f"    groups of {g} {how:>19}: {n:3} groups, throughput covered {share_t:6.1%}, "
+                      f"mean latency covered {share_l:6.1%}")
 
 
 if __name__ == "__main__":

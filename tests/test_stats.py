@@ -4,6 +4,7 @@ intervals (loadgen.stats), on known data."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 
 import numpy as np
@@ -19,6 +20,7 @@ from analyzer_widgets.loadgen.stats import (
     batch_means_interval,
     ended,
     is_stable,
+    log_batch_means_interval,
     percentile,
     point_intervals,
     precision,
@@ -248,8 +250,21 @@ def test_point_intervals_use_each_window_as_a_batch() -> None:
     # mean latency: 10, 12, 8 ms per window, s = 2; centred on the pooled mean
     assert intervals.latency_avg_ms.half_width == pytest.approx(4.303 * 2 / math.sqrt(3))
     assert (intervals.latency_avg_ms.low + intervals.latency_avg_ms.high) / 2 == pytest.approx(summary.latency_avg_ms)
-    # p99: each window's p99 is its one latency: the same spread
-    assert intervals.latency_p99_ms.half_width == pytest.approx(4.303 * 2 / math.sqrt(3))
+    # p99: each window's p99 is its one latency (12, 10, 8 ms; pooled p99 12 ms), on the log
+    # scale: the figure times exp(+-t s / sqrt(3)), s the spread of the logs
+    logs = [math.log(v) for v in (10.0, 12.0, 8.0)]
+    factor = math.exp(4.303 * statistics.stdev(logs) / math.sqrt(3))
+    assert summary.latency_p99_ms == pytest.approx(12.0)
+    assert intervals.latency_p99_ms.low == pytest.approx(12.0 / factor)
+    assert intervals.latency_p99_ms.high == pytest.approx(12.0 * factor)
+
+
+def test_a_p99_interval_stays_above_zero_however_the_windows_scatter() -> None:
+    # window p99s of 1, 1 and 30 ms: a symmetric interval would reach far below 0 ms
+    interval = log_batch_means_interval(30.0, [1.0, 1.0, 30.0])
+    assert 0 < interval.low < 30.0 < interval.high
+    assert batch_means_interval(30.0, [1.0, 1.0, 30.0]).low < 0
+    assert log_batch_means_interval(0.0, [1.0, 2.0]) == NO_INTERVAL
 
 
 def test_no_interval_when_a_window_has_no_successful_request() -> None:

@@ -217,6 +217,24 @@ def batch_means_interval(figure: float, batches: Sequence[float]) -> Interval:
     return Interval(figure - spread, figure + spread)
 
 
+def log_batch_means_interval(figure: float, batches: Sequence[float]) -> Interval:
+    """Batch means on the log scale: ``figure`` times exp(+-t * s / sqrt(n)), s the standard
+    deviation of the batches' logarithms. For a positive, skewed figure (a high percentile
+    of latency) whose batches scatter by a factor rather than by an amount: the interval
+    stays above 0 and is wider above the figure than below. NaN as batch_means_interval,
+    and where a figure or batch is not above 0.
+
+    >>> i = log_batch_means_interval(2.0, [1.0, 2.0, 4.0])
+    >>> round(i.low, 3), round(i.high, 3)
+    (0.357, 11.192)
+    """
+    values = [float(v) for v in batches]
+    if not (figure > 0 and values and all(v > 0 for v in values)):
+        return NO_INTERVAL
+    logs = batch_means_interval(math.log(figure), [math.log(v) for v in values])
+    return Interval(math.exp(logs.low), math.exp(logs.high)) if math.isfinite(logs.low) else NO_INTERVAL
+
+
 @dataclass(frozen=True)
 class PointIntervals:
     """The 95% intervals of a point's throughput, mean latency and p99 latency."""
@@ -234,8 +252,10 @@ def point_intervals(windows: Sequence[Window], summary: PointSummary) -> PointIn
     return PointIntervals(
         throughput=batch_means_interval(summary.throughput, [w.throughput for w in windows]),
         latency_avg_ms=batch_means_interval(summary.latency_avg_ms, [w.latency_avg_ms for w in windows]),
-        latency_p99_ms=batch_means_interval(summary.latency_p99_ms,
-                                            [percentile(w.ok_latencies_s, 99) * 1e3 for w in windows]),
+        # a window's p99 scatters by a factor (a few slow requests double it), and a
+        # symmetric interval on a few windows reached below 0 ms: on the log scale
+        latency_p99_ms=log_batch_means_interval(summary.latency_p99_ms,
+                                                [percentile(w.ok_latencies_s, 99) * 1e3 for w in windows]),
     )
 
 
