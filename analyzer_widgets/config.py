@@ -669,6 +669,11 @@ class MeasurementSettings(Checked):
     warmup_requests: int = setting(
         1, check=count, flags=("--warmup-requests",), fingerprint=True,
         help="requests each request slot sends before a point's windows start, not counted; 0 turns warm-up off")
+    visits: int = setting(
+        1, check=positive_int, flags=("--visits",), fingerprint=True, panel="Visits",
+        help="measure each point in this many visits, round by round over the model's grid, so they lie apart in "
+             "time: the row pools them and its 95% intervals take each visit as one batch, which covers the "
+             "host's drift over the sweep (each visit runs the stop rule); 1: one stretch")
     max_in_flight: int = setting(
         64, check=positive_int, flags=("--max-in-flight",), fingerprint=True,
         help="request-rate points: requests in flight at most (request slots over all client processes); "
@@ -881,6 +886,9 @@ class SweepSpec(Checked):
                                       help="check the models' Python (numpy 1.x) before a local sweep")
 
     def _check_together(self) -> None:
+        if self.latency_budget_ms is not None and self.measurement.visits > 1:
+            raise ConfigError("visits", self.measurement.visits, "applies to a grid: a --latency-budget-ms search "
+                              "chooses each load from the one before, so it measures each once")
         if self.request_rate and self.concurrency != (1,):
             raise ConfigError("request_rate", ",".join(f"{r:g}" for r in self.request_rate),
                               f"and concurrency values ({','.join(map(str, self.concurrency))}) were both given: "

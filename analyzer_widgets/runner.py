@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +47,7 @@ from analyzer_widgets.loadgen.stats import (
     ScheduleVerdict,
     Window,
     ended,
+    grouped_intervals,
     point_intervals,
     precision,
     reported,
@@ -319,11 +320,11 @@ class SweepRunner:
         loaded = _Loaded(model, version, info, server, control, pool, endpoint)
         self._server_lost = False
         try:
-            for b, load in points:
-                if searching:
+            if searching:
+                for b, _ in points:
                     self._search(loaded, b)
-                else:
-                    self._point(loaded, b, load)
+            else:
+                self._grid(loaded, points)
         finally:
             self._connection = (server, loaded.control, loaded.endpoint)
             self.monitors.begin("unload", model)
@@ -334,41 +335,80 @@ class SweepRunner:
                     self.emit(ev.Notice(f"could not unload {model!r}: {e}"))
         return self._index
 
-    def _point(self, loaded: _Loaded, batch: int, load: Load, search: SearchRole | None = None,
-               again: bool = False) -> Row:
-        """Measure (or skip) one point and hand its row on; a lost server ends the sweep, or
-        with --on-server-failure restart is started again and the point measured once more."""
+    def _begin_point(self, loaded: _Loaded, batch: int, load: Load) -> None:
         if self.stopping:
             raise SweepCancelled("stopped")
-        model = loaded.model
-        self.emit(ev.PointStarted(model, batch, load.concurrency, self._index, max(self._total, self._index + 1),
+        self.emit(ev.PointStarted(loaded.model, batch, load.concurrency, self._index, max(self._total, self._index + 1),
                                   load.rate_per_s if load.open_loop else math.nan))
-        self.monitors.begin("point", model, batch, load.concurrency)
+        self.monitors.begin("point", loaded.model, batch, load.concurrency)
+
+    def _point(self, loaded: _Loaded, batch: int, load: Load, search: SearchRole | None = None,
+               again: bool = False, earlier: Sequence[Visit] = ()) -> Row:
+        """Measure (or skip) one point and hand its row on (its figures pooled with its
+        ``earlier`` visits); a lost server ends the sweep, or with --on-server-failure
+        restart is started again and the point measured once more."""
+        model = loaded.model
+        self._begin_point(loaded, batch, load)
         problem = loaded.info.batch_size_problem(batch)
         if problem:
             row = self._point_row(model, batch, load, Status.SKIPPED, problem)
         else:
-            row = self._measure_point(model, loaded.version, loaded.info, batch, load, loaded.control, loaded.pool,
-                                      loaded.endpoint)
+            row = self._measure_point(loaded, batch, load, earlier)
         row.update(model_version=loaded.version, search=search.value if search else "")
         if again:
             row["reason"] = "measured again after restarting the server" + (f"; {row['reason']}" if row["reason"] else "")
-        if row["status"] == Status.FAILED.value:
-            # A point can fail on its own (the model raised) or because the server
-            # died or hung; only the second ends the sweep. Either way the row is
-            # kept, with the server's state in front of the point's own reason.
-            try:
-                loaded.server.check_alive()
-            except ServerError as lost:
-                self._server_lost = True
-                row["reason"] = f"{lost} ({row['reason']})"
-                self._finish_point(row)
-                if again or self.spec.server.on_server_failure is not OnServerFailure.RESTART:
-                    raise
-                self._restart(loaded, lost)
-                return self._point(loaded, batch, load, search, again=True)
+        if row["status"] == Status.FAILED.value and self._lost_server(loaded, row, again):
+            return self._point(loaded, batch, load, search, again=True)  # restarted: measured once more
         self._finish_point(row)
         return row
+
+    def _lost_server(self, loaded: _Loaded, row: Row, again: bool) -> bool:
+        """After a failed point: whether the server was lost and started again. A point can
+        fail on its own (the model raised) or because the server died or hung; only the
+        second ends the sweep (or, with --on-server-failure restart, restarts the server
+        once per point). Either way the row is kept (handed on here when the server was
+        lost), with the server's state in front of the point's own reason."""
+        try:
+            loaded.server.check_alive()
+            return False
+        except ServerError as lost:
+            self._server_lost = True
+            row["reason"] = f"{lost} ({row['reason']})"
+            self._finish_point(row)
+            if again or self.spec.server.on_server_failure is not OnServerFailure.RESTART:
+                raise
+            self._restart(loaded, lost)
+            return True
+
+    def _grid(self, loaded: _Loaded, points: Sequence[tuple[int, Load]]) -> None:
+        """The grid's points, each in --visits visits, round by round: every point's visit
+        of one round before any point's next, so a point's visits lie apart in time."""
+        gathered: dict[tuple[int, Load], list[Visit] | None] = {point: [] for point in points}
+        for round_ in range(1, self.spec.measurement.visits):
+            for batch, load in points:
+                visits = gathered[(batch, load)]
+                if visits is None:
+                    continue  # failed (or skipped) in an earlier round: its row is out
+                if loaded.info.batch_size_problem(batch):
+                    self._point(loaded, batch, load)  # the skipped row, once
+                    gathered[(batch, load)] = None
+                    continue
+                self.emit(ev.Notice(f"{loaded.model} batch {batch}, {load}: visit {round_} of "
+                                    f"{self.spec.measurement.visits}", ev.Level.PROGRESS))
+                self._begin_point(loaded, batch, load)
+                try:
+                    visits.append(self._visit(loaded, batch, load))
+                except _PointFailed as failed:
+                    row = self._point_row(loaded.model, batch, load, Status.FAILED, failed.reason)
+                    row.update(model_version=loaded.version, window_count=failed.windows, visit_count=round_)
+                    if not self._lost_server(loaded, row, again=False):
+                        self._finish_point(row)
+                    gathered[(batch, load)] = None
+        for (batch, load), visits in gathered.items():
+            if visits is not None:
+                self._point(loaded, batch, load, earlier=visits)
+
+
 
     def _search(self, loaded: _Loaded, batch: int) -> None:
         """The highest load of ``batch`` within the latency budget (loadgen/search.py): each
@@ -398,39 +438,33 @@ class SweepRunner:
         answers = {role.value for role in SearchRole if role is not SearchRole.PROBE}
         return {(str(r["model"]), int(r["batch_size"])) for r in self.earlier.values() if r.get("search") in answers}
 
-    def _measure_point(self, model: str, version: str, info: ModelInfo, batch: int, load: Load,
-                       control: TritonControl, pool: ClientPool, endpoint: str) -> Row:
-        row = self._point_row(model, batch, load, Status.FAILED)
+    def _visit(self, loaded: _Loaded, batch: int, load: Load) -> Visit:
+        """One stretch of windows at a point, until the stop rule ends it; raises
+        _PointFailed with the reason when it cannot be measured."""
         try:
-            job = self._point_job(model, version, info, batch, load, endpoint)
+            job = self._point_job(loaded.model, loaded.version, loaded.info, batch, load, loaded.endpoint)
         except (AnalyzerError, ValueError) as e:
-            row["reason"] = f"could not build inputs: {e}"
-            return row
+            raise _PointFailed(f"could not build inputs: {e}") from e
         windows: list[Window] = []
         snapshots: list[ModelStats] = []
         try:
-            ending, warmup_s = self._measure_windows(job, batch, control, pool, windows, snapshots)
+            ending, warmup_s = self._measure_windows(job, batch, loaded.control, loaded.pool, windows, snapshots)
         except (LoadError, ServerError) as e:
-            row.update(reason=str(e), window_count=len(windows))
-            return row  # the caller asks whether the server is still alive
-        settings = self.spec.measurement
-        shown = reported(windows, settings)
-        summary = summarize(shown)
-        intervals = point_intervals(shown, summary)
-        reached = precision(shown, summary, intervals)
-        row.update(client_figures(summary))
-        kept = schedule_figures(shown, summary)
-        if kept is not None:
-            row.update(schedule_row_figures(kept))
-        row.update(interval_figures(intervals), window_count=len(windows),
-                   ended_by=ending.value, precision_reached_pct=reached.reached_pct, warmup_s=warmup_s)
-        row.update(server_figures(snapshots[-1] - snapshots[-1 - len(shown)]))
-        reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)
-        row.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - self.monitors.baseline_gpu_memory_mb,
-                   energy_per_inference_j=energy_per_inference_j(reduced["gpu_power_mean_w"], summary.duration_s,
-                                                                 summary.inference_count))
-        status, reason = verdict(summary, ending, settings, len(windows), reached, kept)
-        row.update(status=status.value, reason=reason)
+            raise _PointFailed(str(e), len(windows)) from e  # the caller asks whether the server is still alive
+        shown = tuple(reported(windows, self.spec.measurement))
+        reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, loaded.model)
+        return Visit(tuple(windows), shown, snapshots[-1] - snapshots[-1 - len(shown)], reduced, ending, warmup_s)
+
+    def _measure_point(self, loaded: _Loaded, batch: int, load: Load, earlier: Sequence[Visit] = ()) -> Row:
+        """A point's row: its figures over its visit now and any ``earlier`` ones."""
+        row = self._point_row(loaded.model, batch, load, Status.FAILED)
+        try:
+            visits = [*earlier, self._visit(loaded, batch, load)]
+        except _PointFailed as failed:
+            row.update(reason=failed.reason, window_count=failed.windows + sum(len(v.windows) for v in earlier),
+                       visit_count=len(earlier) + 1)
+            return row
+        row.update(pooled_figures(visits, self.spec.measurement, self.monitors.baseline_gpu_memory_mb))
         return row
 
     def _point_job(self, model: str, version: str, info: ModelInfo, batch: int, load: Load,
@@ -685,3 +719,60 @@ def answer_row(found: Search, probed: Mapping[float, Mapping[str, Any]], budget_
     row = Row(MODEL_COLUMNS, {k: v for k, v in base.items() if k in MODEL_COLUMN})
     row.update(search=role.value, reason=f"{said}; {base['reason']}" if base["reason"] else said)
     return row
+
+
+class _PointFailed(Exception):
+    """A visit of a point could not be measured: the reason, and the windows it had."""
+
+    def __init__(self, reason: str, windows: int = 0) -> None:
+        super().__init__(reason)
+        self.reason, self.windows = reason, windows
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One stretch of a point's windows, ended by the stop rule: what its row is made of
+    (a point measured in --visits visits has several)."""
+
+    windows: tuple[Window, ...]  # every window measured
+    shown: tuple[Window, ...]  # the ones the stop rule reports
+    served: ModelStats  # the server's counts over the reported span
+    reduced: dict[str, float]  # the sampled columns over the reported span
+    ending: Ending
+    warmup_s: float
+
+
+#: when visits ended differently, the row's ending: the first of these that any visit had
+_ENDING_ORDER = (Ending.SATURATED, Ending.ALL_FAILED, Ending.MAX_TRIALS)
+
+
+def pooled_figures(visits: Sequence[Visit], settings: MeasurementSettings, baseline_gpu_memory_mb: float) -> dict[str, Any]:
+    """A measured row's figures over the reported windows of its visits: pooled as one
+    span, with intervals over the windows (one visit) or over the visits (several: each
+    visit one batch, since visits apart in time vary as the host does over the sweep)."""
+    shown = [w for v in visits for w in v.shown]
+    summary = summarize(shown)
+    intervals = (point_intervals(shown, summary) if len(visits) == 1
+                 else grouped_intervals([v.shown for v in visits], summary))
+    reached = precision(shown, summary, intervals)
+    ending = next((e for e in _ENDING_ORDER if any(v.ending is e for v in visits)), visits[-1].ending)
+    windows = sum(len(v.windows) for v in visits)
+    figures: dict[str, Any] = {**client_figures(summary), **interval_figures(intervals)}
+    kept = schedule_figures(shown, summary)
+    if kept is not None:
+        figures.update(schedule_row_figures(kept))
+    served = visits[0].served
+    for visit in visits[1:]:
+        served = served + visit.served
+    figures.update(server_figures(served))
+    spans = [sum(w.duration_s for w in v.shown) for v in visits]
+    reduced = {name: MODEL_COLUMN[name].reduction.combine(  # type: ignore[union-attr]
+        [(v.reduced[name], span) for v, span in zip(visits, spans, strict=True)]) for name in visits[0].reduced}
+    figures.update(reduced, gpu_memory_above_baseline_mb=reduced["gpu_memory_max_mb"] - baseline_gpu_memory_mb,
+                   energy_per_inference_j=energy_per_inference_j(reduced["gpu_power_mean_w"], summary.duration_s,
+                                                                 summary.inference_count))
+    status, reason = verdict(summary, ending, settings, windows, reached, kept)
+    figures.update(window_count=windows, visit_count=len(visits), ended_by=ending.value,
+                   precision_reached_pct=reached.reached_pct, warmup_s=sum(v.warmup_s for v in visits),
+                   status=status.value, reason=reason)
+    return figures

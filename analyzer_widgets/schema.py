@@ -58,6 +58,23 @@ class Reduction(str, enum.Enum):
         total = math.fsum(finite)
         return total if self is Reduction.SUM else total / len(finite)
 
+    def combine(self, parts: Sequence[tuple[float, float]]) -> float:
+        """One figure from the figures of several spans, each given as (figure, the span's
+        length): the largest, the sum, or the mean weighted by length (NaN figures left out).
+
+        >>> Reduction.MEAN.combine([(10.0, 1.0), (20.0, 3.0), (float("nan"), 5.0)])
+        17.5
+        """
+        finite = [(v, w) for v, w in parts if math.isfinite(v)]
+        if not finite:
+            return math.nan
+        if self is Reduction.MAX:
+            return max(v for v, _ in finite)
+        if self is Reduction.SUM:
+            return math.fsum(v for v, _ in finite)
+        weight = math.fsum(w for _, w in finite)
+        return math.fsum(v * w for v, w in finite) / weight if weight > 0 else math.nan
+
 
 # -- what the samplers record ------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -241,6 +258,8 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("server_execution_count", _I, "model executions the server ran over the same span (a dynamic batch is one): server_inference_count / server_execution_count is the mean batch the model ran"),
     Column("window_ms", _I, "length of one measurement window", "ms"),
     Column("window_count", _I, "windows measured (trials), the reported ones included"),
+    Column("visit_count", _I, "visits the point was measured in (--visits): its figures pool the reported windows "
+           "of all of them, and its intervals take each visit as one batch"),
     Column("measured_s", _F, "length of the reported span", "s"),
     Column("warmup_s", _F, "from the point's start until every client process had sent its warm-up requests "
            "(a client process started for the point included)", "s"),

@@ -187,10 +187,21 @@ class Interval:
 
     low: float
     high: float
+    #: the half-width before a bound was cut (at_least); NaN: (high - low) / 2
+    spread: float = math.nan
 
     @property
     def half_width(self) -> float:
-        return (self.high - self.low) / 2
+        """How precise the figure is: half the interval's width, as computed before a bound
+        was cut at a limit the figure cannot pass (so cutting never flatters precision)."""
+        return self.spread if math.isfinite(self.spread) else (self.high - self.low) / 2
+
+    def at_least(self, bound: float) -> Interval:
+        """The interval with its lower bound no lower than ``bound`` (a figure that cannot be
+        below it: the cut interval still covers whatever covered the true figure)."""
+        if not self.low < bound:
+            return self
+        return Interval(bound, self.high, self.half_width)
 
     def relative_to(self, figure: float) -> float:
         """The half-width as a share of ``figure`` (0.05 is +-5%); NaN where it has no meaning."""
@@ -247,15 +258,23 @@ class PointIntervals:
 def point_intervals(windows: Sequence[Window], summary: PointSummary) -> PointIntervals:
     """The intervals of ``summary``'s figures, each window one batch (docs/design-notes.md,
     "Confidence intervals", says why that is valid here and what it does not cover)."""
-    if any(w.ok == 0 for w in windows):
+    return grouped_intervals([[w] for w in windows], summary)
+
+
+def grouped_intervals(batches: Sequence[Sequence[Window]], summary: PointSummary) -> PointIntervals:
+    """The intervals of ``summary``'s figures, each group of windows one batch: a window, or
+    the reported windows of one visit of a point measured in visits (--visits)."""
+    if any(w.ok == 0 for batch in batches for w in batch):
         return PointIntervals(NO_INTERVAL, NO_INTERVAL, NO_INTERVAL)  # a window without a figure
+    parts = [summarize(batch) for batch in batches]
     return PointIntervals(
-        throughput=batch_means_interval(summary.throughput, [w.throughput for w in windows]),
-        latency_avg_ms=batch_means_interval(summary.latency_avg_ms, [w.latency_avg_ms for w in windows]),
+        # neither figure can be negative: a bound below 0 (few batches far apart) is cut
+        # there, which still covers whatever the true figure is
+        throughput=batch_means_interval(summary.throughput, [p.throughput for p in parts]).at_least(0.0),
+        latency_avg_ms=batch_means_interval(summary.latency_avg_ms, [p.latency_avg_ms for p in parts]).at_least(0.0),
         # a window's p99 scatters by a factor (a few slow requests double it), and a
         # symmetric interval on a few windows reached below 0 ms: on the log scale
-        latency_p99_ms=log_batch_means_interval(summary.latency_p99_ms,
-                                                [percentile(w.ok_latencies_s, 99) * 1e3 for w in windows]),
+        latency_p99_ms=log_batch_means_interval(summary.latency_p99_ms, [p.latency_p99_ms for p in parts]),
     )
 
 

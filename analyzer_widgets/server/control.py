@@ -36,6 +36,9 @@ class ModelStats:
     def __sub__(self, other: ModelStats) -> ModelStats:
         return ModelStats(*(getattr(self, f) - getattr(other, f) for f in self.__dataclass_fields__))
 
+    def __add__(self, other: ModelStats) -> ModelStats:
+        return ModelStats(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
+
 
 @dataclass(frozen=True)
 class ModelState:
