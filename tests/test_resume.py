@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from conftest import FAST
 
@@ -223,9 +224,13 @@ def test_a_sweep_killed_mid_way_leaves_a_readable_samples_file_and_its_resume_ad
                 break
             time.sleep(0.05)
         assert sweep.poll() is None, "the sweep ended before it could be killed"
+        tree = psutil.Process(sweep.pid).children(recursive=True)
     finally:
         sweep.kill()
         sweep.wait(10)
+    # its server and clients follow it (and are reaped here, should they be ours to reap now)
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, alive
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a line the kill cut off is left out (tests/test_export.py)
         before = aw.load_samples(out)
