@@ -123,7 +123,10 @@ def test_a_model_failing_every_fourth_request_is_counted_and_flagged(repo: Path)
 
 # -- row 8: the server hangs -------------------------------------------------------------------
 def _server_pid() -> int:
-    return next(p.pid for p in psutil.Process().children() if p.name() == "tritonserver")
+    """The running tritonserver child (a zombie left by an earlier test is not it: under
+    ``unshare --pid`` pytest is PID 1 and inherits orphans)."""
+    return next(p.pid for p in psutil.Process().children()
+                if p.name() == "tritonserver" and p.status() != psutil.STATUS_ZOMBIE)
 
 
 def test_a_hung_server_fails_the_point_and_is_stopped(tmp_path: Path) -> None:
