@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer_widgets import events as ev
@@ -90,8 +90,12 @@ class SweepRunner:
     """
 
     def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None,
-                 server: TritonServer | None = None) -> None:
+                 server: TritonServer | None = None, targets: Sequence[Target] | None = None) -> None:
         self.spec = spec
+        #: what is measured, in order: each model of the spec as its repository has it, or
+        #: the variants a planner gives
+        self.targets: tuple[Target, ...] = tuple(targets) if targets else tuple(Target(m) for m in spec.models)
+        self._target = self.targets[0]  # the one being measured
         if on_event is None:
             self._handlers: list[ev.EventHandler] = []
         elif callable(on_event):
@@ -153,7 +157,7 @@ class SweepRunner:
         spec = self.spec
         started = time.monotonic()
         self.preflight()
-        total = len(spec.models) * expected_points(spec)
+        total = len(self.targets) * expected_points(spec)
         self.emit(ev.SweepStarted(spec, total))
         self._version = ""
         error: BaseException | None = None
@@ -169,12 +173,12 @@ class SweepRunner:
                     self.emit(ev.Notice(self.monitors.reasons["server process"], ev.Level.INFO))
                 self._baseline(self._version)
                 # a resumed sweep counts on from the points already measured
-                index = sum(1 for m, b, load in self.skip
-                            if m in spec.models and b in spec.batch_sizes and load in spec.loads)
+                index = sum(1 for m, v, b, load in self.skip
+                            if Target(m, v) in self._names() and b in spec.batch_sizes and load in spec.loads)
                 if index:
                     self.emit(ev.Notice(f"resuming: {index} of {total} points were measured before and are kept", ev.Level.INFO))
-                for model in spec.models:
-                    index = self._run_model(model, pool, index, total)
+                for target in self.targets:
+                    index = self._run_model(target, pool, index, total)
         except SweepCancelled:
             pass
         except BaseException as e:  # KeyboardInterrupt too: finish the events, then re-raise
@@ -277,7 +281,7 @@ class SweepRunner:
 
     def _point_row(self, model: str, batch: int, load: Load, status: Status, reason: str = "") -> Row:
         row = Row(MODEL_COLUMNS)
-        row.update(model=model, batch_size=batch, concurrency=load.concurrency,
+        row.update(model=model, variant=self._target.variant, batch_size=batch, concurrency=load.concurrency,
                    request_rate_per_s=load.rate_per_s if load.open_loop else math.nan, status=status.value,
                    reason=reason, window_ms=self.spec.measurement.window_ms, started_at=_utc_now())
         return row
@@ -287,28 +291,33 @@ class SweepRunner:
         self.emit(ev.PointFinished(row, self._index, max(self._total, self._index + 1)))
         self._index += 1
 
-    def _run_model(self, model: str, pool: ClientPool, index: int, total: int) -> int:
+    def _run_model(self, target: Target, pool: ClientPool, index: int, total: int) -> int:
         spec = self.spec
+        model, variant = target.model, target.variant
+        self._target = target
         server, control, endpoint = self._connection  # as a restart for an earlier model left it
         searching = spec.latency_budget_ms is not None
         if searching:  # a search's loads are chosen as it goes: it starts at the first
-            answered = {b for m, b in self._answered() if m == model}
+            answered = {b for m, v, b in self._answered() if (m, v) == (model, variant)}
             points = [(b, spec.loads[0]) for b in spec.batch_sizes if b not in answered]
         else:
-            points = [(b, load) for b in spec.batch_sizes for load in spec.loads if (model, b, load) not in self.skip]
+            points = [(b, load) for b in spec.batch_sizes for load in spec.loads
+                      if (model, variant, b, load) not in self.skip]
         if not points:
             return index  # every point of this model was measured by the run being resumed
         self._index, self._total = index, total
-        self.emit(ev.ModelLoading(model))
+        label = f"{model} (variant {variant})" if variant else model
+        self.emit(ev.ModelLoading(label))
         self.monitors.begin("load", model)
         t0 = time.monotonic()
         we_loaded = False
         try:
-            # on a server someone else runs, a model it has loaded is measured as it is
-            already = (server.owns_process is False
+            # on a server someone else runs, a model it has loaded is measured as it is (a
+            # variant is always loaded: that is what makes it the variant)
+            already = (target.config is None and server.owns_process is False
                        and control.settled_state(model, spec.server.model_load_timeout_s) == "READY")
             if not already:
-                control.load(model)
+                control.load(model, target.config)
                 we_loaded = True
             info = control.model_info(model)
             version = next((m.version for m in control.repository_index() if m.name == model and m.state == "READY"), "")
@@ -316,7 +325,7 @@ class SweepRunner:
             for b, load in points:
                 self._finish_point(self._point_row(model, b, load, Status.FAILED, str(e)))
             return self._index
-        self.emit(ev.ModelLoaded(model, info, time.monotonic() - t0))
+        self.emit(ev.ModelLoaded(label, info, time.monotonic() - t0))
         loaded = _Loaded(model, version, info, server, control, pool, endpoint)
         self._server_lost = False
         try:
@@ -425,7 +434,8 @@ class SweepRunner:
 
         def measure(value: float) -> float:
             load = as_load(value)
-            row = self.earlier.get((loaded.model, batch, load)) or self._point(loaded, batch, load, SearchRole.PROBE)
+            row = (self.earlier.get((loaded.model, self._target.variant, batch, load))
+                   or self._point(loaded, batch, load, SearchRole.PROBE))
             probed[value] = row
             counts = row["status"] in (Status.OK.value, Status.UNSTABLE.value) and row["error_count"] == 0
             return float(row[statistic.column]) if counts else math.nan  # a failed request is beyond any budget
@@ -433,10 +443,14 @@ class SweepRunner:
         found = highest_within(measure, budget, start=start, limit=limit, resolution=RATE_RESOLUTION if open_loop else 0)
         self._finish_point(answer_row(found, probed, budget, statistic, as_load))
 
-    def _answered(self) -> set[tuple[str, int]]:
-        """(model, batch size) pairs whose search an earlier run being resumed answered."""
+    def _answered(self) -> set[tuple[str, str, int]]:
+        """(model, variant, batch size) whose search an earlier run being resumed answered."""
         answers = {role.value for role in SearchRole if role is not SearchRole.PROBE}
-        return {(str(r["model"]), int(r["batch_size"])) for r in self.earlier.values() if r.get("search") in answers}
+        return {key[:3] for key, r in self.earlier.items() if r.get("search") in answers}
+
+    def _names(self) -> set[Target]:
+        """The targets by name (model and variant), their configs left out."""
+        return {Target(t.model, t.variant) for t in self.targets}
 
     def _visit(self, loaded: _Loaded, batch: int, load: Load) -> Visit:
         """One stretch of windows at a point, until the stop rule ends it; raises
@@ -776,3 +790,14 @@ def pooled_figures(visits: Sequence[Visit], settings: MeasurementSettings, basel
                    precision_reached_pct=reached.reached_pct, warmup_s=sum(v.warmup_s for v in visits),
                    status=status.value, reason=reason)
     return figures
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a sweep measures: a model as its repository has it, or a named variant of it
+    loaded with a config override (``config``: a whole model config, as JSON gives it; the
+    repository is never written)."""
+
+    model: str
+    variant: str = ""
+    config: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)

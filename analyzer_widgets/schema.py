@@ -222,6 +222,8 @@ _USE_SAMPLED: tuple[Column, ...] = (
 MODEL_COLUMNS: tuple[Column, ...] = (
     Column("model", _S, "model name", table=True, label="Model"),
     Column("model_version", _S, "version the server loaded"),
+    Column("variant", _S, "the model-config variant measured (loaded with a config override; the planner names "
+           "them); empty for the model as its repository has it"),
     Column("batch_size", _I, "inferences per request", table=True, label="Batch"),
     Column("concurrency", _I, "requests kept outstanding (0 at a request-rate point)", table=True,
            label="Concurrency"),
@@ -331,12 +333,13 @@ def load_of(row: Mapping[str, Any]) -> Load:
     return Load(concurrency=int(row["concurrency"]))
 
 
-#: what names a point of a sweep: model, batch size, load
-PointKey = tuple[str, int, Load]
+#: what names a point of a sweep: model, variant ("" for the model as it is), batch size, load
+PointKey = tuple[str, str, int, Load]
 
 
 def point_key(row: Mapping[str, Any]) -> PointKey:
-    return str(row["model"]), int(row["batch_size"]), load_of(row)
+    variant = row.get("variant", "")
+    return str(row["model"]), variant if isinstance(variant, str) else "", int(row["batch_size"]), load_of(row)
 
 
 def shown_value(record: Mapping[str, Any], name: str) -> str:

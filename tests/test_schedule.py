@@ -115,7 +115,7 @@ def test_a_sweeps_loads_and_a_rows_load() -> None:
     assert spec.loads == (Load(rate_per_s=100.0), Load(rate_per_s=200.0)) and spec.points_per_model == 2
     assert SweepSpec(models=("m",), model_repository=".", concurrency=(1, 4)).loads == (Load(1), Load(4))
     assert point_key({"model": "m", "batch_size": 8, "concurrency": 0, "request_rate_per_s": 200.0}) == (
-        "m", 8, Load(rate_per_s=200.0))
+        "m", "", 8, Load(rate_per_s=200.0))
     # a row from before request rates (no such column) is a concurrency point
     assert load_of({"concurrency": 4}) == Load(concurrency=4)
     assert str(Load(rate_per_s=1500.0)) == "1,500 req/s" and str(Load(concurrency=2)) == "concurrency 2"

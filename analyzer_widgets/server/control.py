@@ -7,6 +7,7 @@ Not thread-safe: the runner's thread owns it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -161,12 +162,17 @@ class TritonControl:
                 return "READY" if "READY" in states else next(iter(busy or states), "")
             time.sleep(0.1)
 
-    def load(self, name: str) -> None:
+    def load(self, name: str, config: Mapping[str, Any] | None = None) -> None:
+        """Load ``name``; with ``config`` (a model config as JSON would give it), load it with
+        that config instead of its repository's, which is never written (the repository
+        API's config override: a variant of a model is a load, not a file)."""
         from tritonclient.utils import InferenceServerException
 
         kwargs: dict[str, Any] = {"headers": self.headers} if self.headers else {}
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.load_timeout_s
+        if config is not None:
+            kwargs["config"] = json.dumps(config)
         try:
             self._load_client.load_model(name, **kwargs)
         except Exception as e:
@@ -202,6 +208,14 @@ class TritonControl:
             if not states & {"READY", "UNLOADING", "LOADING"}:
                 return
             time.sleep(0.05)
+
+    def model_config(self, name: str, version: str = "") -> dict[str, Any]:
+        """The loaded model's config as the server sees it, as JSON gives it (field names as
+        in config.pbtxt): what a variant of it starts from."""
+        if self.protocol == "grpc":
+            response = self._call(f"config of {name!r}", self._client.get_model_config, name, version, as_json=True)
+            return dict(response["config"])
+        return dict(self._call(f"config of {name!r}", self._client.get_model_config, name, version))
 
     def model_info(self, name: str, version: str = "") -> ModelInfo:
         if self.protocol == "grpc":
