@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analyzer_widgets import events
-from analyzer_widgets.api import make_spec, profile
+from analyzer_widgets.api import make_spec, plan, profile
 from analyzer_widgets.config import (
     ExportSettings,
     LaunchMode,
@@ -49,6 +49,7 @@ from analyzer_widgets.events import (
     WindowMeasured,
 )
 from analyzer_widgets.export import load_results, load_samples
+from analyzer_widgets.planning.planner import PlanResult, PlanSettings
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
 from analyzer_widgets.runner import SweepRunner
@@ -98,6 +99,9 @@ __all__ = [
     "load_results",
     "load_samples",
     "make_spec",
+    "plan",
+    "PlanResult",
+    "PlanSettings",
     "profile",
 ]
 

@@ -1,4 +1,4 @@
-"""The Python entry point: ``analyzer_widgets.profile(...)``."""
+"""The Python entry points: ``analyzer_widgets.profile(...)`` and ``analyzer_widgets.planning(...)``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ from analyzer_widgets.config import (
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.events import EventHandler, Notice, SweepStarted
 from analyzer_widgets.export import ExportFolder
+from analyzer_widgets.machine import visible_gpus
+from analyzer_widgets.planning import planner as planning
+from analyzer_widgets.planning.planner import PlanResult, PlanSettings
+from analyzer_widgets.planning.space import default_space, read_space, variants
 from analyzer_widgets.results import ResultCollector, SweepResult
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.schema import point_key
@@ -151,3 +155,59 @@ def prepare_sweep(
         runner.on_server_known = on_server_known
     runner.subscribe(collector)
     return runner, collector
+
+
+def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None = None,
+         runner_hook: Callable[[SweepRunner], None] | None = None, **settings: Any) -> PlanResult:
+    """Search ``model``'s configurations for the one that serves best within a latency
+    budget, and return the answer (docs/planning.md)::
+
+        result = analyzer_widgets.planning("mlp_numpy", model_repository=analyzer_widgets.EXAMPLE_REPOSITORY,
+                                       latency_budget_ms=5, strategy="quick")
+        result.sentence        # the recommendation in one sentence
+        result.to_frame()      # every variant measured, best first
+        result.config_text     # the config.pbtxt to serve with
+
+    ``settings``: the plan's own (:class:`~analyzer_widgets.planning.planner.PlanSettings`: space,
+    strategy, objective, constraints, target rate) and every sweep setting; a
+    ``latency_budget_ms`` is required. Each variant is loaded through the repository API's
+    config override (the repository is never written) and searched for the highest load
+    within the budget, per batch size. With ``export_path`` the rows go to
+    ``metrics-model.csv`` as for a sweep, and ``plan.csv``, ``plan.json`` and the
+    recommended ``config.pbtxt`` are written at the end; ``resume=True`` keeps the variants
+    measured before.
+    """
+    names = {f.name for f, _ in declared(PlanSettings)}
+    plan_settings = PlanSettings(**{name: settings.pop(name) for name in list(settings) if name in names})
+    if settings.get("latency_budget_ms") is None:
+        raise ConfigError("latency_budget_ms", None, "a plan needs a latency budget: the most latency (p99 unless "
+                                                     "latency_statistic says otherwise) a variant may serve at")
+    spec, export = make_settings(models=[model], **settings)
+    own = planning.own_config(spec, model)
+    space = read_space(plan_settings.space) if plan_settings.space is not None else default_space(own)
+    found = variants(space, own, gpu_count=len(visible_gpus()))
+    assert spec.latency_budget_ms is not None
+    constraints = planning.Constraints(spec.latency_budget_ms, spec.latency_statistic, plan_settings.min_throughput,
+                                       plan_settings.max_memory_mb)
+    holder: list[ResultCollector] = []
+
+    def choose_targets(runner: SweepRunner) -> None:
+        runner.targets, runner.expected_targets = planning.targets(
+            model, found, plan_settings, constraints, runner.rows,
+            lambda: holder[0].result.baseline_row if holder else None)
+        if runner_hook is not None:
+            runner_hook(runner)
+
+    runner, collector = prepare_sweep(spec, export, runner_hook=choose_targets)
+    holder.append(collector)
+    try:
+        for handler in [on_event] if callable(on_event) else list(on_event or ()):
+            runner.subscribe(handler)
+        runner.run()
+        result = planning.answer(model, plan_settings, constraints, found, own, collector.result)
+        if collector.folder is not None:
+            for name, text in planning.files(result, space).items():
+                collector.folder.write_file(name, text)
+    finally:
+        collector.close()
+    return result

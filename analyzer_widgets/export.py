@@ -529,6 +529,13 @@ class ExportFolder:
     def add_point(self, row: Mapping[str, Any]) -> None:
         self._append(MODEL_CSV, row, MODEL_COLUMNS)
 
+    def write_file(self, name: str, text: str) -> Path:
+        """Write one more file of the run (a plan's plan.csv, plan.json, config.pbtxt),
+        atomically, while the folder is held."""
+        path = self.directory / name
+        write_atomic(path, text)
+        return path
+
     def add_samples(self, samples: pd.DataFrame) -> None:
         """Append the rows of a chunk of samples (:class:`~analyzer_widgets.events.SamplesTaken`)
         to ``metrics-samples.csv``, flushed and fsynced. A chunk with columns the file lacks

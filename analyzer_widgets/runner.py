@@ -90,12 +90,15 @@ class SweepRunner:
     """
 
     def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None,
-                 server: TritonServer | None = None, targets: Sequence[Target] | None = None) -> None:
+                 server: TritonServer | None = None, targets: Iterable[Target] | None = None,
+                 expected_targets: int | None = None) -> None:
         self.spec = spec
         #: what is measured, in order: each model of the spec as its repository has it, or
-        #: the variants a planner gives
-        self.targets: tuple[Target, ...] = tuple(targets) if targets else tuple(Target(m) for m in spec.models)
-        self._target = self.targets[0]  # the one being measured
+        #: the variants a planner gives, a list or an iterator that chooses each next one
+        #: from the rows so far (``self.rows``); then ``expected_targets`` says about how many
+        self.targets: Iterable[Target] = targets if targets is not None else tuple(Target(m) for m in spec.models)
+        self.expected_targets = expected_targets
+        self._target = Target(spec.models[0])  # the one being measured
         if on_event is None:
             self._handlers: list[ev.EventHandler] = []
         elif callable(on_event):
@@ -157,7 +160,8 @@ class SweepRunner:
         spec = self.spec
         started = time.monotonic()
         self.preflight()
-        total = len(self.targets) * expected_points(spec)
+        count = len(self.targets) if isinstance(self.targets, Sequence) else self.expected_targets or 1
+        total = count * expected_points(spec)
         self.emit(ev.SweepStarted(spec, total))
         self._version = ""
         error: BaseException | None = None
@@ -174,7 +178,7 @@ class SweepRunner:
                 self._baseline(self._version)
                 # a resumed sweep counts on from the points already measured
                 index = sum(1 for m, v, b, load in self.skip
-                            if Target(m, v) in self._names() and b in spec.batch_sizes and load in spec.loads)
+                            if m in spec.models and b in spec.batch_sizes and load in spec.loads)
                 if index:
                     self.emit(ev.Notice(f"resuming: {index} of {total} points were measured before and are kept", ev.Level.INFO))
                 for target in self.targets:
@@ -448,9 +452,6 @@ class SweepRunner:
         answers = {role.value for role in SearchRole if role is not SearchRole.PROBE}
         return {key[:3] for key, r in self.earlier.items() if r.get("search") in answers}
 
-    def _names(self) -> set[Target]:
-        """The targets by name (model and variant), their configs left out."""
-        return {Target(t.model, t.variant) for t in self.targets}
 
     def _visit(self, loaded: _Loaded, batch: int, load: Load) -> Visit:
         """One stretch of windows at a point, until the stop rule ends it; raises

@@ -1,4 +1,4 @@
-"""The decision arithmetic (plan/budget.py) on hand-made rows: no server."""
+"""The decision arithmetic (planning/budget.py) on hand-made rows: no server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.plan.budget import Budget, Outcome, Point, Statistic, choose, plain_number
+from analyzer_widgets.planning.budget import Budget, Outcome, Point, Statistic, choose, plain_number
 from analyzer_widgets.results import frame
 from analyzer_widgets.schema import MODEL_COLUMNS, Row
 

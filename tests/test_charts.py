@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from analyzer_widgets.plan.budget import Budget, choose
+from analyzer_widgets.planning.budget import Budget, choose
 from analyzer_widgets.results import frame
 from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, Row
 from analyzer_widgets.ui.charts import (

@@ -23,7 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
     {"monitor"},
     {"runner"},
     {"results", "export", "checkpoint"},
-    {"plan"},
+    {"planning"},
     {"distributed"},
     {"api"},
     {"cli", "__main__"},

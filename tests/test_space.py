@@ -1,4 +1,4 @@
-"""The planner's search space (plan/space.py) on the example models' real configs: defaults,
+"""The planner's search space (planning/space.py) on the example models' real configs: defaults,
 checks, files, variants and their config.pbtxt. No server."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from tritonclient.grpc import model_config_pb2
 
 from analyzer_widgets.errors import ConfigError
 
-# `from ... import`, not `import analyzer_widgets.plan.space as`: that reads the attribute
-# analyzer_widgets.plan, which the package's facade sets to the function aw.plan
-from analyzer_widgets.plan import space as space_module
-from analyzer_widgets.plan.space import (
+# `from ... import`, not `import analyzer_widgets.planning.space as`: that reads the attribute
+# analyzer_widgets.planning, which the package's facade sets to the function aw.plan
+from analyzer_widgets.planning import space as space_module
+from analyzer_widgets.planning.space import (
     DynamicBatching,
     Space,
     config_diff,

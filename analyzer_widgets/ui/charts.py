@@ -13,7 +13,7 @@ ui/static.py makes them outputs that travel).
 
 Unstable points are hollow markers (hatched bars) and say so in the hover; error bars show
 the 95% confidence intervals of the figures that have them (throughput, mean and p99 latency). A decision
-(:func:`analyzer_widgets.plan.budget.choose`) stars each model's chosen point and draws its
+(:func:`analyzer_widgets.planning.budget.choose`) stars each model's chosen point and draws its
 budget as a labeled vertical line; its latency statistic is then the charts' x axis (p99
 without one). No measured point gives a figure that says so instead of empty axes.
 """
@@ -25,7 +25,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyzer_widgets.plan.budget import MEASURED, Decision, Statistic
+from analyzer_widgets.planning.budget import MEASURED, Decision, Statistic
 from analyzer_widgets.schema import INTERVALS, MODEL_COLUMNS, Kind, Status, load_of
 from analyzer_widgets.ui._theme import themed
 

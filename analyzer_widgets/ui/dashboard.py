@@ -47,7 +47,7 @@ from analyzer_widgets.config import (
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.export import ExportFolder, ResultsExist
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
-from analyzer_widgets.plan.budget import Budget, Decision, choose
+from analyzer_widgets.planning.budget import Budget, Decision, choose
 from analyzer_widgets.repository import batch_size_skips, list_models
 from analyzer_widgets.results import ResultCollector, SweepResult, outcome
 from analyzer_widgets.runner import SweepRunner
@@ -345,7 +345,7 @@ class Dashboard:
         self.settings_box.selected_index = None
 
     def _make_decision_view(self) -> None:
-        """The latency budget (its fields declared in plan/budget.py) and, per model, the best
+        """The latency budget (its fields declared in planning/budget.py) and, per model, the best
         measured point within it in one sentence, starred on the result charts."""
         self.budget_fields = {f.name: _setting_widget(f, declaration, UNSET) for f, declaration in declared(Budget)}
         self.budget_fields["latency_budget_ms"].placeholder = "for example 20"

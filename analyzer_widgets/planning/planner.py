@@ -1,0 +1,482 @@
+"""The capacity planner's arithmetic: judge each measured model-config variant against the
+user's constraints, rank them by the objective, choose which variant to measure next
+(``quick``), and size the fleet for a target rate. Pure functions over rows; the sweep that
+measures the variants is :func:`analyzer_widgets.api.plan`'s.
+
+How a variant is judged (docs/planning.md says more):
+
+- Its figures are those of its budget search's answer (runner.py ``_search``: the highest
+  load whose latency at the budget's statistic is within the budget, per batch size); of
+  several batch sizes, the answer with the highest throughput. A variant without an answer
+  within the budget (it failed to load, or even the first load was beyond) fails the
+  latency constraint and says why.
+- The memory of a variant is the GPU memory above the baseline (the server with no model)
+  where the machine has a GPU; on a CPU machine the server's resident memory above the
+  baseline's, which is what a model's instances cost there.
+- Each constraint is judged on the figure and, where the figure has a 95% interval, on
+  the interval: a variant that meets a constraint but whose interval reaches past it is
+  kept and flagged (``doubtful``), as it may not meet it in the next run.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from analyzer_widgets.config import Checked, Statistic, SweepSpec, finite_number, one_of, setting
+from analyzer_widgets.errors import ConfigError
+from analyzer_widgets.planning.budget import plain_number
+from analyzer_widgets.planning.space import Space, Variant, config_diff, to_pbtxt
+from analyzer_widgets.results import SweepResult
+from analyzer_widgets.runner import Target
+from analyzer_widgets.schema import INTERVALS, Status, load_of
+
+#: a search's answer rows (runner.SearchRole's values; "none_within" is no answer)
+ANSWER_ROLES = ("answer", "answer_lower_bound")
+
+
+class VariantLike(Protocol):
+    """What the planner needs of a variant (planning/space.py's ``Variant``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fields(self) -> Mapping[str, Any]: ...  # the value of each field the space sets
+
+    @property
+    def original(self) -> bool: ...  # its config is the model's own
+
+
+class Objective(str, enum.Enum):
+    """What the recommended variant is best at (always within the constraints)."""
+
+    THROUGHPUT = "throughput"  # the most inferences a second within the budget
+    LATENCY = "latency"  # the lowest latency at the budget's statistic, at its answer's load
+    PER_GB = "throughput_per_gb"  # inferences a second per GB of memory (GPU, or resident on CPU)
+    PER_WATT = "throughput_per_watt"  # inferences a second per watt of board power (GPU only)
+
+    def score(self, answer: Mapping[str, Any], statistic: Statistic, memory_mb: float) -> float:
+        """Higher is better; NaN where the figure it needs is missing."""
+        throughput = float(answer["throughput_infer_per_s"])
+        if self is Objective.THROUGHPUT:
+            return throughput
+        if self is Objective.LATENCY:
+            return -float(answer[statistic.column])
+        if self is Objective.PER_GB:
+            return throughput / (memory_mb / 1024) if memory_mb > 0 else math.nan
+        power = float(answer.get("gpu_power_mean_w", math.nan))
+        return throughput / power if power > 0 else math.nan
+
+
+class Strategy(str, enum.Enum):
+    BRUTE = "brute"  # every variant of the space
+    QUICK = "quick"  # coordinate ascent from the model's own config (coordinate_ascent)
+
+
+def _optional_positive(name: str, value: object) -> float | None:
+    """None (or empty text): not given; else a number above 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = float(finite_number(name, value, "must be a number above 0"))
+    if number <= 0:
+        raise ConfigError(name, value, "must be a number above 0")
+    return number
+
+
+def _space_source(name: str, value: object) -> str | Mapping[str, Any] | None:
+    """None: the default space; a mapping; or a path to a TOML, JSON (or YAML) file."""
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, str | os.PathLike):
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(name, str(value), "is not a file (a TOML, JSON or YAML search space)")
+        return str(path)
+    raise ConfigError(name, value, "must be a file of a search space, or a mapping")
+
+
+def _headroom(name: str, value: object) -> float:
+    number = float(finite_number(name, value, "must be a percentage from 0 to below 100"))
+    if not 0 <= number < 100:
+        raise ConfigError(name, value, "must be a percentage from 0 to below 100")
+    return number
+
+
+@dataclass(frozen=True)
+class PlanSettings(Checked):
+    """What a plan searches and how it chooses; each a setting, as the sweep's are."""
+
+    space: str | Mapping[str, Any] | None = setting(
+        None, check=_space_source, flags=("--space",), metavar="FILE", default_text="from the model's config",
+        help="the variants to search: a TOML, JSON or YAML file (docs/planning.md); default: instances 1-4, max "
+             "batch sizes up to the model's own, dynamic batching at 0, 100 and 500 us")
+    strategy: Strategy = setting(
+        Strategy.QUICK, check=one_of(Strategy), flags=("--search",), panel="Search",
+        help="`quick`: coordinate ascent from the model's own config (a field at a time); `brute`: every variant")
+    objective: Objective = setting(
+        Objective.THROUGHPUT, check=one_of(Objective), flags=("--objective",), panel="Objective",
+        help="what the recommended variant is best at within the constraints: throughput, latency, "
+             "throughput_per_gb or throughput_per_watt")
+    min_throughput: float | None = setting(
+        None, check=_optional_positive, flags=("--min-throughput",), panel="Min throughput (infer/s)",
+        help="a variant must serve at least this many infer/s within the budget")
+    max_memory_mb: float | None = setting(
+        None, check=_optional_positive, flags=("--max-memory-mb",), panel="Max memory (MB)",
+        help="a variant may use at most this much GPU memory above the baseline (resident memory on a CPU machine)")
+    target_rate: float | None = setting(
+        None, check=_optional_positive, flags=("--target-rate",), panel="Target rate (infer/s)",
+        help="size the fleet: how many servers (GPUs) of the recommended variant serve this many infer/s")
+    headroom_pct: float = setting(
+        20.0, check=_headroom, flags=("--headroom",), panel="Headroom %",
+        help="the share of each server's measured rate kept free for bursts when sizing")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    latency_budget_ms: float
+    statistic: Statistic = Statistic.P99
+    min_throughput: float | None = None  # infer/s
+    max_memory_mb: float | None = None  # GPU memory above the baseline (resident memory on CPU)
+
+    def budget_text(self) -> str:
+        return f"{self.statistic.label} ≤ {plain_number(self.latency_budget_ms)} ms"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One variant against the constraints."""
+
+    variant: str
+    fields: Mapping[str, Any]  # the value of each field the space sets
+    original: bool
+    answer: Mapping[str, Any] | None  # the row its figures come from
+    memory_mb: float
+    failed: str  # "" when it meets every constraint; else which one failed and why
+    doubtful: tuple[str, ...] = field(default=())  # constraints its intervals reach past
+    score: float = math.nan  # the objective (higher is better); NaN when it failed
+
+    @property
+    def meets(self) -> bool:
+        return not self.failed
+
+
+def variant_memory_mb(answer: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> float:
+    """The memory a variant costs: GPU memory above the baseline where there is a GPU, else
+    the server's resident memory above the baseline's."""
+    gpu = float(answer.get("gpu_memory_above_baseline_mb", math.nan))
+    if math.isfinite(gpu):
+        return gpu
+    rss, base = float(answer.get("server_rss_max_mb", math.nan)), math.nan
+    if baseline is not None:
+        base = float(baseline.get("server_rss_max_mb", math.nan))
+    return rss - base if math.isfinite(rss) and math.isfinite(base) else math.nan
+
+
+def best_answer(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """Of a variant's rows, the search answer with the highest throughput (one per batch
+    size); None when no search found a load within the budget."""
+    answers = [r for r in rows if r.get("search") in ANSWER_ROLES
+               and r.get("status") in (Status.OK.value, Status.UNSTABLE.value)]
+    return max(answers, key=lambda r: float(r["throughput_infer_per_s"]), default=None)
+
+
+def why_no_answer(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> str:
+    failed = [r for r in rows if r.get("status") == Status.FAILED.value]
+    if rows and len(failed) == len(rows):
+        return f"could not be measured: {failed[0]['reason'].splitlines()[0]}"
+    if not rows:
+        return "not measured"
+    return f"no load within {constraints.budget_text()}"
+
+
+def judge(variant: VariantLike, rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any] | None,
+          constraints: Constraints, objective: Objective) -> Judged:
+    """``variant`` (its measured ``rows``) against the constraints, with its objective."""
+    answer = best_answer(rows)
+    if answer is None:
+        return Judged(variant.name, variant.fields, variant.original, None, math.nan, why_no_answer(rows, constraints))
+    memory = variant_memory_mb(answer, baseline)
+    failed: list[str] = []
+    doubtful: list[str] = []
+    column = constraints.statistic.column
+    high = _bound(answer, column, high=True)
+    if high > constraints.latency_budget_ms:
+        doubtful.append(f"its {constraints.statistic.label} interval reaches {plain_number(high)} ms")
+    if constraints.min_throughput is not None:
+        throughput = float(answer["throughput_infer_per_s"])
+        if throughput < constraints.min_throughput:
+            failed.append(f"{plain_number(throughput)} infer/s, below the floor of "
+                          f"{plain_number(constraints.min_throughput)}")
+        elif _bound(answer, "throughput_infer_per_s", high=False) < constraints.min_throughput:
+            doubtful.append("its throughput interval reaches below the floor")
+    if constraints.max_memory_mb is not None and math.isfinite(memory) and memory > constraints.max_memory_mb:
+        failed.append(f"{plain_number(memory)} MB of memory, above the cap of "
+                      f"{plain_number(constraints.max_memory_mb)} MB")
+    score = math.nan if failed else objective.score(answer, constraints.statistic, memory)
+    return Judged(variant.name, variant.fields, variant.original, answer, memory, "; ".join(failed), tuple(doubtful),
+                  score)
+
+
+def _bound(row: Mapping[str, Any], figure: str, high: bool) -> float:
+    """The upper (or lower) bound of ``figure``'s 95% interval; the figure where it has none."""
+    bounds = INTERVALS.get(figure)
+    value = float(row.get(bounds[1 if high else 0], math.nan)) if bounds else math.nan
+    return value if math.isfinite(value) else float(row[figure])
+
+
+def rank(judged: Sequence[Judged]) -> list[Judged]:
+    """Best first: the variants that meet every constraint by their objective (a doubtful
+    one after a sure one of the same score), then the others in the order measured."""
+    meeting = sorted((j for j in judged if j.meets and math.isfinite(j.score)),
+                     key=lambda j: (-j.score, len(j.doubtful)))
+    return meeting + [j for j in judged if j not in meeting]
+
+
+def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str], float]) -> Iterator[VariantLike]:
+    """The variants ``quick`` measures, one at a time: from the model's own config (the
+    variant that changes nothing, else the first), each field in turn: its other values
+    with every other field kept, moving to the best of them where it beats the current
+    one; again over all fields until a round moves nowhere. ``score_of(name)`` reads the
+    objective of a variant measured so far (NaN when it fails the constraints).
+
+    Why coordinate ascent: the fields of a Triton config act mostly one at a time on a
+    served rate (instances on compute overlap, max batch and delay on batching), so a
+    line search per field finds a good corner of the space in the sum of the fields'
+    sizes instead of their product, and every step is a variant someone can read. It can
+    stop at a local best where two fields only help together; `brute` measures it all.
+    """
+    by_name = {v.name: v for v in variants}
+    keys = list(dict.fromkeys(key for v in variants for key in v.fields))
+    own = next((v for v in variants if v.original), variants[0])
+    tried = {own.name}
+    yield own
+    current = own
+    # the model's own config may lie off the space's grid (a delay the space does not
+    # list) and so have no neighbour a field away: the ascent then climbs from the grid's
+    # variant nearest to it (the own config stays measured, as the reference)
+    grid = [v for v in variants if v is not own]
+    if grid and not any(_one_apart(own, v, keys) for v in grid):
+        current = min(grid, key=lambda v: sum(v.fields.get(k) != own.fields.get(k) for k in keys))
+        tried.add(current.name)
+        yield current
+    moved = True
+    while moved:
+        moved = False
+        for key in keys:
+            others = {k: v for k, v in current.fields.items() if k != key}
+            line = [v for v in variants if {k: x for k, x in v.fields.items() if k != key} == others
+                    and v.name != current.name]
+            for candidate in line:
+                if candidate.name not in tried:
+                    tried.add(candidate.name)
+                    yield candidate
+            best = max([current, *line], key=lambda v: _finite(score_of(v.name)))
+            if best.name != current.name and _finite(score_of(best.name)) > _finite(score_of(current.name)):
+                current, moved = by_name[best.name], True
+    if _finite(score_of(own.name)) > _finite(score_of(current.name)):
+        return  # the model's own config beat every step: nothing more to climb
+
+
+def _one_apart(a: VariantLike, b: VariantLike, keys: Sequence[str]) -> bool:
+    """Whether ``a`` and ``b`` differ in exactly one field."""
+    return sum(a.fields.get(k) != b.fields.get(k) for k in keys) == 1
+
+
+def _finite(score: float) -> float:
+    return score if math.isfinite(score) else -math.inf
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How many servers (GPUs) a target rate needs at the recommended variant."""
+
+    target_rate: float  # infer/s
+    per_server: float  # infer/s one server is counted on for: the interval's low end less the headroom
+    headroom_pct: float
+    servers: int
+
+    def text(self) -> str:
+        return (f"{plain_number(self.target_rate)} infer/s needs {self.servers} server(s) of this variant, each "
+                f"counted at {plain_number(self.per_server)} infer/s (the lower end of its 95% interval, less "
+                f"{self.headroom_pct:g}% headroom)")
+
+
+def sizing(answer: Mapping[str, Any], target_rate: float, headroom_pct: float) -> Sizing:
+    """Servers needed for ``target_rate``: each counted at the low end of the throughput's
+    interval (what the next run may give), less the headroom kept for bursts."""
+    per_server = _bound(answer, "throughput_infer_per_s", high=False) * (1 - headroom_pct / 100)
+    servers = math.ceil(target_rate / per_server) if per_server > 0 else 0
+    return Sizing(target_rate, per_server, headroom_pct, servers)
+
+
+def fields_text(fields: Mapping[str, Any], original: bool) -> str:
+    """A variant's fields as a sentence says them, and whether that is the model's own config."""
+    text = ", ".join(f"{key} {value}" for key, value in fields.items())
+    if original:
+        return f"{text} (its own config)" if text else "its own config"
+    return text
+
+
+def sentence(model: str, best: Judged, constraints: Constraints) -> str:
+    """The answer in one plain sentence."""
+    if best.answer is None or not best.meets:
+        return (f"no variant of {model} meets the constraints ({constraints.budget_text()}); "
+                f"see the table for which failed and why")
+    answer = best.answer
+    throughput = float(answer["throughput_infer_per_s"])
+    low = _bound(answer, "throughput_infer_per_s", high=False)
+    spread = f" (±{plain_number(100 * (throughput - low) / throughput, 2)}%)" if low < throughput else ""
+    memory = (f", {plain_number(best.memory_mb)} MB of memory" if math.isfinite(best.memory_mb) else "")
+    text = (f"serve {model} with {fields_text(best.fields, best.original)}, at batch {answer['batch_size']}, "
+            f"{load_of(answer)}: {plain_number(throughput)} infer/s{spread} at {constraints.statistic.label} "
+            f"{plain_number(float(answer[constraints.statistic.column]))} ms{memory}")
+    if best.doubtful:
+        text += f" (but {'; '.join(best.doubtful)}: measure again before relying on it)"
+    return text
+
+
+@dataclass
+class PlanResult:
+    """A plan's answer: every variant judged (best first), the recommendation, its config,
+    and the sweep that measured them. ``to_frame()``: the ranked table."""
+
+    model: str
+    settings: PlanSettings
+    constraints: Constraints
+    ranked: list[Judged]
+    original_config: Mapping[str, Any]
+    configs: Mapping[str, Mapping[str, Any]]  # each measured variant's whole config, by name
+    sweep: SweepResult  # every probe and answer row, the baseline, the samples
+
+    @property
+    def best(self) -> Judged | None:
+        """The recommended variant: the best that meets every constraint (None if none does)."""
+        return self.ranked[0] if self.ranked and self.ranked[0].meets and self.ranked[0].answer is not None else None
+
+    @property
+    def sentence(self) -> str:
+        if self.best is None:
+            return (f"no variant of {self.model} meets the constraints ({self.constraints.budget_text()}); "
+                    f"see the table for which failed and why")
+        return sentence(self.model, self.best, self.constraints)
+
+    @property
+    def config_text(self) -> str:
+        """The recommended variant as a config.pbtxt ("" if none is recommended)."""
+        if self.best is None:
+            return ""
+        return to_pbtxt(self.configs[self.best.variant],
+                        comment=f"analyzer-widgets plan: {self.best.variant}\n{self.sentence}")
+
+    @property
+    def diff(self) -> list[str]:
+        """The recommended config against the model's own, a line per field."""
+        return [] if self.best is None else config_diff(self.original_config, self.configs[self.best.variant])
+
+    @property
+    def sizing(self) -> Sizing | None:
+        if self.best is None or self.best.answer is None or self.settings.target_rate is None:
+            return None
+        return sizing(self.best.answer, self.settings.target_rate, self.settings.headroom_pct)
+
+    def to_frame(self) -> Any:
+        """One row per variant, best first: its fields, whether it meets the constraints (or
+        which failed), the objective, and the figures of its answer."""
+        import pandas as pd
+
+        records = []
+        for rank_, j in enumerate(self.ranked, start=1):
+            answer = j.answer or {}
+            column = self.constraints.statistic.column
+            records.append({
+                "rank": rank_ if j.meets and j.answer is not None else None, "variant": j.variant,
+                "original": j.original, **{f"set.{k}": v for k, v in j.fields.items()},
+                "meets": j.meets and j.answer is not None, "failed": j.failed, "doubtful": "; ".join(j.doubtful),
+                self.settings.objective.value: j.score,
+                "batch_size": answer.get("batch_size"), "load": str(load_of(answer)) if answer else "",
+                "throughput_infer_per_s": answer.get("throughput_infer_per_s", math.nan),
+                "throughput_ci_low_infer_per_s": answer.get("throughput_ci_low_infer_per_s", math.nan),
+                column: answer.get(column, math.nan), "memory_mb": j.memory_mb,
+            })
+        return pd.DataFrame.from_records(records)
+
+
+# -- the plan's run: what to measure, and the answer from what was -------------------------------
+def own_config(spec: SweepSpec, model: str) -> dict[str, Any]:
+    """The model's config as its repository has it (config.pbtxt as JSON, field names as
+    in the file): what every variant starts from."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    if spec.model_repository is None:
+        raise ConfigError("model_repository", None, "a plan reads the model's config from its repository: give "
+                                                    "--model-folder (the repository the remote server serves)")
+    path = Path(spec.model_repository) / model / "config.pbtxt"
+    try:
+        message = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    except (OSError, text_format.ParseError) as e:
+        raise ConfigError("model_repository", str(spec.model_repository),
+                          f"holds no readable config for {model!r} ({e})") from e
+    config = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    config.setdefault("name", model)
+    return config
+
+
+def targets(model: str, found: Sequence[Variant], settings: PlanSettings, constraints: Constraints,
+            rows: Sequence[Mapping[str, Any]], baseline: Callable[[], Mapping[str, Any] | None],
+            ) -> tuple[Iterable[Target], int]:
+    """What the sweep measures, in order, and about how many: every variant (brute), or
+    the variants coordinate ascent chooses as the rows of the ones before come in (quick)."""
+    by_name = {v.name: v for v in found}
+    if settings.strategy is Strategy.BRUTE:
+        return [Target(model, v.name, v.config) for v in found], len(found)
+
+    def score_of(name: str) -> float:
+        measured = [r for r in rows if r.get("variant") == name]
+        return judge(by_name[name], measured, baseline(), constraints, settings.objective).score
+
+    keys = {key for v in found for key in v.fields}
+    expected = 1 + sum(len({repr(v.fields.get(key)) for v in found}) - 1 for key in keys)
+    chosen = (Target(model, v.name, by_name[v.name].config) for v in coordinate_ascent(found, score_of))
+    return chosen, max(1, expected)
+
+
+def answer(model: str, settings: PlanSettings, constraints: Constraints, found: Sequence[Variant],
+           own: Mapping[str, Any], sweep: SweepResult) -> PlanResult:
+    """Judge every variant the sweep measured and rank them."""
+    by_variant: dict[str, list[Mapping[str, Any]]] = {}
+    for row in sweep.rows:
+        by_variant.setdefault(str(row.get("variant", "")), []).append(row)
+    measured = [v for v in found if v.name in by_variant]
+    judged = [judge(v, by_variant[v.name], sweep.baseline_row, constraints, settings.objective) for v in measured]
+    return PlanResult(model, settings, constraints, rank(judged), own, {v.name: v.config for v in measured}, sweep)
+
+
+def files(result: PlanResult, space: Space) -> dict[str, str]:
+    """The plan's files for its export folder: plan.csv (every variant measured, best
+    first), plan.json (the space, the strategy, the constraints, the answer) and, when a
+    variant is recommended, config.pbtxt."""
+    out = {"plan.csv": result.to_frame().to_csv(index=False)}
+    best = result.best
+    summary = {
+        "model": result.model, "strategy": result.settings.strategy.value,
+        "objective": result.settings.objective.value,
+        "constraints": {"latency_budget_ms": result.constraints.latency_budget_ms,
+                        "latency_statistic": result.constraints.statistic.value,
+                        "min_throughput": result.constraints.min_throughput,
+                        "max_memory_mb": result.constraints.max_memory_mb},
+        "space": space.to_dict(), "variants_measured": [j.variant for j in result.ranked],
+        "recommended": best.variant if best else None, "sentence": result.sentence, "diff": result.diff,
+        "sizing": result.sizing.text() if result.sizing else None,
+    }
+    out["plan.json"] = json.dumps(summary, indent=2, default=str) + "\n"
+    if best is not None:
+        out["config.pbtxt"] = result.config_text
+    return out
