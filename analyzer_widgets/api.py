@@ -19,7 +19,7 @@ from analyzer_widgets.config import (
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.events import EventHandler, Notice, SweepStarted
 from analyzer_widgets.export import ExportFolder
-from analyzer_widgets.machine import visible_gpus
+from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.planning import planner as planning
 from analyzer_widgets.planning.planner import PlanResult, PlanSettings
 from analyzer_widgets.planning.space import default_space, read_space, variants
@@ -183,6 +183,10 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
         raise ConfigError("latency_budget_ms", None, "a plan needs a latency budget: the most latency (p99 unless "
                                                      "latency_statistic says otherwise) a variant may serve at")
     spec, export = make_settings(models=[model], **settings)
+    unpowered = nvml_unavailable_reason()
+    if plan_settings.objective is planning.Objective.PER_WATT and unpowered:
+        raise ConfigError("objective", plan_settings.objective.value,
+                          f"needs the GPU's board power, which this machine does not give ({unpowered})")
     own = planning.own_config(spec, model)
     space = read_space(plan_settings.space) if plan_settings.space is not None else default_space(own)
     found = variants(space, own, gpu_count=len(visible_gpus()))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from analyzer_widgets import events
-from analyzer_widgets.api import profile
+from analyzer_widgets.api import plan, profile
 from analyzer_widgets.config import (
     SETTINGS_CLASSES,
     UNSET,
@@ -32,10 +32,12 @@ from analyzer_widgets.config import (
     declared,
     default_of,
     make_settings,
+    model_names,
     shown_default,
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
 from analyzer_widgets.export import CSV_FILES
+from analyzer_widgets.planning.planner import PlanResult, PlanSettings
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult, outcome
 from analyzer_widgets.schema import load_of, shown_value, table_columns
@@ -135,6 +137,8 @@ FLAG_GROUPS: tuple[tuple[type, str], ...] = (
     (SweepSpec, "sweep"), (ExportSettings, "results"), (ServerSettings, "server"),
     (MeasurementSettings, "measurement"), (MonitorSettings, "monitoring"),
 )
+#: the plan command's own settings, besides the sweep's
+PLAN_FLAG_GROUPS: tuple[tuple[type, str], ...] = ((PlanSettings, "plan"),)
 #: settings the demo does not offer: it sweeps its own models, into a folder it overwrites
 DEMO_HIDDEN = ("models", "model_repository", "resume", "keep_apart")
 
@@ -158,8 +162,8 @@ def _add_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], s: Sett
                            help=help_text)
 
 
-def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool) -> None:
-    for cls, title in FLAG_GROUPS:
+def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool, plan: bool = False) -> None:
+    for cls, title in (*FLAG_GROUPS, *(PLAN_FLAG_GROUPS if plan else ())):
         group = p.add_argument_group(title)
         for f, s in declared(cls):
             if s.flags and not (demo and f.name in DEMO_HIDDEN):
@@ -172,7 +176,7 @@ def settings_from_args(args: argparse.Namespace, demo: bool = False) -> dict[str
     its declaration's parse; the rest keep their declared defaults."""
     given = vars(args)
     settings: dict[str, Any] = {}
-    for cls, _ in FLAG_GROUPS:
+    for cls, _ in (*FLAG_GROUPS, *PLAN_FLAG_GROUPS):
         for f, s in declared(cls):
             if f.name in given:
                 value = given[f.name]
@@ -190,7 +194,7 @@ def flag_table() -> str:
     """README's flag table, derived from the declarations (tests/test_docs.py checks that
     README holds exactly this)."""
     lines = ["| flag | meaning | default |", "|---|---|---|"]
-    for cls, _ in FLAG_GROUPS:
+    for cls, title in (*FLAG_GROUPS, *PLAN_FLAG_GROUPS):
         for f, s in declared(cls):
             if not s.flags:
                 continue
@@ -203,7 +207,8 @@ def flag_table() -> str:
             shown = default if s.default_text or default == "none" else f"`{default}`"
             if s.demo_default is not UNSET:
                 shown += f" (demo: `{shown_default(f, s, demo=True)}`)"
-            lines.append(f"| `{names}` | {s.help} | {shown} |")
+            only = "`plan` only: " if (cls, title) in PLAN_FLAG_GROUPS else ""
+            lines.append(f"| `{names}` | {only}{s.help} | {shown} |")
     return "\n".join(lines) + "\n"
 
 
@@ -215,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sweep_flags(sub.add_parser("profile", help="sweep models over batch sizes x concurrency values"), demo=False)
     _add_sweep_flags(sub.add_parser("demo", help="sweep the bundled example models on the embedded server"), demo=True)
+    _add_sweep_flags(sub.add_parser("plan", help="search a model's configurations for the one that serves best "
+                                                 "within a latency budget (-m MODEL --latency-budget-ms MS)"),
+                     demo=False, plan=True)
     models = sub.add_parser("models", help="list the models of a repository")
     models.add_argument("--model-folder", "--model-repository", dest="model_folder", default=str(EXAMPLE_REPOSITORY))
     return parser
@@ -224,7 +232,7 @@ def _with_flag(error: ConfigError, args: argparse.Namespace | None = None) -> st
     """A setting's error as the command line's user reads it: with the flag that sets it,
     and, where the flag's text is read into other units (--nvml-interval-ms into seconds),
     the value as typed beside the value the setting got."""
-    for cls in SETTINGS_CLASSES:
+    for cls in (*SETTINGS_CLASSES, PlanSettings):
         for f, s in declared(cls):
             if f.name == error.field and s.flags:
                 typed = vars(args).get(f.name) if args is not None and s.parse is not None else None
@@ -281,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, info in models.items():
             out.write(f"{name}\t{info.kind}\tmax_batch_size={info.max_batch_size}\n")
         return EXIT_OK
+    if args.command == "plan":
+        return run_plan(args, out)
     try:
         settings = settings_from_args(args, demo=args.command == "demo")
         if args.command == "demo":
@@ -319,6 +329,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def run_plan(args: argparse.Namespace, out: TextIO) -> int:
+    """``analyzer-widgets plan``: one model's variants searched; the ranked table, the
+    recommendation in a sentence, its config's diff, the sizing and the files."""
+    settings = settings_from_args(args)
+    models = settings.pop("models", None)
+    progress = Progress(quiet=args.quiet)
+    try:
+        names: tuple[str, ...] = model_names("models", models) if models is not None else ()
+        if len(names) != 1:
+            raise ConfigError("models", models, "a plan searches one model's configurations: give one -m MODEL")
+        result = plan(names[0], on_event=progress, **settings)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the variants measured are in the export folder (--resume measures the rest)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SweepCancelled:
+        return EXIT_INTERRUPTED
+    except (ConfigError, RepositoryError, ResumeError) as e:
+        print(f"error: {_with_flag(e, args) if isinstance(e, ConfigError) else e}", file=sys.stderr)
+        return EXIT_USAGE
+    except AnalyzerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print_plan(result, out)
+    if result.sweep.export_path is not None:
+        written = ["plan.csv", "plan.json", *(["config.pbtxt"] if result.best else [])]
+        out.write(f"results written to {result.sweep.export_path}/: {', '.join(written)} (and every probe in "
+                  f"{CSV_FILES[0]})\n")
+    if result.sweep.error:
+        print(f"error: {result.sweep.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if result.best is not None else EXIT_FAILED
+
+
+def print_plan(result: PlanResult, out: TextIO) -> None:
+    import pandas as pd
+
+    table = result.to_frame()
+    shown = table.drop(columns=[c for c in ("original", "throughput_ci_low_infer_per_s") if c in table.columns])
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60):
+        out.write(shown.to_string(index=False, na_rep="") + "\n\n")
+    out.write(result.sentence + "\n")
+    if result.diff:
+        out.write("changes to the model's config.pbtxt:\n" + "".join(f"  {line}\n" for line in result.diff))
+    if result.sizing is not None:
+        out.write(result.sizing.text() + "\n")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,11 @@ class Judged:
     def meets(self) -> bool:
         return not self.failed
 
+    @property
+    def ranked(self) -> bool:
+        """It meets every constraint and has a figure for the objective: it can be recommended."""
+        return self.meets and self.answer is not None and math.isfinite(self.score)
+
 
 def variant_memory_mb(answer: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> float:
     """The memory a variant costs: GPU memory above the baseline where there is a GPU, else
@@ -190,7 +195,8 @@ def best_answer(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 def why_no_answer(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> str:
     failed = [r for r in rows if r.get("status") == Status.FAILED.value]
     if rows and len(failed) == len(rows):
-        return f"could not be measured: {failed[0]['reason'].splitlines()[0]}"
+        reason = str(failed[0].get("reason") or "").splitlines()
+        return f"could not be measured: {reason[0] if reason else 'no reason given'}"
     if not rows:
         return "not measured"
     return f"no load within {constraints.budget_text()}"
@@ -216,7 +222,9 @@ def judge(variant: VariantLike, rows: Sequence[Mapping[str, Any]], baseline: Map
                           f"{plain_number(constraints.min_throughput)}")
         elif _bound(answer, "throughput_infer_per_s", high=False) < constraints.min_throughput:
             doubtful.append("its throughput interval reaches below the floor")
-    if constraints.max_memory_mb is not None and math.isfinite(memory) and memory > constraints.max_memory_mb:
+    if constraints.max_memory_mb is not None and not math.isfinite(memory):
+        doubtful.append("its memory is unknown, so the memory cap could not be judged")
+    elif constraints.max_memory_mb is not None and memory > constraints.max_memory_mb:
         failed.append(f"{plain_number(memory)} MB of memory, above the cap of "
                       f"{plain_number(constraints.max_memory_mb)} MB")
     score = math.nan if failed else objective.score(answer, constraints.statistic, memory)
@@ -233,10 +241,12 @@ def _bound(row: Mapping[str, Any], figure: str, high: bool) -> float:
 
 def rank(judged: Sequence[Judged]) -> list[Judged]:
     """Best first: the variants that meet every constraint by their objective (a doubtful
-    one after a sure one of the same score), then the others in the order measured."""
-    meeting = sorted((j for j in judged if j.meets and math.isfinite(j.score)),
-                     key=lambda j: (-j.score, len(j.doubtful)))
-    return meeting + [j for j in judged if j not in meeting]
+    one after a sure one of the same score); then those that meet them without a figure
+    for the objective (throughput per watt where the machine gives no power); then the
+    others, each group in the order measured."""
+    scored = sorted((j for j in judged if j.ranked), key=lambda j: (-j.score, len(j.doubtful)))
+    unscored = [j for j in judged if j.meets and j.answer is not None and not j.ranked]
+    return scored + unscored + [j for j in judged if j not in scored and j not in unscored]
 
 
 def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str], float]) -> Iterator[VariantLike]:
@@ -259,10 +269,10 @@ def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str],
     yield own
     current = own
     # the model's own config may lie off the space's grid (a delay the space does not
-    # list) and so have no neighbour a field away: the ascent then climbs from the grid's
-    # variant nearest to it (the own config stays measured, as the reference)
+    # list): along the other fields it then has no neighbours, so the ascent climbs from
+    # the grid's variant nearest to it (the own config stays measured, as the reference)
     grid = [v for v in variants if v is not own]
-    if grid and not any(_one_apart(own, v, keys) for v in grid):
+    if grid and any(own.fields.get(k) not in [v.fields.get(k) for v in grid] for k in keys):
         current = min(grid, key=lambda v: sum(v.fields.get(k) != own.fields.get(k) for k in keys))
         tried.add(current.name)
         yield current
@@ -282,11 +292,6 @@ def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str],
                 current, moved = by_name[best.name], True
     if _finite(score_of(own.name)) > _finite(score_of(current.name)):
         return  # the model's own config beat every step: nothing more to climb
-
-
-def _one_apart(a: VariantLike, b: VariantLike, keys: Sequence[str]) -> bool:
-    """Whether ``a`` and ``b`` differ in exactly one field."""
-    return sum(a.fields.get(k) != b.fields.get(k) for k in keys) == 1
 
 
 def _finite(score: float) -> float:
@@ -312,13 +317,38 @@ def sizing(answer: Mapping[str, Any], target_rate: float, headroom_pct: float) -
     """Servers needed for ``target_rate``: each counted at the low end of the throughput's
     interval (what the next run may give), less the headroom kept for bursts."""
     per_server = _bound(answer, "throughput_infer_per_s", high=False) * (1 - headroom_pct / 100)
-    servers = math.ceil(target_rate / per_server) if per_server > 0 else 0
+    # rounded first: 700 x (1 - 0.3) is 489.99999999999994, and 490 infer/s is one server
+    servers = math.ceil(round(target_rate / per_server, 9)) if per_server > 0 else 0
     return Sizing(target_rate, per_server, headroom_pct, servers)
 
 
 def fields_text(fields: Mapping[str, Any], original: bool) -> str:
-    """A variant's fields as a sentence says them, and whether that is the model's own config."""
-    text = ", ".join(f"{key} {value}" for key, value in fields.items())
+    """A variant's fields as a sentence says them, and whether that is the model's own config.
+
+    >>> fields_text({"instance_group.count": 2, "instance_group.kind": "KIND_GPU", "max_batch_size": 32,
+    ...              "dynamic_batching": True, "dynamic_batching.max_queue_delay_microseconds": "200"}, False)
+    '2 GPU instances, max batch 32, dynamic batching with a 200 us delay'
+    """
+    said: list[str] = []
+    count, kind = fields.get("instance_group.count"), fields.get("instance_group.kind")
+    if count is not None:
+        kind_text = f"{str(kind).removeprefix('KIND_')} " if kind else ""
+        said.append(f"{count} {kind_text}instance{'s' if str(count) != '1' else ''}")
+    if "max_batch_size" in fields:
+        said.append(f"max batch {fields['max_batch_size']}")
+    if "dynamic_batching" in fields:
+        delay = fields.get("dynamic_batching.max_queue_delay_microseconds")
+        preferred = fields.get("dynamic_batching.preferred_batch_size")
+        if not fields["dynamic_batching"]:
+            said.append("no dynamic batching")
+        else:
+            said.append("dynamic batching" + (f" with a {delay or 0} us delay" if "dynamic_batching."
+                                              "max_queue_delay_microseconds" in fields else "")
+                        + (f", preferred batch sizes {preferred}" if preferred else ""))
+    shown = {"instance_group.count", "instance_group.kind", "max_batch_size", "dynamic_batching",
+             "dynamic_batching.max_queue_delay_microseconds", "dynamic_batching.preferred_batch_size"}
+    said += [f"{key} {value}" for key, value in fields.items() if key not in shown]
+    text = ", ".join(said)
     if original:
         return f"{text} (its own config)" if text else "its own config"
     return text
@@ -358,7 +388,7 @@ class PlanResult:
     @property
     def best(self) -> Judged | None:
         """The recommended variant: the best that meets every constraint (None if none does)."""
-        return self.ranked[0] if self.ranked and self.ranked[0].meets and self.ranked[0].answer is not None else None
+        return self.ranked[0] if self.ranked and self.ranked[0].ranked else None
 
     @property
     def sentence(self) -> str:
@@ -396,7 +426,7 @@ class PlanResult:
             answer = j.answer or {}
             column = self.constraints.statistic.column
             records.append({
-                "rank": rank_ if j.meets and j.answer is not None else None, "variant": j.variant,
+                "rank": rank_ if j.ranked else None, "variant": j.variant,
                 "original": j.original, **{f"set.{k}": v for k, v in j.fields.items()},
                 "meets": j.meets and j.answer is not None, "failed": j.failed, "doubtful": "; ".join(j.doubtful),
                 self.settings.objective.value: j.score,
@@ -405,7 +435,11 @@ class PlanResult:
                 "throughput_ci_low_infer_per_s": answer.get("throughput_ci_low_infer_per_s", math.nan),
                 column: answer.get(column, math.nan), "memory_mb": j.memory_mb,
             })
-        return pd.DataFrame.from_records(records)
+        table = pd.DataFrame.from_records(records)
+        for whole in ("rank", "batch_size"):  # whole numbers, blank where a variant has none
+            if whole in table.columns:
+                table[whole] = table[whole].astype("Int64")
+        return table
 
 
 # -- the plan's run: what to measure, and the answer from what was -------------------------------
@@ -452,9 +486,10 @@ def answer(model: str, settings: PlanSettings, constraints: Constraints, found: 
            own: Mapping[str, Any], sweep: SweepResult) -> PlanResult:
     """Judge every variant the sweep measured and rank them."""
     by_variant: dict[str, list[Mapping[str, Any]]] = {}
-    for row in sweep.rows:
+    for row in sweep.rows:  # in the order measured (quick's order is its own)
         by_variant.setdefault(str(row.get("variant", "")), []).append(row)
-    measured = [v for v in found if v.name in by_variant]
+    by_name = {v.name: v for v in found}
+    measured = [by_name[name] for name in by_variant if name in by_name]
     judged = [judge(v, by_variant[v.name], sweep.baseline_row, constraints, settings.objective) for v in measured]
     return PlanResult(model, settings, constraints, rank(judged), own, {v.name: v.config for v in measured}, sweep)
 
