@@ -1,4 +1,4 @@
-"""The Python entry points: ``analyzer_widgets.profile(...)`` and ``analyzer_widgets.planning(...)``."""
+"""The Python entry points: ``analyzer_widgets.profile(...)`` and ``analyzer_widgets.plan(...)``."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
     """Search ``model``'s configurations for the one that serves best within a latency
     budget, and return the answer (docs/planning.md)::
 
-        result = analyzer_widgets.planning("mlp_numpy", model_repository=analyzer_widgets.EXAMPLE_REPOSITORY,
+        result = analyzer_widgets.plan("mlp_numpy", model_repository=analyzer_widgets.EXAMPLE_REPOSITORY,
                                        latency_budget_ms=5, strategy="quick")
         result.sentence        # the recommendation in one sentence
         result.to_frame()      # every variant measured, best first

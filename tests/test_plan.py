@@ -16,6 +16,7 @@ from conftest import server_processes
 import analyzer_widgets as aw
 from analyzer_widgets import cli
 from analyzer_widgets.machine import nvml_unavailable_reason
+from analyzer_widgets.server.local import LocalServer
 
 pytestmark = pytest.mark.server
 
@@ -111,3 +112,32 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path: Path, capsys: pyt
                      "--latency-budget-ms", "5"]) == 2
     assert "give one -m MODEL" in capsys.readouterr().err
     assert server_processes() == servers
+
+
+def test_a_plan_on_a_remote_server_reads_the_config_from_it() -> None:
+    server = LocalServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings())
+    server.start()
+    try:
+        result = aw.plan(MODEL, launch_mode="remote", url=server.endpoints.grpc, latency_budget_ms=10_000,
+                         concurrency=[1, 2], space={"instances": [1, 2]}, strategy="brute", **FAST)
+        table = result.to_frame()
+        assert set(table["variant"]) == {"i1", "i2"} and table["meets"].all()
+        assert table["original"].tolist().count(True) == 1  # one instance, as the repository has it
+        assert result.best is not None and "instance" in result.sentence
+    finally:
+        server.stop()
+
+
+def test_a_polling_server_is_refused_before_anything_is_measured(tmp_path: Path) -> None:
+    server = LocalServer(aw.EXAMPLE_REPOSITORY, aw.ServerSettings(
+        extra_args=("--model-control-mode=poll", "--repository-poll-secs=3600", "--exit-on-error=false",
+                    "--strict-readiness=false")))  # it loads every example at start: one failing must not stop it
+    server.start()
+    try:
+        seen: list[object] = []
+        with pytest.raises(aw.ModelLoadError, match="polling mode"):
+            aw.plan(MODEL, launch_mode="remote", url=server.endpoints.grpc, latency_budget_ms=5,
+                    space={"instances": [1, 2]}, on_event=seen.append, **FAST)
+        assert seen == []  # no sweep started
+    finally:
+        server.stop()

@@ -36,6 +36,7 @@ from analyzer_widgets.planning.space import Space, Variant, config_diff, to_pbtx
 from analyzer_widgets.results import SweepResult
 from analyzer_widgets.runner import Target
 from analyzer_widgets.schema import INTERVALS, Status, load_of
+from analyzer_widgets.server import TritonControl
 
 #: a search's answer rows (runner.SearchRole's values; "none_within" is no answer)
 ANSWER_ROLES = ("answer", "answer_lower_bound")
@@ -445,13 +446,13 @@ class PlanResult:
 # -- the plan's run: what to measure, and the answer from what was -------------------------------
 def own_config(spec: SweepSpec, model: str) -> dict[str, Any]:
     """The model's config as its repository has it (config.pbtxt as JSON, field names as
-    in the file): what every variant starts from."""
+    in the file): what every variant starts from. A remote server without a
+    ``model_repository`` given is asked (:func:`remote_config`)."""
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
     if spec.model_repository is None:
-        raise ConfigError("model_repository", None, "a plan reads the model's config from its repository: give "
-                                                    "--model-folder (the repository the remote server serves)")
+        return remote_config(spec, model)
     path = Path(spec.model_repository) / model / "config.pbtxt"
     try:
         message = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
@@ -461,6 +462,24 @@ def own_config(spec: SweepSpec, model: str) -> dict[str, Any]:
     config = json_format.MessageToDict(message, preserving_proto_field_name=True)
     config.setdefault("name", model)
     return config
+
+
+def remote_config(spec: SweepSpec, model: str) -> dict[str, Any]:
+    """The model's config as a remote server has it, after loading it there: a plan loads
+    each variant through the repository API, so a server that refuses loads (polling mode)
+    or hides that API (a header it wants was not given) is found here, before anything is
+    measured, with the server's reason (TritonControl's errors say which)."""
+    server = spec.server
+    assert server.address is not None
+    control = TritonControl(server.address, spec.measurement.protocol.value, server.headers,
+                            timeout_s=spec.measurement.request_timeout_s, load_timeout_s=server.model_load_timeout_s,
+                            tls=server.tls)
+    try:
+        control.repository_index()  # a restricted repository API: its error names the header
+        control.load(model)  # polling mode refuses, saying so, as it would refuse every variant
+        return control.model_config(model)
+    finally:
+        control.close()
 
 
 def targets(model: str, found: Sequence[Variant], settings: PlanSettings, constraints: Constraints,
