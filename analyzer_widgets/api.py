@@ -197,7 +197,7 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
 
     def choose_targets(runner: SweepRunner) -> None:
         runner.targets, runner.expected_targets = planning.targets(
-            model, found, plan_settings, constraints, runner.rows,
+            model, found, plan_settings, constraints, lambda: [*runner.earlier.values(), *runner.rows],
             lambda: holder[0].result.baseline_row if holder else None)
         if runner_hook is not None:
             runner_hook(runner)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from analyzer_widgets.config import Checked, Statistic, SweepSpec, finite_number, one_of, setting
+from analyzer_widgets.config import Checked, LaunchMode, Statistic, SweepSpec, finite_number, one_of, setting
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.planning.budget import plain_number
 from analyzer_widgets.planning.space import Space, Variant, config_diff, to_pbtxt
@@ -446,13 +446,14 @@ class PlanResult:
 # -- the plan's run: what to measure, and the answer from what was -------------------------------
 def own_config(spec: SweepSpec, model: str) -> dict[str, Any]:
     """The model's config as its repository has it (config.pbtxt as JSON, field names as
-    in the file): what every variant starts from. A remote server without a
-    ``model_repository`` given is asked (:func:`remote_config`)."""
+    in the file): what every variant starts from. A remote server is asked
+    (:func:`remote_config`)."""
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
-    if spec.model_repository is None:
-        return remote_config(spec, model)
+    if spec.server.launch_mode is LaunchMode.REMOTE:
+        return remote_config(spec, model)  # the server's view is the one its loads start from
+    assert spec.model_repository is not None
     path = Path(spec.model_repository) / model / "config.pbtxt"
     try:
         message = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
@@ -483,16 +484,17 @@ def remote_config(spec: SweepSpec, model: str) -> dict[str, Any]:
 
 
 def targets(model: str, found: Sequence[Variant], settings: PlanSettings, constraints: Constraints,
-            rows: Sequence[Mapping[str, Any]], baseline: Callable[[], Mapping[str, Any] | None],
+            rows: Callable[[], Iterable[Mapping[str, Any]]], baseline: Callable[[], Mapping[str, Any] | None],
             ) -> tuple[Iterable[Target], int]:
     """What the sweep measures, in order, and about how many: every variant (brute), or
-    the variants coordinate ascent chooses as the rows of the ones before come in (quick)."""
+    the variants coordinate ascent chooses as the rows of the ones before come in (quick;
+    ``rows()`` gives every row so far, a resumed run's kept ones included)."""
     by_name = {v.name: v for v in found}
     if settings.strategy is Strategy.BRUTE:
         return [Target(model, v.name, v.config) for v in found], len(found)
 
     def score_of(name: str) -> float:
-        measured = [r for r in rows if r.get("variant") == name]
+        measured = [r for r in rows() if r.get("variant") == name]
         return judge(by_name[name], measured, baseline(), constraints, settings.objective).score
 
     keys = {key for v in found for key in v.fields}
