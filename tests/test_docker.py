@@ -140,3 +140,16 @@ def test_a_container_killed_mid_sweep_is_started_again_with_restart(client, tmp_
     assert "measured again after restarting the server" in df.iloc[2]["reason"]
     assert result.error is None and killed
     assert {c.id for c in ours(client)} == before
+
+
+def test_a_plan_in_docker_mode_loads_each_variant_in_the_container(client, tmp_path: Path) -> None:
+    """Issue 18: the config override works the same through the container's repository API;
+    the repository (mounted read-only) is not written, and no container is left."""
+    before = {c.id for c in ours(client)}
+    result = aw.plan("mlp_numpy", model_repository=aw.EXAMPLE_REPOSITORY, launch_mode="docker", triton_image=IMAGE,
+                     latency_budget_ms=10_000, concurrency=[1, 2], space={"instances": [1, 2]}, strategy="brute",
+                     export_path=tmp_path / "plan", **FAST)
+    table = result.to_frame()
+    assert set(table["variant"]) == {"i1", "i2"} and table["meets"].all()
+    assert result.best is not None and (tmp_path / "plan" / "config.pbtxt").is_file()
+    assert {c.id for c in ours(client)} == before

@@ -32,6 +32,8 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from analyzer_widgets.ui._png import compact_png
+
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 #: the size a chart's image is drawn at, in CSS pixels, when its layout gives no width: the
 #: panel's width in a notebook. Scale 1: a sharper 1.5 makes each image about twice the bytes
@@ -70,7 +72,7 @@ def render_pngs(specs: Mapping[str, dict[str, Any]]) -> tuple[dict[str, bytes], 
                 layout = spec.get("layout", {})
                 opts = {"format": "png", "width": layout.get("width") or IMAGE_WIDTH,
                         "height": layout.get("height") or DEFAULT_HEIGHT, "scale": IMAGE_SCALE}
-                images[name] = await k.calc_fig(spec, opts=opts)
+                images[name] = compact_png(await k.calc_fig(spec, opts=opts))
 
     with _kaleido_lock:
         try:
