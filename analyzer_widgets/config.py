@@ -860,13 +860,14 @@ class SweepSpec(Checked):
              "concurrency values")
     latency_budget_ms: float | None = setting(
         None, check=optional_latency_budget, flags=("--latency-budget-ms",), fingerprint=True,
-        default_text="none (the grid)",
+        default_text="none (the grid)", panel="Search: latency budget (ms)",
         help="search, per model and batch size, for the highest concurrency (or request rate) whose latency is "
              "within this many ms: galloping then bisection from the first load given to the last (to 256, or "
              "100x the rate, when one is given); every probe is a row, and the answer a row of its own")
     latency_statistic: Statistic = setting(
         Statistic.P99, check=latency_statistic, flags=("--latency-percentile", "--latency-statistic"),
-        fingerprint=True, help="the latency a budget applies to: 99 (p99), 95, 90, 50, or avg")
+        fingerprint=True, panel="Search: latency statistic",
+        help="the latency a budget applies to: 99 (p99), 95, 90, 50, or avg")
     arrival: Arrival = setting(
         Arrival.CONSTANT, check=one_of(Arrival), flags=("--arrival", "--request-distribution"), fingerprint=True,
         panel="Arrival", help="request-rate points: `constant` gaps, or `poisson` (exponential gaps of the same mean)")
