@@ -14,9 +14,9 @@ import importlib.util
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from analyzer_widgets import events
 from analyzer_widgets.api import plan, profile
@@ -43,6 +43,7 @@ from analyzer_widgets.results import SweepResult, outcome
 from analyzer_widgets.schema import load_of, shown_value, table_columns
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+Done = TypeVar("Done")
 EXAMPLE_REPOSITORY = Path(__file__).parent / "examples" / "model_repository"
 DEMO_SHAPES = {"SEQUENCE": (128, 32)}
 
@@ -305,23 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     progress = Progress(quiet=args.quiet)
     directory = export.directory
-    try:
-        result = profile(spec, export=export, on_event=progress)
-    except KeyboardInterrupt:
-        print("\ninterrupted: the server and client processes were stopped; finished rows are in "
-              f"{directory or 'memory only'}" + (" (--resume measures the rest)" if directory else ""), file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except SweepCancelled:
-        return EXIT_INTERRUPTED
-    except (ConfigError, RepositoryError, ResumeError) as e:
-        # a bad model name, a missing or empty repository, an export folder that is a file,
-        # not writable or in use by another run, results that cannot be resumed: the user's
-        # input, refused before anything was measured, so a usage error like `models`
-        print(f"error: {_with_flag(e) if isinstance(e, ConfigError) else e}", file=sys.stderr)
-        return EXIT_USAGE
-    except AnalyzerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_FAILED
+    interrupted = ("\ninterrupted: the server and client processes were stopped; finished rows are in "
+                   f"{directory or 'memory only'}" + (" (--resume measures the rest)" if directory else ""))
+    result = _engine(lambda: profile(spec, export=export, on_event=progress), interrupted, args)
+    if isinstance(result, int):
+        return result
     print_table(result, out)
     out.write(outcome(result.rows, time.monotonic() - progress.started) + "\n")
     if directory is not None:
@@ -331,20 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def run_plan(args: argparse.Namespace, out: TextIO) -> int:
-    """``analyzer-widgets plan``: one model's variants searched; the ranked table, the
-    recommendation in a sentence, its config's diff, the sizing and the files."""
-    settings = settings_from_args(args)
-    models = settings.pop("models", None)
-    progress = Progress(quiet=args.quiet)
+def _engine(work: Callable[[], Done], interrupted: str, args: argparse.Namespace) -> Done | int:
+    """What ``work`` (a sweep or a plan) returns, or the exit code its error calls for, said
+    on stderr: Ctrl-C or Stop, the user's input (a bad model name, a missing or empty
+    repository, an export folder that is a file, not writable or in use by another run,
+    results that cannot be resumed: refused before anything was measured, so a usage
+    error like `models`), or a failure of the engine."""
     try:
-        names: tuple[str, ...] = model_names("models", models) if models is not None else ()
-        if len(names) != 1:
-            raise ConfigError("models", models, "a plan searches one model's configurations: give one -m MODEL")
-        result = plan(names[0], on_event=progress, **settings)
+        return work()
     except KeyboardInterrupt:
-        print("\ninterrupted: the variants measured are in the export folder (--resume measures the rest)",
-              file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
     except SweepCancelled:
         return EXIT_INTERRUPTED
@@ -354,6 +339,24 @@ def run_plan(args: argparse.Namespace, out: TextIO) -> int:
     except AnalyzerError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def run_plan(args: argparse.Namespace, out: TextIO) -> int:
+    """``analyzer-widgets plan``: one model's variants searched; the ranked table, the
+    recommendation in a sentence, its config's diff, the sizing and the files."""
+    settings = settings_from_args(args)
+    models = settings.pop("models", None)
+    progress = Progress(quiet=args.quiet)
+    def run() -> PlanResult:
+        names: tuple[str, ...] = model_names("models", models) if models is not None else ()
+        if len(names) != 1:
+            raise ConfigError("models", models, "a plan searches one model's configurations: give one -m MODEL")
+        return plan(names[0], on_event=progress, **settings)
+
+    result = _engine(run, "\ninterrupted: the variants measured are in the export folder (--resume measures the "
+                          "rest)", args)
+    if isinstance(result, int):
+        return result
     print_plan(result, out)
     if result.sweep.export_path is not None:
         written = ["plan.csv", "plan.json", *(["config.pbtxt"] if result.best else [])]

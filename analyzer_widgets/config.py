@@ -354,10 +354,17 @@ def positive_int_list(field_name: str, values: object) -> tuple[int, ...]:
         raise ConfigError(field_name, values, "must be a list of positive whole numbers")
     if not items:
         raise ConfigError(field_name, values, "must name at least one value")
+    return distinct(field_name, values, items, positive_int)
+
+
+def distinct(field_name: str, values: object, items: Iterable[object], check: Callable[[str, object], int]
+             ) -> tuple[int, ...]:
+    """Each of ``items`` (the list ``values`` was read into) through ``check``, repeats left
+    out, in order; an item the check refuses is an error naming the whole value and the item."""
     out: list[int] = []
     for item in items:
         try:
-            number = positive_int(field_name, item)
+            number = check(field_name, item)
         except ConfigError as e:
             raise ConfigError(field_name, values, f"item {item!r} {e.reason}") from None
         if number not in out:

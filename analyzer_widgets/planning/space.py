@@ -84,7 +84,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from analyzer_widgets.config import count, flag, positive_int
+from analyzer_widgets.config import count, distinct, flag, positive_int
 from analyzer_widgets.errors import ConfigError
 
 KINDS = ("KIND_AUTO", "KIND_GPU", "KIND_CPU", "KIND_MODEL")
@@ -229,15 +229,7 @@ def _as_list(name: str, values: object) -> list[Any]:
 
 
 def _whole_list(name: str, values: object, check: Callable[[str, object], int]) -> tuple[int, ...]:
-    out: list[int] = []
-    for item in _as_list(name, values):
-        try:
-            number = check(name, item)
-        except ConfigError as e:
-            raise ConfigError(name, values, f"item {item!r} {e.reason}") from None
-        if number not in out:
-            out.append(number)
-    return tuple(out)
+    return distinct(name, values, _as_list(name, values), check)
 
 
 def _preferred_lists(name: str, values: object) -> tuple[tuple[int, ...], ...]:
