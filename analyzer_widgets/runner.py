@@ -240,30 +240,57 @@ class SweepRunner:
         stack.callback(control.close)
         return endpoint, control
 
-    def _restart(self, loaded: _Loaded, lost: ServerError) -> None:
-        """Start the lost server again and reload the model (--on-server-failure restart);
-        ``loaded`` then measures through the new one. A server that will not start again
+    def _relaunch(self, server: TritonServer, control: TritonControl, lost: ServerError, then: str) -> tuple[str, TritonControl]:
+        """Start the lost server again (--on-server-failure restart): its new endpoint and
+        control client, the samplers on its processes. A server that will not start again
         ends the sweep with that error."""
         first_line = str(lost).splitlines()[0]
-        self.emit(ev.Notice(f"{first_line}: starting the server again and reloading {loaded.model!r} "
-                            "(--on-server-failure restart)"))
-        server = loaded.server
+        self.emit(ev.Notice(f"{first_line}: starting the server again{then} (--on-server-failure restart)"))
         t0 = time.monotonic()
-        self.monitors.begin("restart", loaded.model)
+        self.monitors.begin("restart", self._target.model)
         server.stop()
         server.start()
         self._server_lost = False
-        loaded.control.close()
+        control.close()
         assert self._stack is not None
-        loaded.endpoint, loaded.control = self._connect(server, self._stack)
+        endpoint, control = self._connect(server, self._stack)
+        self._connection = (server, control, endpoint)
         self.monitors.server_restarted(server.pid, server.endpoints.metrics)
-        self.emit(ev.ServerReady(self.spec.server.launch_mode.value, loaded.control.server_version(), loaded.endpoint,
+        self.emit(ev.ServerReady(self.spec.server.launch_mode.value, control.server_version(), endpoint,
                                  time.monotonic() - t0))
+        return endpoint, control
+
+    def _restart(self, loaded: _Loaded, lost: ServerError) -> None:
+        """Start the lost server again and load the model (the variant) again; ``loaded``
+        then measures through the new one."""
+        loaded.endpoint, loaded.control = self._relaunch(loaded.server, loaded.control, lost,
+                                                         f" and reloading {loaded.model!r}")
         self.monitors.begin("load", loaded.model)
-        loaded.control.load(loaded.model)
+        loaded.control.load(loaded.model, self._target.config)
         loaded.info = loaded.control.model_info(loaded.model)
         loaded.version = next((m.version for m in loaded.control.repository_index()
                                if m.name == loaded.model and m.state == "READY"), "")
+
+    def _load_failed(self, server: TritonServer, control: TritonControl, points: Sequence[tuple[int, Load]],
+                     error: AnalyzerError) -> None:
+        """A model (variant) that would not load: its points are failed rows with the reason.
+        A load can fail on its own (a value the backend refuses) or because the server died
+        meanwhile; the second ends the sweep, or with --on-server-failure restart starts the
+        server again for the next model."""
+        reason = str(error)
+        lost: ServerError | None = None
+        try:
+            server.check_alive()
+        except ServerError as e:
+            lost, reason = e, f"{e} ({reason})"
+        for b, load in points:
+            self._finish_point(self._point_row(self._target.model, b, load, Status.FAILED, reason))
+        if lost is None:
+            return
+        self._server_lost = True
+        if self.spec.server.on_server_failure is not OnServerFailure.RESTART:
+            raise lost
+        self._relaunch(server, control, lost, "")
 
     def _wait(self, seconds: float) -> None:
         if self._stop.wait(seconds):
@@ -326,8 +353,7 @@ class SweepRunner:
             info = control.model_info(model)
             version = next((m.version for m in control.repository_index() if m.name == model and m.state == "READY"), "")
         except (ModelLoadError, RepositoryError) as e:
-            for b, load in points:
-                self._finish_point(self._point_row(model, b, load, Status.FAILED, str(e)))
+            self._load_failed(server, control, points, e)
             return self._index
         self.emit(ev.ModelLoaded(label, info, time.monotonic() - t0))
         loaded = _Loaded(model, version, info, server, control, pool, endpoint)

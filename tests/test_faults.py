@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -381,3 +382,35 @@ def test_a_point_that_loses_the_server_twice_ends_the_sweep(tmp_path: Path) -> N
 def test_restart_is_refused_for_a_remote_server() -> None:
     with pytest.raises(aw.ConfigError, match="on_server_failure.*someone else's"):
         aw.ServerSettings(launch_mode="remote", url="localhost:8001", on_server_failure="restart")
+
+
+def _add_server_killing_model(repository: Path, name: str = "kills_server") -> str:
+    """A model whose loading kills the server (as a backend that crashes it would)."""
+    shutil.copytree(repository / "mlp_numpy", repository / name)
+    config = repository / name / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "mlp_numpy"', f'name: "{name}"'))
+    (repository / name / "1" / "model.py").write_text(
+        "import os, signal\n"
+        "class TritonPythonModel:\n"
+        "    def initialize(self, args):\n"
+        "        os.kill(os.getppid(), signal.SIGKILL)  # the stub's parent is tritonserver\n"
+        "    def execute(self, requests):\n"
+        "        return []\n")
+    return name
+
+
+def test_a_server_that_dies_loading_a_model_ends_the_sweep_or_is_restarted(repo: Path) -> None:
+    """A load that fails because the server died is not the model's own failure: with
+    --on-server-failure stop the sweep ends naming the server's death; with restart the
+    server starts again and the next model is measured (row 24)."""
+    killer = _add_server_killing_model(repo)
+    with pytest.raises(aw.ServerError, match=r"tritonserver \(pid \d+\)"):
+        aw.profile(models=[killer, "mlp_numpy"], model_repository=repo, batch_sizes=[1], concurrency=[1], **FAST)
+    result = aw.profile(models=[killer, "mlp_numpy"], model_repository=repo, batch_sizes=[1], concurrency=[1],
+                        on_server_failure="restart", **FAST)
+    frame = result.to_frame().set_index("model")
+    # the server's state first (killed, or still dying: its health check refused), then the load's own error
+    reason = frame.loc[killer, "status"], frame.loc[killer, "reason"]
+    assert reason[0] == "failed" and reason[1].startswith("tritonserver (pid ") and "failed to load" in reason[1]
+    assert frame.loc["mlp_numpy", "status"] in MEASURED and frame.loc["mlp_numpy", "throughput_infer_per_s"] > 0
+    assert result.error is None
