@@ -867,13 +867,13 @@ class SweepSpec(Checked):
              "concurrency values")
     latency_budget_ms: float | None = setting(
         None, check=optional_latency_budget, flags=("--latency-budget-ms",), fingerprint=True,
-        default_text="none (the grid)", panel="Search: latency budget (ms)",
+        default_text="none (the grid)", panel="Budget search (ms)",
         help="search, per model and batch size, for the highest concurrency (or request rate) whose latency is "
              "within this many ms: galloping then bisection from the first load given to the last (to 256, or "
              "100x the rate, when one is given); every probe is a row, and the answer a row of its own")
     latency_statistic: Statistic = setting(
         Statistic.P99, check=latency_statistic, flags=("--latency-percentile", "--latency-statistic"),
-        fingerprint=True, panel="Search: latency statistic",
+        fingerprint=True, panel="Budget search statistic",
         help="the latency a budget applies to: 99 (p99), 95, 90, 50, or avg")
     arrival: Arrival = setting(
         Arrival.CONSTANT, check=one_of(Arrival), flags=("--arrival", "--request-distribution"), fingerprint=True,

@@ -180,8 +180,10 @@ def test_analyzer_in_a_container_launches_sibling_triton_through_the_socket(clie
         proc = _run(cmd, timeout=300)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-4000:]
-        rows = [line.split() for line in proc.stdout.splitlines() if line.strip().startswith("mlp_numpy")]
-        assert len(rows) == 2 and all(r[3] == "ok" for r in rows), out[-4000:]
+        # the table's rows (a reason line under the table starts with the model's name too)
+        rows = [line.split() for line in proc.stdout.splitlines()
+                if line.strip().startswith("mlp_numpy") and len(line.split()) > 4 and line.split()[1].isdigit()]
+        assert len(rows) == 2 and all(r[3] in ("ok", "unstable") for r in rows), out[-4000:]
         left = [c.name for c in client.containers.list(all=True, filters={"label": docker_mode.LABEL})
                 if c.id != decoy.id]
         assert left == [], f"the sibling Triton container was left behind: {left}"

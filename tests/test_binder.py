@@ -119,12 +119,20 @@ def test_quickstart_runs_in_a_fresh_binder_environment(tmp_path: Path, monkeypat
     said = "".join(o.get("text", "") for o in run_cell.outputs if o.output_type == "stream")
     assert f"Done: {QUICKSTART_POINTS} points" in said, said
 
-    # The last cell, aw.profile's table: one row per point, both models, measured.
+    # aw.profile's table: one row per point, both models, measured.
     profile_cell = cell_with(nb, "aw.profile(")
-    assert profile_cell is [c for c in nb.cells if c.cell_type == "code"][-1]
     (table,) = html_outputs(profile_cell)
     body = table.split("<tbody>", 1)[1]
     assert body.count("<tr") == QUICKSTART_POINTS
     assert "mlp_numpy" in body and "mixed_inputs" in body
     assert len(re.findall(r"<td>(?:ok|unstable)</td>", body)) == QUICKSTART_POINTS, body
     assert (workdir / "results" / "profile" / "metrics-model.csv").is_file()
+    # The last cell, aw.plan's answer: a sentence, the config to serve with, the table.
+    plan_cell = cell_with(nb, "aw.plan(")
+    assert plan_cell is [c for c in nb.cells if c.cell_type == "code"][-1]
+    printed = "".join(o.get("text", "") for o in plan_cell.outputs if o.output_type == "stream")
+    # a busy machine may leave no variant within the budget: the answer then says so
+    recommended = "serve mlp_numpy with" in printed
+    assert recommended or "no variant of mlp_numpy meets" in printed, printed
+    assert (workdir / "results" / "plan" / "config.pbtxt").is_file() == recommended
+    assert ('name: "mlp_numpy"' in printed) == recommended

@@ -59,7 +59,11 @@ def test_a_brute_plan_measures_every_variant_and_writes_the_answer(tmp_path: Pat
     assert config.startswith(f"# analyzer-widgets plan: {best.variant}") and 'name: "mlp_numpy"' in config
     if best.variant != "original":
         assert "max_batch_size: 16" in config and "max_batch_size: 64 -> 16" in result.diff
-    assert result.sizing is not None and result.sizing.servers >= 1
+    sizing = result.sizing
+    assert sizing is not None
+    # sized from the low end of the throughput's interval; a point whose windows scattered
+    # down to 0 cannot be sized, and says so
+    assert sizing.servers >= 1 or "cannot be sized" in sizing.text()
     assert _digest(aw.EXAMPLE_REPOSITORY / MODEL) == before
 
 

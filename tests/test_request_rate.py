@@ -33,8 +33,9 @@ def test_a_request_rate_point_sends_its_schedule_across_client_processes(arrival
         tolerance = 0.03 if arrival == "constant" else 0.15
         assert row["achieved_rate_per_s"] == pytest.approx(target, rel=tolerance), row
         assert row["throughput_infer_per_s"] == pytest.approx(row["achieved_rate_per_s"], rel=1e-9)
-        # the client keeps a schedule this slow: most sends leave within a couple of ms
-        assert 0 <= row["send_lag_p50_ms"] < 5
+        # the client keeps a schedule this slow: most sends leave within a few ms (a busy
+        # 2-core machine, the server on it too, can hold a thread off the CPU for some)
+        assert 0 <= row["send_lag_p50_ms"] < 15
         assert row["send_lag_p99_ms"] >= row["send_lag_p50_ms"]
         # Little's law: in flight = rate x mean latency, well under one request at these rates
         assert row["in_flight_mean"] == pytest.approx(row["achieved_rate_per_s"] * row["latency_avg_ms"] / 1e3)

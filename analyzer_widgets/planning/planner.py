@@ -306,9 +306,13 @@ class Sizing:
     target_rate: float  # infer/s
     per_server: float  # infer/s one server is counted on for: the interval's low end less the headroom
     headroom_pct: float
-    servers: int
+    servers: int  # 0: cannot be sized (the interval's lower end is 0)
 
     def text(self) -> str:
+        if self.servers == 0:
+            return (f"{plain_number(self.target_rate)} infer/s cannot be sized from this variant: the lower end of "
+                    "its throughput's 95% interval is 0 (its windows scattered too much); measure it longer "
+                    "(more windows, or --visits) to size the fleet")
         return (f"{plain_number(self.target_rate)} infer/s needs {self.servers} server(s) of this variant, each "
                 f"counted at {plain_number(self.per_server)} infer/s (the lower end of its 95% interval, less "
                 f"{self.headroom_pct:g}% headroom)")
