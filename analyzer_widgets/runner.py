@@ -280,9 +280,16 @@ class SweepRunner:
         reason = str(error)
         lost: ServerError | None = None
         try:
-            server.check_alive()
-        except ServerError as e:
-            lost, reason = e, f"{e} ({reason})"
+            # the server's metadata answers whatever a model's state; its readiness does not
+            # (with strict readiness a model that failed to load makes it "not ready")
+            control.server_version()
+        except ServerError as unreachable:
+            try:
+                server.check_alive()
+                lost = unreachable
+            except ServerError as e:
+                lost = e
+            reason = f"{lost} ({reason})"
         for b, load in points:
             self._finish_point(self._point_row(self._target.model, b, load, Status.FAILED, reason))
         if lost is None:

@@ -42,7 +42,8 @@ def test_a_request_rate_point_sends_its_schedule_across_client_processes(arrival
         assert 0 < row["in_flight_mean"] < 5
         assert row["schedule"] in ("kept", "client_behind", "slots_full")
         # the server counted what the client sent
-        assert row["server_request_count"] >= row["request_count"]
+        # (to the few requests in flight when the server's statistics were read)
+        assert row["server_request_count"] == pytest.approx(row["request_count"], rel=0.02)
 
 
 def test_a_rate_past_saturation_ends_the_point_early_and_says_so() -> None:
