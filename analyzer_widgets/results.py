@@ -7,6 +7,7 @@ is :mod:`analyzer_widgets.export`'s business.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -14,10 +15,10 @@ import os
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 
@@ -81,19 +82,28 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], heade
     return out.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file so a reader sees the old one or the new one, never half."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[TextIO]:
+    """A text file that takes ``path``'s place, synced, when the block ends without an
+    error (a reader sees the old file or the new one, never half); on an error it is
+    removed and ``path`` left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file so a reader sees the old one or the new one, never half."""
+    with replacing(path) as f:
+        f.write(text)
 
 
 def read_csv(path: Path | str, columns: Sequence[Column]) -> pd.DataFrame:
@@ -235,26 +245,17 @@ def rewrite_columns(path: Path, columns: Sequence[str]) -> None:
     """Rewrite a CSV file with ``columns``, which hold its own and more: each row's cells
     are copied as they are, an empty cell where the row has no column. Streams, so a long
     file costs no memory; atomic, as :func:`write_atomic`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with open(path, newline="", encoding="utf-8") as source, \
-                os.fdopen(fd, "w", newline="", encoding="utf-8") as target:
-            reader = csv.reader(source)
-            old = next(reader, [])
-            where = [old.index(c) if c in old else None for c in columns]
-            writer = csv.writer(target, lineterminator="\r\n")
-            writer.writerow(columns)
-            for number, cells in enumerate(reader, start=2):
-                if len(cells) != len(old):
-                    raise AnalyzerError(f"samples file {str(path)!r}: row {number} has {len(cells)} fields, "
-                                        f"expected {len(old)}; the file is damaged")
-                writer.writerow(["" if i is None else cells[i] for i in where])
-            target.flush()
-            os.fsync(target.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(path, newline="", encoding="utf-8") as source, replacing(path) as target:
+        reader = csv.reader(source)
+        old = next(reader, [])
+        where = [old.index(c) if c in old else None for c in columns]
+        writer = csv.writer(target, lineterminator="\r\n")
+        writer.writerow(columns)
+        for number, cells in enumerate(reader, start=2):
+            if len(cells) != len(old):
+                raise AnalyzerError(f"samples file {str(path)!r}: row {number} has {len(cells)} fields, "
+                                    f"expected {len(old)}; the file is damaged")
+            writer.writerow(["" if i is None else cells[i] for i in where])
 
 
 def read_samples(path: Path) -> pd.DataFrame:
