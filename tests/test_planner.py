@@ -28,7 +28,6 @@ from analyzer_widgets.planning.planner import (
     Strategy,
     answer,
     best_answer,
-    coordinate_ascent,
     fields_text,
     files,
     judge,
@@ -37,6 +36,7 @@ from analyzer_widgets.planning.planner import (
     sizing,
     variant_memory_mb,
 )
+from analyzer_widgets.planning.quick import coordinate_ascent
 from analyzer_widgets.planning.space import Space, Variant, variants
 from analyzer_widgets.results import SweepResult
 from analyzer_widgets.schema import MODEL_COLUMNS, Row

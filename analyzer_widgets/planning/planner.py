@@ -24,14 +24,15 @@ import enum
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from analyzer_widgets.config import Checked, LaunchMode, Statistic, SweepSpec, finite_number, one_of, setting
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.planning.budget import plain_number
+from analyzer_widgets.planning.quick import VariantLike, coordinate_ascent
 from analyzer_widgets.planning.space import Space, Variant, config_diff, to_pbtxt
 from analyzer_widgets.results import SweepResult
 from analyzer_widgets.runner import Target
@@ -40,19 +41,6 @@ from analyzer_widgets.server import TritonControl
 
 #: a search's answer rows (runner.SearchRole's values; "none_within" is no answer)
 ANSWER_ROLES = ("answer", "answer_lower_bound")
-
-
-class VariantLike(Protocol):
-    """What the planner needs of a variant (planning/space.py's ``Variant``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def fields(self) -> Mapping[str, Any]: ...  # the value of each field the space sets
-
-    @property
-    def original(self) -> bool: ...  # its config is the model's own
 
 
 class Objective(str, enum.Enum):
@@ -248,55 +236,6 @@ def rank(judged: Sequence[Judged]) -> list[Judged]:
     scored = sorted((j for j in judged if j.ranked), key=lambda j: (-j.score, len(j.doubtful)))
     unscored = [j for j in judged if j.meets and j.answer is not None and not j.ranked]
     return scored + unscored + [j for j in judged if j not in scored and j not in unscored]
-
-
-def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str], float]) -> Iterator[VariantLike]:
-    """The variants ``quick`` measures, one at a time: from the model's own config (the
-    variant that changes nothing, else the first), each field in turn: its other values
-    with every other field kept, moving to the best of them where it beats the current
-    one; again over all fields until a round moves nowhere. ``score_of(name)`` reads the
-    objective of a variant measured so far (NaN when it fails the constraints).
-
-    Why coordinate ascent: the fields of a Triton config act mostly one at a time on a
-    served rate (instances on compute overlap, max batch and delay on batching), so a
-    line search per field finds a good corner of the space in the sum of the fields'
-    sizes instead of their product, and every step is a variant someone can read. It can
-    stop at a local best where two fields only help together; `brute` measures it all.
-    """
-    by_name = {v.name: v for v in variants}
-    keys = list(dict.fromkeys(key for v in variants for key in v.fields))
-    own = next((v for v in variants if v.original), variants[0])
-    tried = {own.name}
-    yield own
-    current = own
-    # the model's own config may lie off the space's grid (a delay the space does not
-    # list): along the other fields it then has no neighbours, so the ascent climbs from
-    # the grid's variant nearest to it (the own config stays measured, as the reference)
-    grid = [v for v in variants if v is not own]
-    if grid and any(own.fields.get(k) not in [v.fields.get(k) for v in grid] for k in keys):
-        current = min(grid, key=lambda v: sum(v.fields.get(k) != own.fields.get(k) for k in keys))
-        tried.add(current.name)
-        yield current
-    moved = True
-    while moved:
-        moved = False
-        for key in keys:
-            others = {k: v for k, v in current.fields.items() if k != key}
-            line = [v for v in variants if {k: x for k, x in v.fields.items() if k != key} == others
-                    and v.name != current.name]
-            for candidate in line:
-                if candidate.name not in tried:
-                    tried.add(candidate.name)
-                    yield candidate
-            best = max([current, *line], key=lambda v: _finite(score_of(v.name)))
-            if best.name != current.name and _finite(score_of(best.name)) > _finite(score_of(current.name)):
-                current, moved = by_name[best.name], True
-    if _finite(score_of(own.name)) > _finite(score_of(current.name)):
-        return  # the model's own config beat every step: nothing more to climb
-
-
-def _finite(score: float) -> float:
-    return score if math.isfinite(score) else -math.inf
 
 
 @dataclass(frozen=True)
