@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from analyzer_widgets.config import (
@@ -115,15 +115,17 @@ def prepare_sweep(
     export: ExportSettings | None = None,
     *,
     runner_hook: Callable[[SweepRunner], None] | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> tuple[SweepRunner, ResultCollector]:
     """The runner of a sweep, checked (bad input, an export folder refused, a refused
     resume) and wired to its collector and export folder, not started: :func:`profile`
     runs it at once, the panel in its own thread. Raises what :func:`profile` would before
     anything is launched. The export folder is locked from here until the sweep ends; call
-    ``collector.close()`` when done with the runner (also if it never ran)."""
+    ``collector.close()`` when done with the runner (also if it never ran). ``run``: what
+    else shapes the rows (a plan's facts), kept with the resume fingerprint."""
     export = export or ExportSettings()
     # the folder's path first (a file, not writable, inside the repository): nothing started yet
-    folder = ExportFolder(export, spec) if export.directory is not None else None
+    folder = ExportFolder(export, spec, run) if export.directory is not None else None
     if folder is not None and spec.server.log_path is None:
         # keep the server's whole log beside the results it produced
         spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
@@ -193,6 +195,9 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
     assert spec.latency_budget_ms is not None
     constraints = planning.Constraints(spec.latency_budget_ms, spec.latency_statistic, plan_settings.min_throughput,
                                        plan_settings.max_memory_mb)
+    if plan_settings.per_variant is planning.PerVariant.GRID:
+        # the runner measures the grid; the budget only judges what it measured
+        spec = dataclasses.replace(spec, latency_budget_ms=None)
     holder: list[ResultCollector] = []
 
     def choose_targets(runner: SweepRunner) -> None:
@@ -202,7 +207,7 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
         if runner_hook is not None:
             runner_hook(runner)
 
-    runner, collector = prepare_sweep(spec, export, runner_hook=choose_targets)
+    runner, collector = prepare_sweep(spec, export, runner_hook=choose_targets, run=planning.run_facts(plan_settings))
     holder.append(collector)
     try:
         for handler in [on_event] if callable(on_event) else list(on_event or ()):

@@ -64,6 +64,8 @@ SERVER_CSV = "metrics-server-only.csv"
 SAMPLES_CSV = "metrics-samples.csv"
 #: the CSV files of a sweep, in the order they are listed to the user
 CSV_FILES = (MODEL_CSV, SERVER_CSV, SAMPLES_CSV)
+#: a plan's answer, written when it ends (planning/planner.py's ``files``)
+PLAN_FILES = ("plan.csv", "plan.json", "config.pbtxt")
 MANIFEST = "sweep.json"
 LOCK = ".analyzer-widgets.lock"
 _LOG_STEM = "tritonserver"
@@ -258,10 +260,13 @@ class Manifest:
     format: int = FORMAT
 
     @classmethod
-    def for_spec(cls, spec: SweepSpec) -> Manifest:
+    def for_spec(cls, spec: SweepSpec, run: Mapping[str, Any] | None = None) -> Manifest:
+        """``run``: what else shapes the rows, beside the sweep's settings (a plan says it
+        is one, and how it measures each variant); a sweep's adds nothing, so its
+        manifest reads as before."""
         repo = spec.model_repository
         digests = {m: (model_digest(repo, m) if repo is not None and (repo / m).is_dir() else "") for m in spec.models}
-        return cls(spec=fingerprint(spec), model_files=digests,
+        return cls(spec={**fingerprint(spec), **(run or {})}, model_files=digests,
                    created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def save(self, directory: Path) -> None:
@@ -327,11 +332,12 @@ class ExportFolder:
     ...     folder.add_point(row)
     """
 
-    def __init__(self, export: ExportSettings, spec: SweepSpec) -> None:
+    def __init__(self, export: ExportSettings, spec: SweepSpec, run: Mapping[str, Any] | None = None) -> None:
         if export.directory is None:
             raise ValueError("these export settings write no files: there is no folder")
         self.directory: Path = export.directory
         self.spec = spec
+        self.run = dict(run or {})  # Manifest.for_spec's: a plan's facts beside the settings
         self.settings = export
         check_path(self.directory, spec)
         #: where the server's log goes: beside the rows it produced, never over an earlier run's
@@ -364,7 +370,7 @@ class ExportFolder:
                 self._plan_resume()
             else:
                 self._refuse_existing()
-                self._manifest = Manifest.for_spec(self.spec)
+                self._manifest = Manifest.for_spec(self.spec, self.run)
         except BaseException:
             self.close()
             raise
@@ -393,13 +399,13 @@ class ExportFolder:
             self.notes.append(note)
 
     def _refuse_existing(self) -> None:
-        existing = [self.directory / name for name in CSV_FILES if (self.directory / name).exists()]
+        existing = [self.directory / name for name in (*CSV_FILES, *PLAN_FILES) if (self.directory / name).exists()]
         if existing and not self.settings.overwrite:
             raise ResultsExist(self.directory, existing)
 
     def _plan_resume(self) -> None:
         directory = self.directory
-        current = Manifest.for_spec(self.spec)
+        current = Manifest.for_spec(self.spec, self.run)
         self._manifest = current
         self._resumed = True
         if not (directory / MANIFEST).exists():
@@ -443,7 +449,7 @@ class ExportFolder:
             target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
         target.mkdir(parents=True)
         logs = [p.name for p in self.directory.glob(f"{_LOG_STEM}*.log") if p != self.server_log]
-        for name in (MANIFEST, *CSV_FILES, *logs):
+        for name in (MANIFEST, *CSV_FILES, *PLAN_FILES, *logs):
             source = self.directory / name
             if source.exists():
                 source.replace(target / name)
@@ -470,6 +476,10 @@ class ExportFolder:
         self._manifest.server_version = server_version
         self._manifest.gpus = list(gpus)
         self._manifest.save(self.directory)
+        # an earlier plan's answer does not describe this run's rows (overwritten, or a
+        # resume that measures more): it goes, and this run writes its own when it ends
+        for name in PLAN_FILES:
+            (self.directory / name).unlink(missing_ok=True)
         # the kept rows are written again, atomically: a row cut off by a crash, or a failed
         # point to measure again, goes
         write_atomic(self.directory / MODEL_CSV, csv_text(self.kept_rows, MODEL_COLUMNS))

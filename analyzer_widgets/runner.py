@@ -313,7 +313,8 @@ class SweepRunner:
         end = time.monotonic()
         row["duration_s"] = end - start
         row.update(monitors.reduce(start, end, SERVER_COLUMNS))
-        row.update(monitors.gpu_descriptions(), gpu_memory_before_server_mb=monitors.gpu_memory_before_server_mb)
+        row.update(monitors.gpu_descriptions(), gpu_memory_before_server_mb=monitors.gpu_memory_before_server_mb,
+                   gpu_memory_total_mb=monitors.gpu_memory_total_mb)
         monitors.baseline_gpu_memory_mb = row["gpu_memory_max_mb"]
         self.emit(ev.BaselineFinished(row))
 

@@ -302,6 +302,7 @@ SERVER_COLUMNS: tuple[Column, ...] = (
     Column("gpu_names", _S, "the monitored GPUs, by name"),
     Column("gpu_uuids", _S, "the monitored GPUs, by UUID"),
     Column("gpu_memory_before_server_mb", _F, "GPU memory used before the server started", "MB"),
+    Column("gpu_memory_total_mb", _F, "GPU memory in all, summed over the monitored GPUs", "MB"),
     *_SERVER_SAMPLED,
     *_USE_SAMPLED,
     Column("started_at", _S, "UTC time the baseline started"),

@@ -145,3 +145,35 @@ def test_a_polling_server_is_refused_before_anything_is_measured(tmp_path: Path)
         assert seen == []  # no sweep started
     finally:
         server.stop()
+
+
+def test_a_grid_plan_judges_each_variants_points_and_a_resume_measures_only_what_it_lacks(tmp_path: Path) -> None:
+    out = tmp_path / "plan"
+    measured: list[str] = []
+
+    def note(event: object) -> None:
+        if isinstance(event, aw.events.ModelLoading):
+            measured.append(event.model)
+
+    settings: dict[str, object] = dict(model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=10_000,
+                                       concurrency=[1, 2], per_variant="grid", strategy="brute", export_path=out,
+                                       on_event=note, **FAST)
+    first = aw.plan(MODEL, space={"instances": [1, 2]}, **settings)
+    rows = first.sweep.to_frame()
+    # the grid, not the budget search: every concurrency given, per variant, and no search roles
+    assert sorted(rows["concurrency"].tolist()) == [1, 1, 2, 2] and (rows["search"] == "").all()
+    best = first.best
+    assert best is not None and best.answer is not None
+    mine = rows[rows["variant"] == best.variant]
+    assert best.answer["throughput_infer_per_s"] == mine["throughput_infer_per_s"].max()
+    assert json.loads((out / "plan.json").read_text())["per_variant"] == "grid"
+    # a wider space, resumed: the variants measured before are kept, only the new one is measured
+    measured.clear()
+    second = aw.plan(MODEL, space={"instances": [1, 2, 3]}, resume=True, **settings)
+    assert measured == [f"{MODEL} (variant i3)"]
+    assert set(second.to_frame()["variant"]) == {"i1", "i2", "i3"}
+    assert json.loads((out / "plan.json").read_text())["variants_measured"] == list(second.to_frame()["variant"])
+    # a sweep's rows and a plan's do not mix: a sweep resumed in the plan's folder is refused, naming why
+    with pytest.raises(aw.ResumeError, match="run: 'plan' then, None now"):
+        aw.profile(models=[MODEL], model_repository=aw.EXAMPLE_REPOSITORY, concurrency=[1], export_path=out,
+                   resume=True, **FAST)

@@ -32,6 +32,7 @@ from analyzer_widgets.planning.planner import (
     files,
     judge,
     rank,
+    run_facts,
     sentence,
     sizing,
     variant_memory_mb,
@@ -87,7 +88,7 @@ def test_judge_takes_a_meeting_variants_figures_from_its_answer_with_the_highest
     ]
     judged = judge(plain("i2_b16", **{"max_batch_size": 16}), rows, None, P99_20, Objective.THROUGHPUT)
     assert judged.answer is rows[2]
-    assert best_answer(rows) is rows[2]
+    assert best_answer(rows, Constraints(1000.0)) is rows[2]
     assert judged.meets and judged.failed == "" and judged.doubtful == ()
     assert judged.score == 1200.0
     assert judged.memory_mb == 640.0
@@ -349,6 +350,40 @@ def test_sizing_a_target_equal_to_one_servers_rate_needs_one_server() -> None:
     assert sized.servers == 1
 
 
+def test_sizing_says_the_gpu_memory_each_server_keeps_for_other_models() -> None:
+    answer_row = row(throughput=1000.0, gpu_memory_max_mb=3000.0)
+    sized = sizing(answer_row, 1500.0, 20.0, baseline={"gpu_memory_total_mb": 143771.0})
+    assert (sized.servers, sized.memory_total_mb, sized.memory_left_mb) == (2, 143771.0, 140771.0)
+    assert sized.text().endswith("; each server's GPU memory keeps 141,000 of its 144,000 MB free for other models")
+    assert sized.to_dict()["memory_left_mb"] == 140771.0
+    on_cpu = sizing(answer_row, 1500.0, 20.0, baseline={"gpu_memory_total_mb": NAN})
+    assert math.isnan(on_cpu.memory_left_mb) and "free for other models" not in on_cpu.text()
+    assert on_cpu.to_dict()["memory_left_mb"] is None  # JSON has no NaN
+
+
+# -- per variant: a grid instead of the budget search --------------------------------------------
+def test_a_variant_measured_on_a_grid_answers_with_its_best_point_within_the_budget() -> None:
+    rows = [
+        row(search="", concurrency=1, throughput=400.0, p99=4.0),
+        row(search="", concurrency=4, throughput=1300.0, p99=12.0, status="unstable"),
+        row(search="", concurrency=8, throughput=1500.0, p99=19.0, error_count=3),  # a failed request: beyond
+        row(search="", concurrency=16, throughput=1900.0, p99=35.0),  # beyond the budget
+        row(search="", batch=8, concurrency=1, status="failed", throughput=0.0, p99=NAN, reason="x"),
+    ]
+    judged = judge(plain("i2"), rows, None, P99_20, Objective.THROUGHPUT)
+    assert judged.answer is rows[1] and judged.score == 1300.0 and judged.meets
+    assert judge(plain("i2"), rows, None, Constraints(3.0), Objective.THROUGHPUT).failed == "no load within p99 ≤ 3 ms"
+    p50 = Constraints(20.0, Statistic.P50)
+    assert best_answer([row(search="", p99=50.0, latency_p50_ms=9.0)], p50) is not None  # judged at its statistic
+
+
+def test_a_plan_records_that_it_is_one_and_how_it_measures_each_variant_for_a_resume() -> None:
+    assert run_facts(PlanSettings()) == {"run": "plan", "per_variant": "search"}
+    assert run_facts(PlanSettings(per_variant="grid"))["per_variant"] == "grid"
+    with pytest.raises(ConfigError, match="per_variant"):
+        PlanSettings(per_variant="all")
+
+
 # -- the sentence ----------------------------------------------------------------------------------
 def test_fields_text_says_the_fields_and_whether_it_is_the_own_config() -> None:
     fields = {"instance_group.count": 2, "max_batch_size": 32}
@@ -539,7 +574,9 @@ def test_files_write_the_table_the_summary_and_the_recommended_config() -> None:
     assert summary["space"] == {"instances": [1, 2, 3], "max_batch_size": [8, 16, 32]}
     assert summary["variants_measured"] == ["i2_b32", "i1_b16", "i3_b32", "i2_b16"]
     assert summary["diff"] == result.diff
-    assert summary["sizing"].startswith("5,000 infer/s needs 4 server(s)")
+    assert summary["sizing"]["text"].startswith("5,000 infer/s needs 4 server(s)")
+    assert (summary["sizing"]["servers"], summary["sizing"]["memory_left_mb"]) == (4, None)  # no GPU here
+    assert summary["per_variant"] == "search"
     assert written["config.pbtxt"] == result.config_text
 
 

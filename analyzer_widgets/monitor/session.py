@@ -266,6 +266,12 @@ class MonitorSession:
         """The monitored GPUs' UUIDs, in NVML's order (none without NVML)."""
         return [g.uuid for g in (self.nvml.gpus if self.nvml is not None else [])]
 
+    @property
+    def gpu_memory_total_mb(self) -> float:
+        """The monitored GPUs' memory in all (NaN without NVML)."""
+        gpus = self.nvml.gpus if self.nvml is not None else []
+        return math.fsum(g.memory_total_mb for g in gpus) if gpus else math.nan
+
     def gpu_descriptions(self) -> dict[str, str]:
         gpus = self.nvml.gpus if self.nvml is not None else []
         return {

@@ -64,6 +64,13 @@ class Objective(str, enum.Enum):
         return throughput / power if power > 0 else math.nan
 
 
+class PerVariant(str, enum.Enum):
+    """What a plan measures of each variant."""
+
+    SEARCH = "search"  # per batch size, the highest load within the budget (the budget search)
+    GRID = "grid"  # every batch size x load given; the best row within the budget is its answer
+
+
 class Strategy(str, enum.Enum):
     BRUTE = "brute"  # every variant of the space
     QUICK = "quick"  # coordinate ascent from the model's own config (coordinate_ascent)
@@ -109,6 +116,10 @@ class PlanSettings(Checked):
     strategy: Strategy = setting(
         Strategy.QUICK, check=one_of(Strategy), flags=("--search",), panel="Search",
         help="`quick`: coordinate ascent from the model's own config (a field at a time); `brute`: every variant")
+    per_variant: PerVariant = setting(
+        PerVariant.SEARCH, check=one_of(PerVariant), flags=("--per-variant",), panel="Per variant",
+        help="`search`: per batch size, the highest concurrency (or rate) within the budget; `grid`: every batch "
+             "size x concurrency (or rate) given, and the best point within the budget")
     objective: Objective = setting(
         Objective.THROUGHPUT, check=one_of(Objective), flags=("--objective",), panel="Objective",
         help="what the recommended variant is best at within the constraints: throughput, latency, "
@@ -173,11 +184,16 @@ def variant_memory_mb(answer: Mapping[str, Any], baseline: Mapping[str, Any] | N
     return rss - base if math.isfinite(rss) and math.isfinite(base) else math.nan
 
 
-def best_answer(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """Of a variant's rows, the search answer with the highest throughput (one per batch
-    size); None when no search found a load within the budget."""
-    answers = [r for r in rows if r.get("search") in ANSWER_ROLES
-               and r.get("status") in (Status.OK.value, Status.UNSTABLE.value)]
+def best_answer(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> Mapping[str, Any] | None:
+    """Of a variant's rows, the answer with the highest throughput: of a budget search's
+    answers (one per batch size), or, where the variant was measured on a grid
+    (``--per-variant grid``), of the points within the budget; None when no load was."""
+    measured = [r for r in rows if r.get("status") in (Status.OK.value, Status.UNSTABLE.value)]
+    if any(r.get("search") for r in rows):
+        answers = [r for r in measured if r.get("search") in ANSWER_ROLES]
+    else:  # a failed request is beyond any budget, as the search counts it
+        answers = [r for r in measured if not r.get("error_count")
+                   and float(r.get(constraints.statistic.column, math.nan)) <= constraints.latency_budget_ms]
     return max(answers, key=lambda r: float(r["throughput_infer_per_s"]), default=None)
 
 
@@ -194,7 +210,7 @@ def why_no_answer(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -
 def judge(variant: VariantLike, rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any] | None,
           constraints: Constraints, objective: Objective) -> Judged:
     """``variant`` (its measured ``rows``) against the constraints, with its objective."""
-    answer = best_answer(rows)
+    answer = best_answer(rows, constraints)
     if answer is None:
         return Judged(variant.name, variant.fields, variant.original, None, math.nan, why_no_answer(rows, constraints))
     memory = variant_memory_mb(answer, baseline)
@@ -240,30 +256,52 @@ def rank(judged: Sequence[Judged]) -> list[Judged]:
 
 @dataclass(frozen=True)
 class Sizing:
-    """How many servers (GPUs) a target rate needs at the recommended variant."""
+    """How many servers (GPUs) a target rate needs at the recommended variant, and what
+    each keeps free for other models."""
 
     target_rate: float  # infer/s
     per_server: float  # infer/s one server is counted on for: the interval's low end less the headroom
     headroom_pct: float
     servers: int  # 0: cannot be sized (the interval's lower end is 0)
+    memory_total_mb: float = math.nan  # the GPU memory of one server's GPUs (NaN on a CPU machine)
+    memory_left_mb: float = math.nan  # of it, what the variant at its answer's load left unused
 
     def text(self) -> str:
         if self.servers == 0:
             return (f"{plain_number(self.target_rate)} infer/s cannot be sized from this variant: the lower end of "
                     "its throughput's 95% interval is 0 (its windows scattered too much); measure it longer "
                     "(more windows, or --visits) to size the fleet")
-        return (f"{plain_number(self.target_rate)} infer/s needs {self.servers} server(s) of this variant, each "
+        text = (f"{plain_number(self.target_rate)} infer/s needs {self.servers} server(s) of this variant, each "
                 f"counted at {plain_number(self.per_server)} infer/s (the lower end of its 95% interval, less "
                 f"{self.headroom_pct:g}% headroom)")
+        if math.isfinite(self.memory_left_mb):
+            text += (f"; each server's GPU memory keeps {plain_number(self.memory_left_mb)} of its "
+                     f"{plain_number(self.memory_total_mb)} MB free for other models")
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target_rate": self.target_rate, "per_server": self.per_server, "headroom_pct": self.headroom_pct,
+                "servers": self.servers, "memory_total_mb": _or_none(self.memory_total_mb),
+                "memory_left_mb": _or_none(self.memory_left_mb), "text": self.text()}
 
 
-def sizing(answer: Mapping[str, Any], target_rate: float, headroom_pct: float) -> Sizing:
+def _or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no NaN
+
+
+def sizing(answer: Mapping[str, Any], target_rate: float, headroom_pct: float,
+           baseline: Mapping[str, Any] | None = None) -> Sizing:
     """Servers needed for ``target_rate``: each counted at the low end of the throughput's
-    interval (what the next run may give), less the headroom kept for bursts."""
+    interval (what the next run may give), less the headroom kept for bursts. The memory
+    left on each: the GPUs' memory (the baseline's ``gpu_memory_total_mb``) less the most
+    the answer's point used (the server's own context and the variant, at its load)."""
     per_server = _bound(answer, "throughput_infer_per_s", high=False) * (1 - headroom_pct / 100)
     # rounded first: 700 x (1 - 0.3) is 489.99999999999994, and 490 infer/s is one server
     servers = math.ceil(round(target_rate / per_server, 9)) if per_server > 0 else 0
-    return Sizing(target_rate, per_server, headroom_pct, servers)
+    total = float((baseline or {}).get("gpu_memory_total_mb", math.nan))
+    used = float(answer.get("gpu_memory_max_mb", math.nan))
+    left = total - used if math.isfinite(total) and math.isfinite(used) else math.nan
+    return Sizing(target_rate, per_server, headroom_pct, servers, total, left)
 
 
 def fields_text(fields: Mapping[str, Any], original: bool) -> str:
@@ -358,7 +396,7 @@ class PlanResult:
     def sizing(self) -> Sizing | None:
         if self.best is None or self.best.answer is None or self.settings.target_rate is None:
             return None
-        return sizing(self.best.answer, self.settings.target_rate, self.settings.headroom_pct)
+        return sizing(self.best.answer, self.settings.target_rate, self.settings.headroom_pct, self.sweep.baseline_row)
 
     def to_frame(self) -> Any:
         """One row per variant, best first: its fields, whether it meets the constraints (or
@@ -426,6 +464,16 @@ def remote_config(spec: SweepSpec, model: str) -> dict[str, Any]:
         control.close()
 
 
+def run_facts(settings: PlanSettings) -> dict[str, Any]:
+    """What a plan adds to its export folder's resume fingerprint: that it is a plan (a
+    sweep's rows and a plan's do not mix) and how it measures each variant. The space, the
+    strategy, the objective and the constraints are left out on purpose: the rows are
+    keyed by variant, whose name says its fields, so a resumed plan may widen the space or
+    judge again with other constraints and measure only what it lacks (with the budget
+    search, the budget is a sweep setting and in the fingerprint already)."""
+    return {"run": "plan", "per_variant": settings.per_variant.value}
+
+
 def targets(model: str, found: Sequence[Variant], settings: PlanSettings, constraints: Constraints,
             rows: Callable[[], Iterable[Mapping[str, Any]]], baseline: Callable[[], Mapping[str, Any] | None],
             ) -> tuple[Iterable[Target], int]:
@@ -473,7 +521,8 @@ def files(result: PlanResult, space: Space) -> dict[str, str]:
                         "max_memory_mb": result.constraints.max_memory_mb},
         "space": space.to_dict(), "variants_measured": [j.variant for j in result.ranked],
         "recommended": best.variant if best else None, "sentence": result.sentence, "diff": result.diff,
-        "sizing": result.sizing.text() if result.sizing else None,
+        "per_variant": result.settings.per_variant.value,
+        "sizing": result.sizing.to_dict() if result.sizing else None,
     }
     out["plan.json"] = json.dumps(summary, indent=2, default=str) + "\n"
     if best is not None:
