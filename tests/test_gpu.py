@@ -166,3 +166,54 @@ def test_nvml_failing_mid_sweep_gives_nan_columns_with_the_reason_and_the_sweep_
         assert math.isnan(row["gpu_memory_max_mb"]) and math.isnan(row["gpu_util_max_pct"]), row
     reasons = " ".join(result.unavailable.values())
     assert "Uninitialized" in reasons or "uninitialized" in reasons.lower(), result.unavailable
+
+
+def _smi(query: str, what: str = "--query-gpu") -> list[list[str]]:
+    smi = shutil.which("nvidia-smi")
+    assert smi, "nvidia-smi is not on PATH"
+    out = subprocess.run([smi, f"{what}={query}", "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                         timeout=20, check=True)
+    return [[v.strip() for v in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_a_plan_of_gpu_instances_loads_each_count_and_its_memory_agrees_with_nvidia_smi(tmp_path: Path) -> None:
+    """Issue 18 on the GPU: KIND_GPU variants through the config override (one CUDA stub
+    process per instance, as nvidia-smi lists them), the memory each variant is judged by
+    against nvidia-smi's, and the sizing's memory left against the GPU's total."""
+    variant = [""]
+    seen: dict[str, dict[str, float]] = {}  # variant -> nvidia-smi's view while one of its points ran
+
+    def on_event(event: object) -> None:
+        if isinstance(event, aw.events.ModelLoading):
+            variant[0] = event.model
+        elif type(event).__name__ == "WindowMeasured" and getattr(event, "trial", 0) == 2:
+            apps = _smi("pid,used_memory", "--query-compute-apps")
+            used = sum(float(v[0]) for v in _smi("memory.used"))
+            mine = seen.setdefault(variant[0], {"processes": 0, "used_mb": 0.0})
+            mine["processes"] = max(mine["processes"], len(apps))
+            mine["used_mb"] = max(mine["used_mb"], used)
+
+    result = aw.plan("torch_mlp", model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=10_000,
+                     space={"instances": [1, 2], "kind": "KIND_GPU"}, strategy="brute", batch_sizes=[8],
+                     concurrency=[1, 4], target_rate=10_000, window_ms=500, stable_windows=2, max_trials=6,
+                     baseline_s=1.0, backend_python=BACKEND_PYTHON, export_path=tmp_path / "plan", on_event=on_event)
+    table = result.to_frame().set_index("variant")
+    assert set(table.index) >= {"i1gpu", "i2gpu"}, table
+    # each KIND_GPU instance is a stub process of its own on the GPU
+    assert seen["torch_mlp (variant i1gpu)"]["processes"] == 1, seen
+    assert seen["torch_mlp (variant i2gpu)"]["processes"] == 2, seen
+    one, two = table.loc["i1gpu", "memory_mb"], table.loc["i2gpu", "memory_mb"]
+    print(f"GPU memory above the baseline: 1 instance {one:.0f} MB, 2 instances {two:.0f} MB; nvidia-smi: {seen}")
+    assert one > 256 and two > 1.6 * one, (one, two)  # weights and a CUDA context per instance
+    rows = result.sweep.to_frame()
+    for name in ("i1gpu", "i2gpu"):  # nvidia-smi's highest reading within 5% of NVML's highest of that variant
+        peak = rows[rows["variant"] == name]["gpu_memory_max_mb"].max()
+        assert seen[f"torch_mlp (variant {name})"]["used_mb"] == pytest.approx(peak, rel=0.05)
+    sized = result.sizing
+    assert sized is not None and result.best is not None and result.best.answer is not None
+    total = sum(float(v[0]) for v in _smi("memory.total"))
+    assert sized.memory_total_mb == pytest.approx(total, rel=0.01)
+    assert sized.memory_left_mb == pytest.approx(total - float(result.best.answer["gpu_memory_max_mb"]), rel=0.01)
+    assert "free for other models" in sized.text()
+    config = (tmp_path / "plan" / "config.pbtxt").read_text()
+    assert "KIND_GPU" in config
