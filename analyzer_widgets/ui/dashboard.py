@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import html
 import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,8 @@ from analyzer_widgets.config import (
     ExportSettings,
     Setting,
     declared,
-    default_of,
     make_settings,
     positive_int_list,
-    shown_default,
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.export import ExportFolder, ResultsExist
@@ -60,9 +57,11 @@ from analyzer_widgets.schema import (
     shown_value,
     table_columns,
 )
+from analyzer_widgets.ui._fields import declaration_of, setting_widget, widget_value
 from analyzer_widgets.ui._series import Series
 from analyzer_widgets.ui._theme import ThemeProbe, keep_widget_state, themed
 from analyzer_widgets.ui.charts import RESULT_CHARTS, result_figures
+from analyzer_widgets.ui.plan_section import PLAN_SETTINGS, PlanSection
 from analyzer_widgets.ui.static import ImageRenderer, chart_outputs, without_images_note
 
 EXAMPLE_REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_repository"
@@ -198,55 +197,9 @@ def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}")
 
 
-def _declaration(cls: type, name: str) -> Setting:
-    return next(s for f, s in declared(cls) if f.name == name)
-
-
 def panel_settings() -> list[tuple[dataclasses.Field[Any], Setting]]:
     """The settings the panel shows: those declared with a panel label."""
     return [(f, s) for cls in SETTINGS_CLASSES for f, s in declared(cls) if s.panel]
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}:{v}" for k, v in value.items())
-    if isinstance(value, tuple | list):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
-def _setting_widget(f: dataclasses.Field[Any], declaration: Setting, given: Any) -> w.ValueWidget:
-    """A field for one setting, by its default's type; ``given``: the value the panel was made with."""
-    default = default_of(f)
-    style = {"description_width": "110px"}
-    if isinstance(default, enum.Enum):
-        options = [m.value for m in type(default)]
-        chosen = _as_text(given if given is not UNSET else default)
-        kind = w.ToggleButtons if len(options) <= 3 else w.Dropdown
-        widget: w.ValueWidget = kind(options=options, value=chosen, description=declaration.panel, style=style)
-    elif isinstance(default, bool):
-        widget = w.Checkbox(value=bool(default if given is UNSET else given), description=declaration.panel)
-    else:
-        widget = w.Text(value="" if given is UNSET else _as_text(given),
-                        placeholder=shown_default(f, declaration).replace("`", ""),
-                        description=declaration.panel, style=style, layout=w.Layout(width="420px"))
-    widget.tooltip = declaration.help.replace("`", "")
-    return widget
-
-
-def _widget_value(widget: w.ValueWidget, declaration: Setting) -> Any:
-    """What a field holds as the setting's check takes it; UNSET for an empty text field."""
-    value = widget.value
-    if not isinstance(widget, w.Text):
-        return value
-    text = value.strip()
-    if not text:
-        return UNSET
-    if declaration.repeat:  # one text field for a repeatable flag: its items separated by commas
-        return declaration.parse([part for part in text.split(",") if part.strip()]) if declaration.parse else text
-    return declaration.parse(text) if declaration.parse else text
 
 
 class Dashboard:
@@ -254,7 +207,9 @@ class Dashboard:
     with :meth:`run`, :meth:`stop`, :meth:`wait` and :meth:`export` from code.
 
     Extra keyword settings (``window_ms=500``, ``input_shapes={...}``, ``baseline_s=1``)
-    go to every sweep as they would to :func:`analyzer_widgets.profile`.
+    go to every sweep as they would to :func:`analyzer_widgets.profile`; the plan's own
+    (``space={...}``, ``strategy="brute"``, ...) fill the Plan section's fields
+    (:mod:`analyzer_widgets.ui.plan_section`).
     """
 
     def __init__(
@@ -271,6 +226,7 @@ class Dashboard:
         if save not in SAVE_MODES:
             raise ConfigError("save", save, f"must be one of {', '.join(SAVE_MODES)}")
         self.model_repository = Path(model_repository) if model_repository else EXAMPLE_REPOSITORY
+        plan_given = {name: settings.pop(name) for name in list(settings) if name in PLAN_SETTINGS}
         self.settings = dict(settings)
         # a misspelt or bad setting is an error now, naming it, not when Run is pressed
         make_settings(models=["-"], model_repository=self.model_repository, **self.settings)
@@ -301,6 +257,7 @@ class Dashboard:
         self._make_run_controls(save, export_path)
         self._make_decision_view()
         self._make_live_charts()
+        self.plan_section = PlanSection(self, plan_given)
         self._wire()
         self.widget = self._layout()
         self.validate()
@@ -334,7 +291,7 @@ class Dashboard:
         self.settings_fields: dict[str, w.ValueWidget] = {}
         self.settings_errors: dict[str, w.HTML] = {}
         for f, declaration in panel_settings():
-            self.settings_fields[f.name] = _setting_widget(f, declaration, given.get(f.name, UNSET))
+            self.settings_fields[f.name] = setting_widget(f, declaration, given.get(f.name, UNSET))
             self.settings_errors[f.name] = w.HTML()
         self.settings_box = w.Accordion(children=[w.VBox([
             *(w.HBox([field, self.settings_errors[name]]) for name, field in self.settings_fields.items()),
@@ -347,7 +304,7 @@ class Dashboard:
     def _make_decision_view(self) -> None:
         """The latency budget (its fields declared in planning/budget.py) and, per model, the best
         measured point within it in one sentence, starred on the result charts."""
-        self.budget_fields = {f.name: _setting_widget(f, declaration, UNSET) for f, declaration in declared(Budget)}
+        self.budget_fields = {f.name: setting_widget(f, declaration, UNSET) for f, declaration in declared(Budget)}
         self.budget_fields["latency_budget_ms"].placeholder = "for example 20"
         for field in self.budget_fields.values():
             field.style.description_width = "initial"  # the whole label: "Latency budget (ms)"
@@ -422,6 +379,7 @@ class Dashboard:
             self.results_box,
             w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status],
                    layout=w.Layout(flex_flow="row wrap")),
+            self.plan_section.widget,
         ])
 
     # -- display -------------------------------------------------------------------------
@@ -481,6 +439,7 @@ class Dashboard:
         ok = (batches is not None and concurrency is not None and not problems
               and not any(error.value for error in self.settings_errors.values()))
         self.run_button.disabled = not ok or self.running
+        self.plan_section.validate(ok)
         return ok
 
     def _rates_given(self) -> bool:
@@ -516,7 +475,7 @@ class Dashboard:
         settings.update(models=list(self.model_picker.value), batch_sizes=self.batch_field.value,
                         concurrency=self.concurrency_field.value)
         for f, declaration in panel_settings():
-            value = _widget_value(self.settings_fields[f.name], declaration)
+            value = widget_value(self.settings_fields[f.name], declaration)
             if value is not UNSET:
                 settings[f.name] = value
         if self._rates_given():
@@ -544,15 +503,21 @@ class Dashboard:
         except AnalyzerError as e:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return
-        self._reset()
-        self.notice.value = self._gpu_notice  # what the export folder says comes as notices
         self._collector = collector
         # the only thing the sweep thread does to the panel; samples are the samples file's (the
         # live charts read the samplers), and a kernel busy with a cell would pile them up here
         runner.subscribe(lambda event: None if isinstance(event, ev.SamplesTaken) else self._events.put(event))
         self._runner = runner
+        self.plan_section.active = False
+        self._launch(self._run_sweep)
+
+    def _launch(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (a sweep, or the Plan section's plan) in the panel's thread, the panel
+        cleared for it."""
+        self._reset()
+        self.notice.value = self._gpu_notice  # what the export folder says comes as notices
         self._started_wall = time.monotonic()
-        self._thread = threading.Thread(target=self._run_sweep, name="analyzer-widgets-sweep", daemon=True)
+        self._thread = threading.Thread(target=work, name="analyzer-widgets-sweep", daemon=True)
         self._thread.start()
         self.run_button.disabled = True
         self.stop_button.disabled = False
@@ -571,8 +536,10 @@ class Dashboard:
 
     def stop(self) -> None:
         """End the point in flight (about a second) and keep what was measured."""
-        if self._runner is not None and self.running:
-            self._runner.stop()
+        if self.running:
+            self.plan_section.stop()  # a plan's runner not made yet stops as soon as it is
+            if self._runner is not None:
+                self._runner.stop()
             self._stopping = True
             self.status.value = STOPPING
             self.stop_button.disabled = True
@@ -588,7 +555,9 @@ class Dashboard:
             self._thread.join(TICK_S)  # type: ignore[union-attr]
             self.poll()
         self.poll()
-        while not self._images.wait(TICK_S):  # the images of the charts left under the panel
+        # the images of the charts left under the panel, and a plan's answer and chart
+        while not self._images.wait(TICK_S) or self.plan_section.pending:
+            self.plan_section.wait_images(TICK_S)
             self.poll()
         self.poll()
         return True
@@ -631,7 +600,7 @@ class Dashboard:
         try:
             self.poll()
         finally:
-            if self.running or not self._events.empty() or self._images.pending:
+            if self.running or not self._events.empty() or self._images.pending or self.plan_section.pending:
                 self._schedule_tick()
 
     def poll(self) -> None:
@@ -649,12 +618,14 @@ class Dashboard:
                     finished = event
                 else:
                     self._apply(event)
+                self.plan_section.apply(event)
             self._update_status()
         self._update_charts()
         if not self._finished_shown and (finished is not None or (self._error and not self.running)):
             self._finished_shown = True
             self._finish(finished)
         self._show_images()
+        self.plan_section.poll()
 
     def _t(self, monotonic: float) -> float:
         runner = self._runner
@@ -800,11 +771,13 @@ class Dashboard:
     def decision(self) -> Decision | None:
         """Per model, the best measured point within the panel's latency budget; None while
         no budget is typed or nothing has been measured. A bad budget is a ConfigError."""
-        budget = _widget_value(self.budget_fields["latency_budget_ms"], _declaration(Budget, "latency_budget_ms"))
+        budget = widget_value(self.budget_fields["latency_budget_ms"], declaration_of(Budget, "latency_budget_ms"))
         df = self.results
         if budget is UNSET or df.empty:
             return None
-        return choose(df, Budget(budget, self.budget_fields["latency_statistic"].value))
+        # a plan's rows: one choice per variant measured
+        by = "variant" if "variant" in df.columns and (df["variant"].fillna("") != "").any() else "model"
+        return choose(df, Budget(budget, self.budget_fields["latency_statistic"].value), variant=by)
 
     def _show_decision(self) -> None:
         try:
@@ -829,7 +802,9 @@ class Dashboard:
     def _show_result_charts(self) -> None:
         """Draw the charts that travel (ui/static.py), off the kernel's thread; the next tick
         shows them (:meth:`_show_images`). In Voila the result charts only: the live figure is
-        right above them."""
+        right above them. After a plan, its own chart (the Plan section's) stands for them."""
+        if self.plan_section.active:
+            return
         if self.in_voila:
             self._images.submit(self.result_figures())
         elif self._static_handles:
