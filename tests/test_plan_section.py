@@ -121,7 +121,7 @@ def test_the_pareto_chart_draws_each_answer_greys_what_fails_stars_the_recommend
     assert meets.marker.size[0] > meets.marker.size[1]
     title = fig.layout.title.text
     assert "throughput vs p99 latency" in title and "server resident memory above the baseline, 45 to 100 MB" in title
-    assert "not drawn, no load within the budget: i2_b64" in title
+    assert "not drawn, without an answer (see why in the list): i2_b64" in title
     # the budget, near the points: a line at 10 ms, labelled
     lines = [s for s in fig.layout.shapes if s.type == "line"]
     assert len(lines) == 1 and lines[0].x0 == 10.0
@@ -366,6 +366,7 @@ def test_a_plan_through_the_panel_lists_the_variants_then_answers_and_writes_the
     assert "recommended: i1_b16" in section.status.value
     # the panel's table has the plan's rows; the decision view one choice per variant
     assert len(panel.results) == 2 and "mlp_numpy (i1_b16)" in panel.decision_view.value
+    assert ">Variant</th>" in panel.table.value and ">i1_b16</td>" in panel.table.value
     # the chart, as a figure that travels (without an image here, said once)
     (chart,) = section.chart_box.outputs
     assert "Plan for mlp_numpy" in chart["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
@@ -417,3 +418,13 @@ def test_a_plan_that_fails_before_it_starts_says_plan_failed(monkeypatch: pytest
     assert panel.plan_section.status.value == panel.status.value
     assert not panel.plan_section.plan_button.disabled and not panel.run_button.disabled
 
+
+
+def test_a_wild_latency_interval_does_not_stretch_the_axis() -> None:
+    # on a busy host a p99 interval can reach a hundred times its figure: the figures set the axis
+    rows = [row("i1_b16", p99=3.0, latency_p99_ci_low_ms=1.0, latency_p99_ci_high_ms=500.0)]
+    plan = result(rows, Constraints(5.0))
+    fig = pareto_figure(MODEL, plan.ranked, plan.constraints, recommended="i1_b16")
+    assert fig.layout.xaxis.range[1] == pytest.approx(1.08 * 5.0)  # the budget's line, 5 ms, is within 2x of 3 ms
+    assert "server resident memory above the baseline, 50 MB;" not in fig.layout.title.text
+    assert fig.layout.title.text.endswith("server resident memory above the baseline, 50 MB</sup>")

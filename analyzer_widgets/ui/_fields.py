@@ -39,6 +39,9 @@ def setting_widget(f: dataclasses.Field[Any], declaration: Setting, given: Any) 
         chosen = as_text(given if given is not UNSET else default)
         kind = w.ToggleButtons if len(options) <= 3 else w.Dropdown
         widget: w.ValueWidget = kind(options=options, value=chosen, description=declaration.panel, style=style)
+        if kind is w.ToggleButtons:
+            # ipywidgets 8 draws toggle buttons as a block: their label would sit above them
+            widget.layout.display, widget.layout.align_items = "flex", "center"
     elif isinstance(default, bool):
         widget = w.Checkbox(value=bool(default if given is UNSET else given), description=declaration.panel)
     else:

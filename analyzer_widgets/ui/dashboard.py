@@ -169,6 +169,8 @@ def results_table_html(df: pd.DataFrame, unavailable: Mapping[str, str]) -> str:
     the status colored, the reason last and wrapped, and the
     resource columns no row has a value in left out with a note saying why."""
     shown = table_columns(df)
+    if "variant" in df.columns and (df["variant"].fillna("") != "").any():
+        shown.insert(shown.index("model") + 1, "variant")  # a plan's rows: the variant each is of
     cell = "padding:1px 8px;font-size:12px;text-align:right;white-space:nowrap"
     head = "".join(f"<th style='{cell}' title='{html.escape(MODEL_COLUMN[c].doc)}'>{html.escape(MODEL_COLUMN[c].header)}"
                    "</th>" for c in shown)

@@ -65,6 +65,7 @@ SPACE_FILES = (".toml", ".json", ".yaml", ".yml")
 TITLE = "Plan a configuration: which instances, max batch and batching delay serve best within the budget"
 RED = "color:#b00"
 NO_BUDGET = "Type a latency budget to plan."
+LABEL_WIDTH = "160px"
 
 
 class VariantState(str, enum.Enum):
@@ -291,6 +292,14 @@ def diff_html(result: PlanResult) -> str:
             + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in result.diff) + "</ul>")
 
 
+def _widened(widget: w.ValueWidget) -> w.ValueWidget:
+    """Room for the plan's longer labels ("Target rate (infer/s)")."""
+    widget.style.description_width = LABEL_WIDTH
+    if isinstance(widget, w.ToggleButtons):
+        widget.style.button_width = "110px"
+    return widget
+
+
 class PlanSection:
     """The Plan section of a :class:`~analyzer_widgets.ui.dashboard.Dashboard` (module
     docstring). ``given``: the plan settings the panel was made with."""
@@ -324,7 +333,7 @@ class PlanSection:
         self.errors: dict[str, w.HTML] = {}
         for f, declaration in declared(PlanSettings):
             if declaration.panel:
-                self.fields[f.name] = setting_widget(f, declaration, given.get(f.name, UNSET))
+                self.fields[f.name] = _widened(setting_widget(f, declaration, given.get(f.name, UNSET)))
                 self.errors[f.name] = w.HTML()
         space = next((f, s) for f, s in declared(PlanSettings) if f.name == "space")
         # the one plan setting without a panel label (a file on the command line): here it is
@@ -332,7 +341,7 @@ class PlanSection:
         self.space_field = w.Textarea(
             value=space_as_text(given.get("space")), description="Space", rows=3,
             placeholder=f"{shown_default(*space)}; or type one, e.g. instances = [1, 2]  (or a .toml/.json file)",
-            tooltip=space[1].help, style={"description_width": "110px"}, layout=w.Layout(width="560px"))
+            tooltip=space[1].help, style={"description_width": LABEL_WIDTH}, layout=w.Layout(width="620px"))
         self.errors["space"] = w.HTML()
 
     def _make_views(self) -> None:
@@ -524,6 +533,9 @@ class PlanSection:
         panel = self._panel
         if panel.running:
             return
+        panel.validate()  # the panel's fields and the plan's, each said beside its field
+        if self.plan_button.disabled:
+            return  # the section's status line says why
         try:
             model, settings = self.settings()
             constraints = self.constraints(settings)
@@ -543,7 +555,7 @@ class PlanSection:
         self.write_button.disabled = True
         self.status.value = f"Planning {html.escape(model)}..."
         self._started = time.monotonic()
-        panel._runner = None  # the plan's runner exists once plan() made it (the hook)
+        panel._runner, panel._collector = None, None  # the plan's exist once plan() made them (the hook)
         panel._launch(lambda: self._work(model, settings))
         self.plan_button.disabled = True
 

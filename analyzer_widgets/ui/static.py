@@ -42,8 +42,12 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 IMAGE_WIDTH = 900
 IMAGE_SCALE = 1
 DEFAULT_HEIGHT = 450
-#: plotly's toolbar without the plotly-cloud links, for every interactive form
-CONFIG = {"displaylogo": False, "responsive": True}
+#: plotly's toolbar without the plotly-cloud links, for every interactive form. Not
+#: "responsive": with it, a chart whose container has no height of its own (an output in
+#: JupyterLab) collapsed to 0 px high at the first resize of the window; JupyterLab's plotly
+#: renderer fits the width to the output on every resize itself (tests/test_browser_plan.py).
+#: The HTML form, whose div has a height, keeps it
+CONFIG = {"displaylogo": False}
 
 _kaleido_lock = threading.Lock()  # one headless browser at a time: the host may be small
 
@@ -117,7 +121,8 @@ def chart_output(spec: dict[str, Any], png: bytes | None, *, include_plotlyjs: b
     if png is not None:
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
     else:
-        bundle["text/html"] = pio.to_html(spec, full_html=False, include_plotlyjs=include_plotlyjs, config=CONFIG,
+        bundle["text/html"] = pio.to_html(spec, full_html=False, include_plotlyjs=include_plotlyjs,
+                                          config={**CONFIG, "responsive": True},  # its div has a height
                                           default_height=f"{layout.get('height') or DEFAULT_HEIGHT}px")
     return bundle
 
