@@ -127,6 +127,7 @@ def test_the_pareto_chart_draws_each_answer_greys_what_fails_stars_the_recommend
     assert len(lines) == 1 and lines[0].x0 == 10.0
     assert any("budget p99 ≤ 10 ms" in (a.text or "") for a in fig.layout.annotations)
     assert fig.layout.xaxis.range[1] >= 10.0
+    assert fig.layout.yaxis.range[1] == pytest.approx(1.2 * 5000)  # the figures set it, not the intervals' ends
 
 
 def test_a_front_of_several_variants_is_a_line_and_a_budget_far_off_is_an_arrow() -> None:

@@ -209,7 +209,8 @@ def pareto_figure(model: str, ranked: Sequence[Judged], constraints: Constraints
     right = _budget(fig, [j.answer or {} for j, _ in drawn], constraints)
     label = constraints.statistic.label
     fig.update_xaxes(range=[0, right], zeroline=False, title=f"{label} latency at the highest load within the budget (ms)")
-    fig.update_yaxes(rangemode="tozero", title="throughput (inferences/s)")
+    top = max(float((j.answer or {})[THROUGHPUT]) for j, _ in drawn)
+    fig.update_yaxes(range=[0, 1.2 * top if top > 0 else 1], title="throughput (inferences/s)")  # the figures, as x
     fig.update_layout(
         title={"text": f"Plan for {model}: throughput vs {label} latency per variant"
                        f"<br><sup>{_subtitle(ranked, drawn)}</sup>"},
