@@ -37,7 +37,7 @@ from analyzer_widgets.errors import (
 )
 from analyzer_widgets.loadgen import ClientPool, LoadError, PointJob, PointLoad
 from analyzer_widgets.loadgen.inputs import build_inputs, expected_outputs
-from analyzer_widgets.loadgen.search import Search, highest_within
+from analyzer_widgets.loadgen.search import Probe, Search, highest_within
 from analyzer_widgets.loadgen.stats import (
     Ending,
     PointIntervals,
@@ -478,8 +478,16 @@ class SweepRunner:
             counts = row["status"] in (Status.OK.value, Status.UNSTABLE.value) and row["error_count"] == 0
             return float(row[statistic.column]) if counts else math.nan  # a failed request is beyond any budget
 
-        found = highest_within(measure, budget, start=start, limit=limit, resolution=RATE_RESOLUTION if open_loop else 0)
-        self._finish_point(answer_row(found, probed, budget, statistic, as_load))
+        target = self._target
+        hint = target.start_at.get(batch) if target.start_at else None  # where the answer likely lies
+        beat = target.beat
+
+        def enough(beyond: Probe) -> bool:  # it cannot beat the variant it is compared with
+            return beat is not None and beaten(probed[beyond.load], beat)
+
+        found = highest_within(measure, budget, start=start, limit=limit, resolution=RATE_RESOLUTION if open_loop else 0,
+                               hint=hint, enough=enough)
+        self._finish_point(answer_row(found, probed, budget, statistic, as_load, beat))
 
     def _answered(self) -> set[tuple[str, str, int]]:
         """(model, variant, batch size) whose search an earlier run being resumed answered."""
@@ -715,6 +723,7 @@ class SearchRole(str, enum.Enum):
     ANSWER = "answer"  # the highest load within the budget: its probe's figures
     LOWER_BOUND = "answer_lower_bound"  # the search reached its limit still within: the answer is at least this
     NONE_WITHIN = "none_within"  # even the first load was beyond: the first probe's figures
+    BEATEN = "beaten"  # cut (quick): beyond the budget already serving less than the variant compared with
 
 
 #: a request-rate search stops when the rates within and beyond are this close (a fraction)
@@ -743,13 +752,34 @@ def expected_points(spec: SweepSpec) -> int:
     return len(spec.batch_sizes) * (2 * max(1, math.ceil(math.log2(limit / start))) + 1)
 
 
+def beaten(row: Mapping[str, Any], beat: float) -> bool:
+    """A probe beyond the budget whose throughput (the upper end of its 95% interval) is
+    below ``beat``: every load within the budget lies below it and serves less (in a closed
+    loop throughput does not fall as the load falls), so the variant cannot beat ``beat``."""
+    return _throughput_high(row) < beat  # a failed probe (no figure) is not taken as beaten
+
+
+def _throughput_high(row: Mapping[str, Any]) -> float:
+    """The upper end of a row's throughput interval; the figure where it has none."""
+    high = row.get(INTERVALS["throughput_infer_per_s"][1], math.nan)
+    if isinstance(high, int | float) and math.isfinite(high):
+        return float(high)
+    return float(row.get("throughput_infer_per_s", math.nan))
+
+
 def answer_row(found: Search, probed: Mapping[float, Mapping[str, Any]], budget_ms: float, statistic: Statistic,
-               as_load: Callable[[float], Load]) -> Row:
+               as_load: Callable[[float], Load], beat: float | None = None) -> Row:
     """A search's answer as a row of its own: the figures (and intervals) of the probe it
-    names, the role, and a reason saying how it was found."""
+    names, the role, and a reason saying how it was found (``beat``: the throughput a cut
+    search could not reach)."""
     budget = f"{statistic.label} ≤ {budget_ms:g} ms"
-    if found.load is None:
-        first = found.probes[0]
+    if found.cut is not None:
+        base, role = probed[found.cut.load], SearchRole.BEATEN
+        said = (f"searched no further: {as_load(found.cut.load)} measured {found.cut.latency_ms:.3g} ms, beyond "
+                f"{budget}, serving at most {_throughput_high(base):,.0f} infer/s (its interval's upper end), less "
+                f"than the {beat or 0:,.0f} of the variant it was compared with; lower loads serve less")
+    elif found.load is None:
+        first = min(found.probes, key=lambda p: p.load)  # the range's first load (a hinted search ends there)
         base, role = probed[first.load], SearchRole.NONE_WITHIN
         said = f"no load within {budget}: the first, {as_load(first.load)}, measured {first.latency_ms:.3g} ms"
     else:
@@ -831,8 +861,14 @@ def pooled_figures(visits: Sequence[Visit], settings: MeasurementSettings, basel
 class Target:
     """What a sweep measures: a model as its repository has it, or a named variant of it
     loaded with a config override (``config``: a whole model config, as JSON gives it; the
-    repository is never written)."""
+    repository is never written). ``start_at``: per batch size, the load a budget search
+    starts at and brackets outwards from (loadgen/search.py's ``hint``; the planner's
+    ``quick`` gives a neighbour variant the answer of the one it is compared with)."""
 
     model: str
     variant: str = ""
     config: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
+    start_at: Mapping[int, float] | None = field(default=None, compare=False, hash=False)
+    #: a throughput the variant must reach: a search is cut at a probe beyond the budget
+    #: that serves less (``beaten``); None: never cut
+    beat: float | None = field(default=None, compare=False, hash=False)

@@ -4,11 +4,14 @@
 budget and measurement settings.
 
 One `brute` plan measures every variant of the space on one embedded server. What `quick`
-would have chosen is then computed from brute's own measurements: the planner's
-coordinate ascent (planning/planner.py, the function the real `quick` runs) is fed brute's
-judged scores, so the same rule meets the same figures and the comparison is of the
-search, not of the host's noise. Then one real `quick` plan runs on a server of its own,
-reported beside as a separate run (its figures are another run's, drift included).
+would have chosen is then computed from brute's own measurements, twice: `quick before`
+(coordinate ascent with every search from the range's first load: brute's own searches,
+so exact) and `quick now` (planning/quick.py as a plan runs it: neighbours' searches start
+at the compared variant's answer and are cut when beaten), replayed on brute's probes by
+benchmarks/plan_replay.py, a load brute did not probe read by linear interpolation
+between the probed ones around it. Then one real `quick` plan runs on a server of its own,
+reported beside as a separate run (its figures are another run's, drift included). For
+strategies compared on every load, record full tables: benchmarks/plan_replay.py.
 
 Targets (issue 18): quick's chosen variant has an objective within 5% of brute's best,
 and quick measures at most 30% of brute's points (the sweep's rows: probes + answers).
@@ -42,6 +45,7 @@ from analyzer_widgets import events as ev
 from analyzer_widgets.api import make_spec
 from analyzer_widgets.machine import visible_gpus
 from analyzer_widgets.planning import planner
+from analyzer_widgets.planning.quick import coordinate_ascent
 from analyzer_widgets.planning.space import default_space, read_space, variants
 from analyzer_widgets.schema import load_of
 
@@ -94,7 +98,7 @@ def rows_by_variant(result: planner.PlanResult) -> dict[str, list[Mapping[str, A
 def point_time(rows: Sequence[Mapping[str, Any]]) -> float:
     """Seconds spent measuring: the probes' windows and warm-up (an answer row repeats a
     probe's figures and costs nothing)."""
-    probes = [r for r in rows if r.get("search") not in planner.ANSWER_ROLES and r.get("search") != "none_within"]
+    probes = [r for r in rows if r.get("search") not in (*planner.ANSWER_ROLES, "none_within", "beaten")]
     return sum(_number(r.get("measured_s")) + _number(r.get("warmup_s")) for r in probes)
 
 
@@ -153,6 +157,22 @@ def yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
+def replay_on_brute(args: argparse.Namespace, brute: planner.PlanResult, found: Sequence[Any],
+                    objective: planner.Objective) -> Any:
+    """quick now (planning/quick.py, its searches starting at the compared variant's answer)
+    replayed on brute's probes (benchmarks/plan_replay.py): a load brute did not probe is
+    read by linear interpolation between the probed loads around it."""
+    from plan_replay import Context, Table, compare
+
+    header = {"model": args.model, "batch_sizes": [int(b) for b in args.batch.split(",")]}
+    table = Table("brute's probes", header, brute.sweep.rows)
+    loads = [int(c) for c in args.concurrency.split(",")]
+    ctx = Context(table, args.model, found, brute.constraints, objective, header["batch_sizes"], (loads[0], loads[-1]))
+    outcome = next(o for o in compare(ctx, random_seeds=0, ablation=False) if o.strategy.startswith("quick now"))
+    print(f"(quick now replayed on brute's probes read {table.interpolated} loads by interpolation)", file=sys.stderr)
+    return outcome
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mlp_numpy")
@@ -208,8 +228,9 @@ def main() -> None:
     def score_of(name: str) -> float:
         return judged[name].score if name in judged else math.nan
 
-    path = [v.name for v in planner.coordinate_ascent(found, score_of)]
+    path = [v.name for v in coordinate_ascent(found, score_of)]
     simulated = planner.rank([judged[name] for name in path if name in judged])
+    replayed = replay_on_brute(args, brute, found, objective)
     best = brute.best
     best_score = best.score if best is not None else math.nan
     brute_points = len(brute.sweep.rows)
@@ -237,7 +258,12 @@ def main() -> None:
               f"{points:.2f} | {yes(share >= 0.95)} | {yes(points <= 0.30)} |")
 
     sim_best = simulated[0] if simulated and simulated[0].ranked else None
-    line("quick, simulated on brute's rows", sim_best, sim_rows, len(path), "-")
+    line("quick before (each search from the first load), simulated on brute's rows", sim_best, sim_rows,
+         len(path), "-")
+    print(f"| quick now (neighbours from the compared variant's answer), replayed on brute's probes | "
+          f"{replayed.variants:g} | {replayed.points:g} | - | - | - | {replayed.pick} | "
+          f"{objective_text(replayed.own_score, objective)} | {share_text(replayed.share)} (by brute's figure) | "
+          f"{replayed.points_share:.2f} | {yes(replayed.share >= 0.95)} | {yes(replayed.points_share <= 0.30)} |")
     if quick is not None:
         line("quick, a separate run (its own server)", quick.best, quick.sweep.rows, len(quick.ranked),
              f"{quick_wall:.0f}", separate=True)
@@ -267,7 +293,8 @@ def main() -> None:
               f"{load_text(answer)} | {p} | {len(brute_rows.get(j.variant, []))} | {steps} | "
               f"{notes} | {real_figure(quick_judged.get(j.variant), objective)} |")
 
-    print(f"\nquick's path on brute's rows: {' -> '.join(path)}")
+    print(f"\nquick before, its path on brute's rows: {' -> '.join(path)}")
+    print(f"quick now, its path replayed on brute's probes: {' -> '.join(replayed.path)}")
     if quick is not None:
         print(f"quick's path in its own run: {' -> '.join(real_order)}")
         qb = quick.best

@@ -32,14 +32,14 @@ from typing import Any
 from analyzer_widgets.config import Checked, LaunchMode, Statistic, SweepSpec, finite_number, one_of, setting
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.planning.budget import plain_number
-from analyzer_widgets.planning.quick import VariantLike, coordinate_ascent
+from analyzer_widgets.planning.quick import Step, VariantLike, climb
 from analyzer_widgets.planning.space import Space, Variant, config_diff, to_pbtxt
 from analyzer_widgets.results import SweepResult
 from analyzer_widgets.runner import Target
 from analyzer_widgets.schema import INTERVALS, Status, load_of
 from analyzer_widgets.server import TritonControl
 
-#: a search's answer rows (runner.SearchRole's values; "none_within" is no answer)
+#: a search's answer rows (runner.SearchRole's values; "none_within" and "beaten" are no answer)
 ANSWER_ROLES = ("answer", "answer_lower_bound")
 
 
@@ -198,6 +198,9 @@ def best_answer(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> 
 
 
 def why_no_answer(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> str:
+    beaten = [r for r in rows if r.get("search") == "beaten"]  # quick cut its search (runner.beaten)
+    if beaten:
+        return str(beaten[0].get("reason") or "searched no further")
     failed = [r for r in rows if r.get("status") == Status.FAILED.value]
     if rows and len(failed) == len(rows):
         reason = str(failed[0].get("reason") or "").splitlines()
@@ -488,9 +491,25 @@ def targets(model: str, found: Sequence[Variant], settings: PlanSettings, constr
         measured = [r for r in rows() if r.get("variant") == name]
         return judge(by_name[name], measured, baseline(), constraints, settings.objective).score
 
+    def answer_loads(name: str) -> dict[int, float]:
+        """Its answers' loads by batch size: where a neighbour's searches start (quick.climb)."""
+        loads = {int(r["batch_size"]): load_of(r) for r in rows()
+                 if r.get("variant") == name and r.get("search") in ANSWER_ROLES}
+        return {b: load.rate_per_s if load.open_loop else load.concurrency for b, load in loads.items()}
+
     keys = {key for v in found for key in v.fields}
     expected = 1 + sum(len({repr(v.fields.get(key)) for v in found}) - 1 for key in keys)
-    chosen = (Target(model, v.name, by_name[v.name].config) for v in coordinate_ascent(found, score_of))
+
+    def beat(step: Step) -> float | None:
+        """The throughput a neighbour must reach to be moved to (its search is cut below it);
+        with another objective, none: a lower load's figure bounds only the throughput."""
+        if step.compared_with is None or settings.objective is not Objective.THROUGHPUT:
+            return None
+        score = score_of(step.compared_with)
+        return score if math.isfinite(score) else None
+
+    chosen = (Target(model, s.variant.name, by_name[s.variant.name].config, start_at=s.start_at, beat=beat(s))
+              for s in climb(found, score_of, answer_loads))
     return chosen, max(1, expected)
 
 

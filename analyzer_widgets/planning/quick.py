@@ -1,7 +1,9 @@
-"""``quick``: which variants of a space a plan measures, chosen as the figures come in.
+"""``quick``: which variants of a space a plan measures, chosen as the figures come in, and
+where each one's budget search starts.
 
-The planner (planning/planner.py) hands this module the space's variants and a way to read
-the objective of a variant measured so far; it yields the next variant to measure.
+The planner (planning/planner.py) hands this module the space's variants, a way to read
+the objective of a variant measured so far and a way to read its answers' loads; it
+yields the next variant to measure with the loads to start its searches at.
 docs/planning.md says why this search and what it assumes.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -25,13 +28,31 @@ class VariantLike(Protocol):
     def original(self) -> bool: ...  # its config is the model's own
 
 
+@dataclass(frozen=True)
+class Step:
+    """A variant to measure, and per batch size the load its budget search starts at (the
+    answer of the variant it is compared with; a batch size left out starts at the search
+    range's first load). A neighbour that cannot beat the variant it is compared with is
+    never moved to, so its search may stop as soon as that is clear (runner.beaten)."""
 
-def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str], float]) -> Iterator[VariantLike]:
-    """The variants ``quick`` measures, one at a time: from the model's own config (the
-    variant that changes nothing, else the first), each field in turn: its other values
-    with every other field kept, moving to the best of them where it beats the current
-    one; again over all fields until a round moves nowhere. ``score_of(name)`` reads the
-    objective of a variant measured so far (NaN when it fails the constraints).
+    variant: VariantLike
+    start_at: Mapping[int, float] = field(default_factory=dict)
+    compared_with: str | None = None  # the variant it must beat to be moved to (None: the first)
+
+
+def _no_loads(name: str) -> Mapping[int, float]:
+    return {}
+
+
+def climb(variants: Sequence[VariantLike], score_of: Callable[[str], float],
+          answer_loads: Callable[[str], Mapping[int, float]] = _no_loads) -> Iterator[Step]:
+    """The variants ``quick`` measures, one at a time (coordinate ascent): from the model's
+    own config (the variant that changes nothing, else the first), each field in turn: its
+    other values with every other field kept, moving to the best of them where it beats the
+    current one; again over all fields until a round moves nowhere. ``score_of(name)``
+    reads the objective of a variant measured so far (NaN when it fails the constraints);
+    ``answer_loads(name)`` its answers' loads by batch size, which each neighbour's
+    searches start at (a neighbour's answer lies near the current one's: one field apart).
 
     Why coordinate ascent: the fields of a Triton config act mostly one at a time on a
     served rate (instances on compute overlap, max batch and delay on batching), so a
@@ -39,11 +60,10 @@ def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str],
     sizes instead of their product, and every step is a variant someone can read. It can
     stop at a local best where two fields only help together; `brute` measures it all.
     """
-    by_name = {v.name: v for v in variants}
     keys = list(dict.fromkeys(key for v in variants for key in v.fields))
     own = next((v for v in variants if v.original), variants[0])
     tried = {own.name}
-    yield own
+    yield Step(own)
     current = own
     # the model's own config may lie off the space's grid (a delay the space does not
     # list): along the other fields it then has no neighbours, so the ascent climbs from
@@ -52,23 +72,31 @@ def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str],
     if grid and any(own.fields.get(k) not in [v.fields.get(k) for v in grid] for k in keys):
         current = min(grid, key=lambda v: sum(v.fields.get(k) != own.fields.get(k) for k in keys))
         tried.add(current.name)
-        yield current
+        yield Step(current, answer_loads(own.name))  # compared with no one: the climb starts here
     moved = True
     while moved:
         moved = False
         for key in keys:
-            others = {k: v for k, v in current.fields.items() if k != key}
-            line = [v for v in variants if {k: x for k, x in v.fields.items() if k != key} == others
-                    and v.name != current.name]
+            line = _line(variants, current, key)
             for candidate in line:
                 if candidate.name not in tried:
                     tried.add(candidate.name)
-                    yield candidate
+                    yield Step(candidate, answer_loads(current.name), current.name)
             best = max([current, *line], key=lambda v: _finite(score_of(v.name)))
             if best.name != current.name and _finite(score_of(best.name)) > _finite(score_of(current.name)):
-                current, moved = by_name[best.name], True
-    if _finite(score_of(own.name)) > _finite(score_of(current.name)):
-        return  # the model's own config beat every step: nothing more to climb
+                current, moved = best, True
+
+
+def coordinate_ascent(variants: Sequence[VariantLike], score_of: Callable[[str], float]) -> Iterator[VariantLike]:
+    """:func:`climb`'s variants, without where their searches start."""
+    return (step.variant for step in climb(variants, score_of))
+
+
+def _line(variants: Sequence[VariantLike], current: VariantLike, key: str) -> list[VariantLike]:
+    """The variants that differ from ``current`` in ``key`` only."""
+    others = {k: v for k, v in current.fields.items() if k != key}
+    return [v for v in variants if {k: x for k, x in v.fields.items() if k != key} == others
+            and v.name != current.name]
 
 
 def _finite(score: float) -> float:
