@@ -69,7 +69,7 @@ def test_the_plan_section_plans_draws_the_pareto_chart_and_writes_the_config(jup
     plan = _button(section, "Plan")
     expect(plan).to_be_disabled()
     expect(section.get_by_text("Type a latency budget to plan.")).to_be_visible()
-    budget = section.locator(".widget-text").filter(has_text="Latency budget (ms)").locator("input")
+    budget = section.locator(".widget-text").filter(has_text="Budget (ms)").locator("input")
     budget.fill(BUDGET_MS)
     budget.press("Enter")
     _button(section, "brute").click()
@@ -78,10 +78,10 @@ def test_the_plan_section_plans_draws_the_pareto_chart_and_writes_the_config(jup
         timeout=UI_TIMEOUT_MS)
     expect(plan).to_be_enabled()
 
-    # Stop stops a plan as it stops a sweep: the panel's own Stop, shown in the section too
+    # Stop stops a plan as it stops a sweep (the section's Stop plan is the panel's Stop)
     plan.click()
     expect(section.get_by_text("variant 1 of 2")).to_be_visible(timeout=120_000)
-    stop = _button(section, "Stop")
+    stop = _button(section, "Stop plan")
     expect(stop).to_be_enabled()
     stop.click()
     expect(section.get_by_text(re.compile(r"^Plan stopped: \d variants? of mlp_numpy"))).to_be_visible(

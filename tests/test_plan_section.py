@@ -259,6 +259,11 @@ def test_the_plan_fields_are_the_declared_ones_filled_from_the_panels_keywords()
     assert section.plan_button.disabled and section.status.value == plan_section.NO_BUDGET
     panel.budget_fields["latency_budget_ms"].value = "10"
     assert not section.plan_button.disabled and section.status.value == ""
+    # the section's budget is the decision view's, under another label: one value, both ways
+    assert section.budget_fields["latency_budget_ms"].value == "10"
+    section.budget_fields["latency_statistic"].value = "p95"
+    assert panel.budget_fields["latency_statistic"].value == "p95"
+    assert section.budget_fields["latency_budget_ms"].description == "Budget (ms)"
     with pytest.raises(aw.ConfigError, match="strategy"):
         aw.Dashboard(strategy="fast")
 
@@ -351,7 +356,8 @@ def test_a_plan_through_the_panel_lists_the_variants_then_answers_and_writes_the
     panel.budget_fields["latency_budget_ms"].value = "10"
     section.run()
     assert panel.running and section.plan_button.disabled and panel.run_button.disabled
-    assert not panel.stop_button.disabled and section.widget.selected_index == 0  # opened
+    assert not panel.stop_button.disabled and not section.stop_button.disabled
+    assert section.widget.selected_index == 0  # opened
     for _ in range(100):
         panel.poll()
         if "i1_b64" in section.progress.value:
@@ -373,6 +379,7 @@ def test_a_plan_through_the_panel_lists_the_variants_then_answers_and_writes_the
     assert "Plan for mlp_numpy" in chart["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
     assert not panel.results_box.outputs  # the sweep's result charts are not drawn for a plan
     assert not section.plan_button.disabled and not panel.run_button.disabled and panel.stop_button.disabled
+    assert section.stop_button.disabled
     assert not section.write_button.disabled
     section._write_clicked()
     written = tmp_path / "out" / "config.pbtxt"
@@ -391,7 +398,7 @@ def test_stop_reaches_a_plan_whose_runner_is_not_made_yet(monkeypatch: pytest.Mo
     made = threading.Event()
     monkeypatch.setattr(plan_section.PlanSection, "_hook", _slow_hook(plan_section.PlanSection._hook, made))
     panel.plan_section.run()
-    panel.stop()  # before the hook ran: no runner yet
+    panel.plan_section.stop_button.click()  # the panel's Stop, before the hook ran: no runner yet
     made.set()
     fake.go.set()
     assert panel.wait(30)

@@ -19,6 +19,7 @@ sentence, and a button that writes the recommended config.pbtxt.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import html
 import json
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+import traitlets
 
 from analyzer_widgets import events as ev
 from analyzer_widgets.api import plan
@@ -66,6 +68,8 @@ TITLE = "Plan a configuration: which instances, max batch and batching delay ser
 RED = "color:#b00"
 NO_BUDGET = "Type a latency budget to plan."
 LABEL_WIDTH = "160px"
+#: the budget's fields as the Plan section labels them (the decision view's say "Latency ...")
+PLAN_BUDGET_LABELS = {"latency_budget_ms": "Budget (ms)", "latency_statistic": "Budget statistic"}
 
 
 class VariantState(str, enum.Enum):
@@ -345,9 +349,24 @@ class PlanSection:
         self.errors["space"] = w.HTML()
 
     def _make_views(self) -> None:
+        panel = self._panel
         self.about = w.HTML()
+        # The panel's one latency budget, shown here too: fields of the same declaration,
+        # linked both ways to the decision view's (one value; distinct labels, so a page has
+        # one field called "Latency budget (ms)")
+        self.budget_fields: dict[str, w.ValueWidget] = {}
+        for f, declaration in declared(Budget):
+            label = PLAN_BUDGET_LABELS[f.name]
+            self.budget_fields[f.name] = setting_widget(f, dataclasses.replace(declaration, panel=label), UNSET)
+            self.budget_fields[f.name].style.description_width = LABEL_WIDTH
+            traitlets.link((panel.budget_fields[f.name], "value"), (self.budget_fields[f.name], "value"))
+        self.budget_fields["latency_budget_ms"].placeholder = panel.budget_fields["latency_budget_ms"].placeholder
         self.plan_button = w.Button(description="Plan", button_style="primary", icon="search",
                                     layout=w.Layout(width="100px", flex="0 0 auto"))
+        # Stop for a plan: the panel's Stop (one runs at a time), named so that the page has one "Stop"
+        self.stop_button = w.Button(description="Stop plan", button_style="danger", icon="stop", disabled=True,
+                                    layout=w.Layout(width="110px", flex="0 0 auto"))
+        traitlets.dlink((panel.stop_button, "disabled"), (self.stop_button, "disabled"))
         self.status = w.HTML()
         self.count = w.HTML()
         self.progress = w.HTML()
@@ -363,7 +382,6 @@ class PlanSection:
         self.write_status = w.HTML()
 
     def _layout(self) -> w.Accordion:
-        panel = self._panel
         row = w.Layout(flex_flow="row wrap")
         # the choices first (strategy, objective, ...), then the space, then the numbers (constraints, sizing)
         fields = {name: w.HBox([field, self.errors[name]], layout=row) for name, field in self.fields.items()}
@@ -371,11 +389,11 @@ class PlanSection:
         numbers = [box for name, box in fields.items() if isinstance(self.fields[name], w.Text)]
         box = w.VBox([
             self.about,
-            w.HBox(list(panel.budget_fields.values()), layout=row),  # the decision's own widgets
+            w.HBox(list(self.budget_fields.values()), layout=row),
             *choices,
             w.HBox([self.space_field, self.errors["space"]], layout=row),
             *numbers,
-            w.HBox([self.plan_button, panel.stop_button, self.status], layout=row),  # the panel's Stop
+            w.HBox([self.plan_button, self.stop_button, self.status], layout=row),
             self.count, self.progress, self.chart_box, self.answer,
             w.HBox([self.config_path, self.write_button, self.replace_box], layout=row),
             self.write_status,
@@ -387,10 +405,11 @@ class PlanSection:
         return section
 
     def _wire(self) -> None:
-        for widget in (*self.fields.values(), self.space_field, *self._panel.budget_fields.values()):
+        for widget in (*self.fields.values(), self.space_field, *self.budget_fields.values()):
             widget.observe(lambda _change: self.validate(), names="value")
         self._panel.model_picker.observe(lambda _change: self.validate(), names="value")
         self.plan_button.on_click(lambda _b: self.run())
+        self.stop_button.on_click(lambda _b: self._panel.stop())
         self.write_button.on_click(lambda _b: self._write_clicked())
         self._panel.theme.observe(lambda _change: self._draw_chart(), names="light")
 
@@ -406,8 +425,8 @@ class PlanSection:
         fields = self._panel.budget_fields
         value = widget_value(fields["latency_budget_ms"], declaration_of(Budget, "latency_budget_ms"))
         if value is UNSET:
-            raise ConfigError("latency_budget_ms", "", "type the Latency budget (ms) the plan searches each "
-                                                       "variant to")
+            raise ConfigError("latency_budget_ms", "", "type the latency budget the plan searches each "
+                                                       "variant to (Budget (ms))")
         return Budget(value, fields["latency_statistic"].value)
 
     def own_settings(self) -> dict[str, Any]:
@@ -513,7 +532,8 @@ class PlanSection:
         grid = str(getattr(settings.get("per_variant"), "value", settings.get("per_variant"))) == "grid"
         loads = "loads (each measured)" if grid else "loads (each variant searched from the first to the last)"
         text = (f"Plans <b>{html.escape(model)}</b> (the first model selected) with the sweep's batch sizes, {loads} "
-                "and settings above, within the latency budget below.")
+                "and settings above, within the budget below (the panel's latency budget: the decision view's "
+                "under the results table is the same field).")
         spec, _ = make_settings(models=[model], **{k: v for k, v in settings.items() if k not in PLAN_SETTINGS})
         if spec.server.launch_mode is LaunchMode.REMOTE:
             return text
