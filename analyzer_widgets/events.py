@@ -91,6 +91,20 @@ class PointFinished:
 
 
 @dataclass(frozen=True)
+class ColocatedPointStarted:
+    """Several models loaded on one server, measured at once, each under its own load over
+    the same windows (colocation.py); or one of them alone, the others loaded and idle.
+    A :class:`PointStarted` per model under load follows, then their windows and rows."""
+
+    group: str  # the group's label: GPU 0
+    loads: tuple[str, ...]  # each model under load now, with its batch size and load, in words
+    together: bool  # False: one model alone
+    searched: str  # the model whose budget search this point is a probe of; "" for a fixed-load point
+    index: int  # 0-based among the run's co-located points
+    total: int  # the points expected, a search's counted as about two probes per doubling
+
+
+@dataclass(frozen=True)
 class SamplesTaken:
     """The monitor samples taken since the last ``SamplesTaken``, one row each, tagged with
     their phase and point: the next rows of ``metrics-samples.csv``. Sent every few seconds
@@ -125,11 +139,11 @@ class SweepFinished:
 
 Event = Union[  # noqa: UP007 - a runtime alias, read by isinstance checks and by mypy
     SweepStarted, ServerReady, BaselineFinished, ModelLoading, ModelLoaded, PointStarted, WindowMeasured,
-    PointFinished, SamplesTaken, Notice, SweepFinished,
+    PointFinished, ColocatedPointStarted, SamplesTaken, Notice, SweepFinished,
 ]
 EventHandler = Callable[[Event], None]
 
 __all__ = [
-    "BaselineFinished", "Event", "EventHandler", "Level", "ModelLoaded", "ModelLoading", "Notice", "PointFinished",
-    "PointStarted", "SamplesTaken", "ServerReady", "SweepFinished", "SweepStarted", "WindowMeasured",
+    "BaselineFinished", "ColocatedPointStarted", "Event", "EventHandler", "Level", "ModelLoaded", "ModelLoading",
+    "Notice", "PointFinished", "PointStarted", "SamplesTaken", "ServerReady", "SweepFinished", "SweepStarted", "WindowMeasured",
 ]

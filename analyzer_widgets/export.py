@@ -3,7 +3,9 @@
 A folder of results holds, for one sweep:
 
 - ``metrics-model.csv``: one row per point, each appended (flushed, fsynced) as it
-  finishes, so a crash loses at most the point in flight;
+  finishes, so a crash loses at most the point in flight; or, for models measured
+  together (colocation.py), ``metrics-colocated.csv``: a row per model per co-located
+  point, appended the same way;
 - ``metrics-server-only.csv``: the baseline of each run, the server with no models;
 - ``metrics-samples.csv``: every monitor sample, appended every few seconds as the sweep
   goes (whole lines, flushed and fsynced; a resumed sweep's after the earlier runs');
@@ -57,9 +59,21 @@ from analyzer_widgets.results import (
     whole_lines_end,
     write_atomic,
 )
-from analyzer_widgets.schema import MODEL_COLUMNS, SERVER_COLUMNS, PointKey, Status, point_key
+from analyzer_widgets.schema import (
+    COLOCATED_COLUMNS,
+    MODEL_COLUMNS,
+    SERVER_COLUMNS,
+    Column,
+    PointKey,
+    Status,
+    point_key,
+)
 
 MODEL_CSV = "metrics-model.csv"
+COLOCATED_CSV = "metrics-colocated.csv"
+#: the files a run's rows go to, each with its columns: a sweep's points, or models measured
+#: together; a run writes one of them, and the other, left by an earlier run, goes
+ROW_FILES: dict[str, tuple[Column, ...]] = {MODEL_CSV: MODEL_COLUMNS, COLOCATED_CSV: COLOCATED_COLUMNS}
 SERVER_CSV = "metrics-server-only.csv"
 SAMPLES_CSV = "metrics-samples.csv"
 #: the CSV files of a sweep, in the order they are listed to the user
@@ -96,6 +110,11 @@ def load_results(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read ``metrics-model.csv`` and ``metrics-server-only.csv`` back as DataFrames."""
     directory = Path(directory)
     return read_csv(directory / MODEL_CSV, MODEL_COLUMNS), read_csv(directory / SERVER_CSV, SERVER_COLUMNS)
+
+
+def load_colocated(directory: Path | str) -> pd.DataFrame:
+    """Read ``metrics-colocated.csv`` back as a DataFrame."""
+    return read_csv(Path(directory) / COLOCATED_CSV, COLOCATED_COLUMNS)
 
 
 def load_samples(directory: Path | str) -> pd.DataFrame:
@@ -332,9 +351,16 @@ class ExportFolder:
     ...     folder.add_point(row)
     """
 
-    def __init__(self, export: ExportSettings, spec: SweepSpec, run: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, export: ExportSettings, spec: SweepSpec, run: Mapping[str, Any] | None = None,
+                 rows_file: str = MODEL_CSV) -> None:
         if export.directory is None:
             raise ValueError("these export settings write no files: there is no folder")
+        if rows_file not in ROW_FILES:
+            raise ValueError(f"rows go to one of {', '.join(ROW_FILES)}, not {rows_file!r}")
+        if rows_file != MODEL_CSV and export.resume:
+            raise ConfigError("resume", export.resume, f"applies to a sweep: {rows_file} is written whole by one run")
+        #: where the rows go, and their columns
+        self.rows_file, self.row_columns = rows_file, ROW_FILES[rows_file]
         self.directory: Path = export.directory
         self.spec = spec
         self.run = dict(run or {})  # Manifest.for_spec's: a plan's facts beside the settings
@@ -399,7 +425,8 @@ class ExportFolder:
             self.notes.append(note)
 
     def _refuse_existing(self) -> None:
-        existing = [self.directory / name for name in (*CSV_FILES, *PLAN_FILES) if (self.directory / name).exists()]
+        existing = [self.directory / name for name in (*CSV_FILES, COLOCATED_CSV, *PLAN_FILES)
+                    if (self.directory / name).exists()]
         if existing and not self.settings.overwrite:
             raise ResultsExist(self.directory, existing)
 
@@ -449,7 +476,7 @@ class ExportFolder:
             target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
         target.mkdir(parents=True)
         logs = [p.name for p in self.directory.glob(f"{_LOG_STEM}*.log") if p != self.server_log]
-        for name in (MANIFEST, *CSV_FILES, *PLAN_FILES, *logs):
+        for name in (MANIFEST, *CSV_FILES, COLOCATED_CSV, *PLAN_FILES, *logs):
             source = self.directory / name
             if source.exists():
                 source.replace(target / name)
@@ -482,7 +509,10 @@ class ExportFolder:
             (self.directory / name).unlink(missing_ok=True)
         # the kept rows are written again, atomically: a row cut off by a crash, or a failed
         # point to measure again, goes
-        write_atomic(self.directory / MODEL_CSV, csv_text(self.kept_rows, MODEL_COLUMNS))
+        write_atomic(self.directory / self.rows_file, csv_text(self.kept_rows, self.row_columns))
+        for name in ROW_FILES:
+            if name != self.rows_file and not self._resumed:
+                (self.directory / name).unlink(missing_ok=True)  # an earlier run's rows of the other kind
         if not (self._resumed and (self.directory / SERVER_CSV).is_file()):
             write_atomic(self.directory / SERVER_CSV, csv_text([], SERVER_COLUMNS))
         notes += self._start_samples()
@@ -537,7 +567,7 @@ class ExportFolder:
         self._append(SERVER_CSV, row, SERVER_COLUMNS)
 
     def add_point(self, row: Mapping[str, Any]) -> None:
-        self._append(MODEL_CSV, row, MODEL_COLUMNS)
+        self._append(self.rows_file, row, self.row_columns)
 
     def write_file(self, name: str, text: str) -> Path:
         """Write one more file of the run (a plan's plan.csv, plan.json, config.pbtxt),

@@ -40,6 +40,8 @@ def frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> pd.Da
             df[c.name] = pd.to_numeric(df[c.name]).fillna(0).astype("int64")
         elif c.kind == "float":
             df[c.name] = pd.to_numeric(df[c.name]).astype("float64")
+        elif c.kind == "bool":
+            df[c.name] = df[c.name].map(lambda v: v is True or v == 1).astype(bool)  # missing: false
         else:
             df[c.name] = df[c.name].fillna("").astype(str)
     return df
@@ -56,6 +58,8 @@ def _cell(value: Any, kind: str) -> str:
     if kind == "str":
         text = "" if value is None else str(value)
         return "'" + text if text.startswith(_GUARDED_START) else text
+    if kind == "bool":
+        return "true" if value else "false"
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if kind == "float":
@@ -66,6 +70,10 @@ def _cell(value: Any, kind: str) -> str:
 def _uncell(text: str, kind: str) -> Any:
     if kind == "str":
         return text[1:] if text.startswith("'") and text[1:].startswith(_GUARDED_START) else text
+    if kind == "bool":
+        if text not in ("true", "false"):
+            raise ValueError(f"{text!r} is not true or false")
+        return text == "true"
     if text == "":
         return math.nan if kind == "float" else 0
     return float(text) if kind == "float" else int(text)

@@ -62,7 +62,7 @@ from analyzer_widgets.server import ModelStats, TritonControl, TritonServer, che
 log = logging.getLogger("analyzer_widgets")
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -160,8 +160,7 @@ class SweepRunner:
         spec = self.spec
         started = time.monotonic()
         self.preflight()
-        count = len(self.targets) if isinstance(self.targets, Sequence) else self.expected_targets or 1
-        total = count * expected_points(spec)
+        total = self._expected_total()
         self.emit(ev.SweepStarted(spec, total))
         self._version = ""
         error: BaseException | None = None
@@ -170,19 +169,12 @@ class SweepRunner:
                 self._stack = stack
                 server, control, endpoint = self._start(stack)
                 self._connection = (server, control, endpoint)
-                pool = stack.enter_context(ClientPool())
-                pool.prestart(spec.measurement.processes_for(max(_slots(load, spec.measurement) for load in spec.loads)))
+                self._start_clients(stack)
                 self.monitors.attach_server(server.pid, server.endpoints.metrics)
                 if "server process" in self.monitors.reasons:
                     self.emit(ev.Notice(self.monitors.reasons["server process"], ev.Level.INFO))
                 self._baseline(self._version)
-                # a resumed sweep counts on from the points already measured
-                index = sum(1 for m, v, b, load in self.skip
-                            if m in spec.models and b in spec.batch_sizes and load in spec.loads)
-                if index:
-                    self.emit(ev.Notice(f"resuming: {index} of {total} points were measured before and are kept", ev.Level.INFO))
-                for target in self.targets:
-                    index = self._run_model(target, pool, index, total)
+                self._measure_all(total)
         except SweepCancelled:
             pass
         except BaseException as e:  # KeyboardInterrupt too: finish the events, then re-raise
@@ -199,6 +191,28 @@ class SweepRunner:
         if error is not None:
             raise error
         return finished
+
+    def _expected_total(self) -> int:
+        """The rows the sweep is expected to give (its progress bar's length)."""
+        count = len(self.targets) if isinstance(self.targets, Sequence) else self.expected_targets or 1
+        return count * expected_points(self.spec)
+
+    def _start_clients(self, stack: ExitStack) -> None:
+        """The client processes the points share, started before the baseline so that the
+        first point does not wait for them; ``stack`` ends them."""
+        spec = self.spec
+        self._pool = stack.enter_context(ClientPool())
+        self._pool.prestart(spec.measurement.processes_for(max(_slots(load, spec.measurement) for load in spec.loads)))
+
+    def _measure_all(self, total: int) -> None:
+        """Every target, after the baseline (a resumed sweep counts on from the points
+        already measured)."""
+        spec = self.spec
+        index = sum(1 for m, v, b, load in self.skip if m in spec.models and b in spec.batch_sizes and load in spec.loads)
+        if index:
+            self.emit(ev.Notice(f"resuming: {index} of {total} points were measured before and are kept", ev.Level.INFO))
+        for target in self.targets:
+            index = self._run_model(target, self._pool, index, total)
 
     def _start(self, stack: ExitStack) -> tuple[TritonServer, TritonControl, str]:
         """The GPU sampler, then the server (started, or the one given) and its control
@@ -260,7 +274,7 @@ class SweepRunner:
                                  time.monotonic() - t0))
         return endpoint, control
 
-    def _restart(self, loaded: _Loaded, lost: ServerError) -> None:
+    def _restart(self, loaded: LoadedModel, lost: ServerError) -> None:
         """Start the lost server again and load the model (the variant) again; ``loaded``
         then measures through the new one."""
         loaded.endpoint, loaded.control = self._relaunch(loaded.server, loaded.control, lost,
@@ -305,7 +319,7 @@ class SweepRunner:
 
     def _baseline(self, version: str) -> None:
         row = Row(SERVER_COLUMNS)
-        row.update(launch_mode=self.spec.server.launch_mode.value, server_version=version, started_at=_utc_now())
+        row.update(launch_mode=self.spec.server.launch_mode.value, server_version=version, started_at=utc_now())
         monitors = self.monitors
         monitors.begin("baseline")
         start = time.monotonic()
@@ -322,7 +336,7 @@ class SweepRunner:
         row = Row(MODEL_COLUMNS)
         row.update(model=model, variant=self._target.variant, batch_size=batch, concurrency=load.concurrency,
                    request_rate_per_s=load.rate_per_s if load.open_loop else math.nan, status=status.value,
-                   reason=reason, window_ms=self.spec.measurement.window_ms, started_at=_utc_now())
+                   reason=reason, window_ms=self.spec.measurement.window_ms, started_at=utc_now())
         return row
 
     def _finish_point(self, row: dict[str, Any]) -> None:
@@ -364,7 +378,7 @@ class SweepRunner:
             self._load_failed(server, control, points, e)
             return self._index
         self.emit(ev.ModelLoaded(label, info, time.monotonic() - t0))
-        loaded = _Loaded(model, version, info, server, control, pool, endpoint)
+        loaded = LoadedModel(model, version, info, server, control, pool, endpoint)
         self._server_lost = False
         try:
             if searching:
@@ -382,14 +396,14 @@ class SweepRunner:
                     self.emit(ev.Notice(f"could not unload {model!r}: {e}"))
         return self._index
 
-    def _begin_point(self, loaded: _Loaded, batch: int, load: Load) -> None:
+    def _begin_point(self, loaded: LoadedModel, batch: int, load: Load) -> None:
         if self.stopping:
             raise SweepCancelled("stopped")
         self.emit(ev.PointStarted(loaded.model, batch, load.concurrency, self._index, max(self._total, self._index + 1),
                                   load.rate_per_s if load.open_loop else math.nan))
         self.monitors.begin("point", loaded.model, batch, load.concurrency)
 
-    def _point(self, loaded: _Loaded, batch: int, load: Load, search: SearchRole | None = None,
+    def _point(self, loaded: LoadedModel, batch: int, load: Load, search: SearchRole | None = None,
                again: bool = False, earlier: Sequence[Visit] = ()) -> Row:
         """Measure (or skip) one point and hand its row on (its figures pooled with its
         ``earlier`` visits); a lost server ends the sweep, or with --on-server-failure
@@ -409,7 +423,7 @@ class SweepRunner:
         self._finish_point(row)
         return row
 
-    def _lost_server(self, loaded: _Loaded, row: Row, again: bool) -> bool:
+    def _lost_server(self, loaded: LoadedModel, row: Row, again: bool) -> bool:
         """After a failed point: whether the server was lost and started again. A point can
         fail on its own (the model raised) or because the server died or hung; only the
         second ends the sweep (or, with --on-server-failure restart, restarts the server
@@ -427,7 +441,7 @@ class SweepRunner:
             self._restart(loaded, lost)
             return True
 
-    def _grid(self, loaded: _Loaded, points: Sequence[tuple[int, Load]]) -> None:
+    def _grid(self, loaded: LoadedModel, points: Sequence[tuple[int, Load]]) -> None:
         """The grid's points, each in --visits visits, round by round: every point's visit
         of one round before any point's next, so a point's visits lie apart in time."""
         gathered: dict[tuple[int, Load], list[Visit] | None] = {point: [] for point in points}
@@ -457,7 +471,7 @@ class SweepRunner:
 
 
 
-    def _search(self, loaded: _Loaded, batch: int) -> None:
+    def _search(self, loaded: LoadedModel, batch: int) -> None:
         """The highest load of ``batch`` within the latency budget (loadgen/search.py): each
         probe a row, then the answer a row of its own, with the probe's figures."""
         spec = self.spec
@@ -495,24 +509,31 @@ class SweepRunner:
         return {key[:3] for key, r in self.earlier.items() if r.get("search") in answers}
 
 
-    def _visit(self, loaded: _Loaded, batch: int, load: Load) -> Visit:
+    def _visit(self, loaded: LoadedModel, batch: int, load: Load) -> Visit:
         """One stretch of windows at a point, until the stop rule ends it; raises
         _PointFailed with the reason when it cannot be measured."""
         try:
-            job = self._point_job(loaded.model, loaded.version, loaded.info, batch, load, loaded.endpoint)
+            job = self.point_job(loaded.model, loaded.version, loaded.info, batch, load, loaded.endpoint)
         except (AnalyzerError, ValueError) as e:
             raise _PointFailed(f"could not build inputs: {e}") from e
-        windows: list[Window] = []
-        snapshots: list[ModelStats] = []
+        run = WindowedLoad(job, batch, loaded.pool)
         try:
-            ending, warmup_s = self._measure_windows(job, batch, loaded.control, loaded.pool, windows, snapshots)
+            self.measure_windows([run], loaded.control)
         except (LoadError, ServerError) as e:
-            raise _PointFailed(str(e), len(windows)) from e  # the caller asks whether the server is still alive
-        shown = tuple(reported(windows, self.spec.measurement))
-        reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, loaded.model)
-        return Visit(tuple(windows), shown, snapshots[-1] - snapshots[-1 - len(shown)], reduced, ending, warmup_s)
+            raise _PointFailed(str(e), len(run.windows)) from e  # the caller asks whether the server is still alive
+        return self.visit_of(run, loaded.model)
 
-    def _measure_point(self, loaded: _Loaded, batch: int, load: Load, earlier: Sequence[Visit] = ()) -> Row:
+    def visit_of(self, run: WindowedLoad, model: str) -> Visit:
+        """A load's windows, once the stop rule ended them, as a visit: the reported
+        windows, the server's counts over them, and the samples reduced over their span
+        (``model`` names the model whose stub processes' memory is the model's)."""
+        assert run.ending is not None, "measure_windows ends a load before its visit is taken"
+        shown = tuple(reported(run.windows, self.spec.measurement))
+        reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)
+        served = run.snapshots[-1] - run.snapshots[-1 - len(shown)]
+        return Visit(tuple(run.windows), shown, served, reduced, run.ending, run.warmup_s)
+
+    def _measure_point(self, loaded: LoadedModel, batch: int, load: Load, earlier: Sequence[Visit] = ()) -> Row:
         """A point's row: its figures over its visit now and any ``earlier`` ones."""
         row = self._point_row(loaded.model, batch, load, Status.FAILED)
         try:
@@ -524,8 +545,8 @@ class SweepRunner:
         row.update(pooled_figures(visits, self.spec.measurement, self.monitors.baseline_gpu_memory_mb))
         return row
 
-    def _point_job(self, model: str, version: str, info: ModelInfo, batch: int, load: Load,
-                   endpoint: str) -> PointJob:
+    def point_job(self, model: str, version: str, info: ModelInfo, batch: int, load: Load,
+                  endpoint: str) -> PointJob:
         """What the client processes send for one point (the inputs built here)."""
         spec = self.spec
         settings = spec.measurement
@@ -539,55 +560,75 @@ class SweepRunner:
         )
         return job
 
-    def _measure_windows(self, job: PointJob, batch: int, control: TritonControl, pool: ClientPool,
-                         windows: list[Window], snapshots: list[ModelStats]) -> tuple[Ending, float]:
-        """Load the server with ``job`` and append windows (and the server's statistics at
-        each cut) until the stop rule is met, every request fails, or max_trials is reached;
-        return which, and the seconds the warm-up took."""
+    def _snapshot(self, control: TritonControl, job: PointJob, snapshots: list[ModelStats]) -> float:
+        """Read the server's statistics of ``job``'s model, append them to ``snapshots``
+        and return the moment they describe, where the model's window is cut.
+
+        The client's windows are cut at the moment the server's counters are read, not at
+        the planned boundary: on a busy host this thread can wake tens of ms late, and the
+        client/server cross-check would then compare different spans. A read that itself
+        took long (its reply queued behind inferences) leaves that moment uncertain; read
+        again, and keep the read that is best pinned in time."""
+        best: tuple[float, float, ModelStats] | None = None
+        for _ in range(_SNAPSHOT_TRIES):
+            before = time.monotonic()
+            stats = control.statistics(job.model, job.version)
+            after = time.monotonic()
+            if best is None or after - before < best[1] - best[0]:
+                best = (before, after, stats)
+            if after - before <= _SNAPSHOT_SPREAD_S:
+                break
+        assert best is not None
+        snapshots.append(best[2])
+        return (best[0] + best[1]) / 2
+
+    def measure_windows(self, runs: Sequence[WindowedLoad], control: TritonControl) -> None:
+        """Load the server with every load's job at once and cut them into windows together,
+        each at the moment its model's statistics are read (one after another, so the
+        models' cuts lie milliseconds apart), until at one window the stop rule ends every
+        load (stable, every request failed, saturated) or max_trials is reached; each
+        load's ``ending`` and ``warmup_s`` are set. One load is a point of a sweep; several
+        are models measured together (colocation.py). Every load ends here, also on an
+        error or a stop."""
         settings = self.spec.measurement
         window_s = settings.window_ms / 1000.0
-        load: PointLoad | None = None
-
-        def snapshot() -> float:
-            # The client's windows are cut at the moment the server's counters are read,
-            # not at the planned boundary: on a busy host this thread can wake tens of ms
-            # late, and the client/server cross-check would then compare different spans.
-            # A read that itself took long (its reply queued behind inferences) leaves that
-            # moment uncertain; read again, and keep the read that is best pinned in time.
-            best: tuple[float, float, ModelStats] | None = None
-            for _ in range(_SNAPSHOT_TRIES):
-                before = time.monotonic()
-                stats = control.statistics(job.model, job.version)
-                after = time.monotonic()
-                if best is None or after - before < best[1] - best[0]:
-                    best = (before, after, stats)
-                if after - before <= _SNAPSHOT_SPREAD_S:
-                    break
-            assert best is not None
-            snapshots.append(best[2])
-            return (best[0] + best[1]) / 2
-
         try:
-            started = time.monotonic()
-            load = pool.start_point(job, settings.processes_for(job.concurrency))
-            warmup_s = time.monotonic() - started
-            boundary = snapshot()
-            load.window(boundary)  # drop what completed before the first snapshot
+            for run in runs:
+                started = time.monotonic()
+                run.load = run.pool.start_point(run.job, settings.processes_for(run.job.concurrency))
+                run.warmup_s = time.monotonic() - started
+            cuts = [self._cut(run, control) for run in runs]
+            boundary = cuts[0]
+            for run in runs:
+                assert run.load is not None
+                run.load.window(cuts.pop(0))  # drop what completed before the first snapshot
             while True:
                 boundary += window_s
                 self._wait(max(0.0, boundary - time.monotonic()))
-                window = load.window(snapshot())
-                windows.append(window)
-                rate = job.request_rate if job.request_rate > 0 else math.nan
-                self.emit(ev.WindowMeasured(job.model, batch, 0 if job.request_rate > 0 else job.concurrency,
-                                            len(windows), window.throughput, window.latency_avg_ms, window.failed,
-                                            rate))
-                ending = ended(windows, settings)
-                if ending is not None:
-                    return ending, warmup_s
+                for run in runs:
+                    self._next_window(run, control)
+                endings = [ended(run.windows, settings) for run in runs]
+                if all(ending is not None for ending in endings):
+                    for run, ending in zip(runs, endings, strict=True):
+                        run.ending = ending
+                    return
         finally:
-            if load is not None:
-                load.stop()
+            for run in runs:
+                if run.load is not None:
+                    run.load.stop()
+
+    def _cut(self, run: WindowedLoad, control: TritonControl) -> float:
+        return self._snapshot(control, run.job, run.snapshots)
+
+    def _next_window(self, run: WindowedLoad, control: TritonControl) -> None:
+        """Cut ``run``'s next window at its model's statistics read, and report it."""
+        assert run.load is not None
+        window = run.load.window(self._cut(run, control))
+        run.windows.append(window)
+        job = run.job
+        rate = job.request_rate if job.request_rate > 0 else math.nan
+        self.emit(ev.WindowMeasured(job.model, run.batch, 0 if job.request_rate > 0 else job.concurrency,
+                                    len(run.windows), window.throughput, window.latency_avg_ms, window.failed, rate))
 
 
 def client_figures(summary: PointSummary) -> dict[str, Any]:
@@ -703,7 +744,7 @@ def schedule_row_figures(kept: ScheduleFigures) -> dict[str, Any]:
 
 
 @dataclass
-class _Loaded:
+class LoadedModel:
     """A model loaded for measuring, and what its points are measured through (a restart
     of the server replaces the control client, the endpoint and what the model reports)."""
 
@@ -714,6 +755,21 @@ class _Loaded:
     control: TritonControl
     pool: ClientPool
     endpoint: str
+
+
+@dataclass
+class WindowedLoad:
+    """One model's load over windows cut at the moments the others' are (or alone): what
+    :meth:`SweepRunner.measure_windows` fills in."""
+
+    job: PointJob
+    batch: int
+    pool: ClientPool  # its client processes: several loads at once need a pool each
+    windows: list[Window] = field(default_factory=list)
+    snapshots: list[ModelStats] = field(default_factory=list)  # the server's statistics at each cut
+    load: PointLoad | None = None
+    warmup_s: float = 0.0
+    ending: Ending | None = None
 
 
 class SearchRole(str, enum.Enum):

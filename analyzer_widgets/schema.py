@@ -40,6 +40,7 @@ class Kind(str, enum.Enum):
     TEXT = "str"
     INT = "int"
     FLOAT = "float"
+    BOOL = "bool"  # true or false in the CSV
 
 
 class Reduction(str, enum.Enum):
@@ -108,6 +109,8 @@ SAMPLE_METRICS: tuple[SampleMetric, ...] = (
                  chart="Server CPU utilization (server and model stubs)"),
     SampleMetric("server_rss_mb", "host", "MB", "resident memory of the server and its stubs",
                  chart="Server resident memory"),
+    SampleMetric("model_rss_mb", "host", "MB",
+                 "resident memory of the stub processes of the model being measured (psutil per process)"),
     SampleMetric("triton_gpu_memory_used_mb", "triton-metrics", "MB", "GPU memory used, from the server's /metrics"),
     SampleMetric("triton_gpu_memory_total_mb", "triton-metrics", "MB", "GPU memory in all, from the server's /metrics"),
     SampleMetric("triton_gpu_util_pct", "triton-metrics", "%", "GPU utilization, from the server's /metrics"),
@@ -322,6 +325,54 @@ INTERVALS: dict[str, tuple[str, str]] = {
 }
 
 
+# -- co-located measurement (colocation.py): a point of several models at once -------------------
+#: the columns a co-located row has beyond a point's: where it was measured, beside what, and
+#: how it compares with the same model alone
+_COLOCATED_WHERE: tuple[Column, ...] = (
+    Column("group", _S, "the label of the group of models served together on one server (a GPU of a packing "
+           "plan: GPU 0)", table=True, label="Group"),
+    Column("colocated_point", _I, "the co-located point's number in the run, from 0: rows measured over the same "
+           "windows share it; -1 for an alone row given from earlier results"),
+    Column("together", Kind.BOOL, "true: measured with the group's other models under their loads over the same "
+           "windows; false: alone at the same batch size and load (the only model under load, the others loaded "
+           "and idle), measured just before the group or given from earlier results", table=True, label="Together"),
+    Column("searched", Kind.BOOL, "a row of a searched member's budget search: its probes and answer (search says "
+           "which) and the other members' rows at those probes; false for the fixed-load rows"),
+    Column("neighbours", _S, "the group's other models and their loads over the same windows (model: batch, load); "
+           "for an alone row, the models loaded and idle", table=True, label="Neighbours"),
+)
+_COLOCATED_VERSUS: tuple[Column, ...] = (
+    Column("latency_statistic", _S, "the latency statistic latency_ratio compares: avg, p50, p90, p95 or p99 "
+           "(--latency-statistic)"),
+    Column("alone_throughput_infer_per_s", _F, "throughput of the same model, batch size and load alone (the "
+           "alone row's)", "infer/s", label="Alone (infer/s)"),
+    Column("alone_latency_ms", _F, "latency at latency_statistic of the same model, batch size and load alone",
+           "ms"),
+    Column("throughput_ratio", _F, "throughput_infer_per_s / alone_throughput_infer_per_s: below 1, the "
+           "neighbours cost the model throughput (NaN without a measured alone row)", table=True,
+           label="Throughput together/alone"),
+    Column("latency_ratio", _F, "latency at latency_statistic together / alone: above 1, the neighbours slowed "
+           "the model's requests (NaN without a measured alone row)", table=True, label="Latency together/alone"),
+    Column("server_memory_mb", _F, "the whole server's memory over the point, every model's stubs included: "
+           "server_gpu_memory_max_mb where NVML gives per-process memory, else server_rss_max_mb (resident memory "
+           "stands in on a machine without a GPU)", "MB", table=True, label="Server memory (MB)"),
+    Column("model_memory_mb", _F, "this model's own processes' memory over the point: model_gpu_memory_max_mb "
+           "where NVML gives per-process memory, else model_rss_max_mb", "MB", table=True,
+           label="Model memory (MB)"),
+    Column("memory_source", _S, "where server_memory_mb and model_memory_mb come from: gpu (NVML per process) or "
+           "resident (psutil, a machine without a GPU)"),
+    _sampled("model_rss_max_mb", "model_rss_mb", _MAX, "max resident memory of this model's own stub processes"),
+)
+#: the columns a co-located row has beyond a point's (docs/metrics.md lists these)
+COLOCATED_ONLY: tuple[Column, ...] = (*_COLOCATED_WHERE, *_COLOCATED_VERSUS)
+#: a co-located row (metrics-colocated.csv): a point's columns with where, beside what, and versus alone
+COLOCATED_COLUMNS: tuple[Column, ...] = (*_COLOCATED_WHERE, *MODEL_COLUMNS, *_COLOCATED_VERSUS)
+COLOCATED_COLUMN = {c.name: c for c in COLOCATED_COLUMNS}
+#: the columns a table of co-located rows shows, in order; the reason last
+COLOCATED_TABLE_COLUMNS: tuple[str, ...] = (
+    *(c.name for c in COLOCATED_COLUMNS if c.table and c.name not in ("reason", "search")), "reason")
+
+
 def load_of(row: Mapping[str, Any]) -> Load:
     """The load a row was measured at: its request rate where it has one, else its concurrency.
 
@@ -357,7 +408,7 @@ def shown_value(record: Mapping[str, Any], name: str) -> str:
         return str(value)
     if math.isnan(value):
         return "NaN"
-    decimals = MODEL_COLUMN[name].decimals
+    decimals = (MODEL_COLUMN.get(name) or COLOCATED_COLUMN[name]).decimals
     text = f"{value:,.{decimals}f}"
     if name in INTERVALS:
         low, high = (record.get(bound, _NAN) for bound in INTERVALS[name])
@@ -385,13 +436,17 @@ def sampled_columns(columns: Sequence[Column]) -> tuple[Column, ...]:
     return tuple(c for c in columns if c.reduction is not None)
 
 
+#: what a column holds before it is filled: "" for text, 0 for counts, False for flags, NaN for measurements
+_EMPTY: dict[Kind, Any] = {Kind.TEXT: "", Kind.INT: 0, Kind.BOOL: False, Kind.FLOAT: _NAN}
+
+
 class Row(dict[str, Any]):
     """One row of a table: every column present ("" for text, 0 for counts, NaN for
     measurements), and setting a key that is not a column is an error (a misspelt key
     would otherwise go silently missing from the CSV)."""
 
     def __init__(self, columns: Sequence[Column], values: Mapping[str, Any] | None = None) -> None:
-        super().__init__((c.name, "" if c.kind is Kind.TEXT else (0 if c.kind is Kind.INT else _NAN)) for c in columns)
+        super().__init__((c.name, _EMPTY[c.kind]) for c in columns)
         self._columns = frozenset(self)
         if values:
             self.update(values)

@@ -22,7 +22,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
     {"loadgen"},
     {"monitor"},
     {"runner"},
-    {"results", "export", "checkpoint"},
+    {"results", "export", "checkpoint", "colocation"},
     {"planning"},
     {"distributed"},
     {"api"},

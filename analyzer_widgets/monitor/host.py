@@ -10,8 +10,13 @@ import psutil
 from analyzer_widgets.monitor.base import Sampler
 from analyzer_widgets.schema import sample_metrics
 
-#: the keys this sampler records, as schema.py declares them
-HOST_KEYS = tuple(m.key for m in sample_metrics("host"))
+#: the keys this sampler records for the whole tree (model_rss_mb is the session's, from the
+#: per-process keys), as schema.py declares them
+HOST_KEYS = ("server_cpu_util_pct", "server_rss_mb")
+assert set(HOST_KEYS) <= {m.key for m in sample_metrics("host")}
+#: resident memory of one process of the tree, keyed "pid<pid>.rss_mb" (the session sums a
+#: model's stubs from them, as it does NVML's per-process GPU memory)
+PROCESS_KEY = "pid{pid}.rss_mb"
 
 
 class ProcessTreeSampler(Sampler):
@@ -37,6 +42,7 @@ class ProcessTreeSampler(Sampler):
             return {c: math.nan for c in HOST_KEYS}
         cpu = rss = 0.0
         read = 0
+        per_process: dict[str, float] = {}
         alive: dict[int, psutil.Process] = {}
         for proc in tree:
             # Keep Process objects between samples: cpu_percent measures since its last call.
@@ -47,7 +53,9 @@ class ProcessTreeSampler(Sampler):
                     known.cpu_percent(None)  # a new process counts from the next sample on
                 else:
                     cpu += known.cpu_percent(None)
-                rss += known.memory_info().rss
+                resident = known.memory_info().rss
+                rss += resident
+                per_process[PROCESS_KEY.format(pid=proc.pid)] = resident / 2**20
                 read += 1
             except psutil.Error:
                 continue
@@ -59,7 +67,7 @@ class ProcessTreeSampler(Sampler):
         self._procs = alive
         if read == 0:  # the server is gone: no figure, rather than a false zero
             return {c: math.nan for c in HOST_KEYS}
-        return {"server_cpu_util_pct": cpu, "server_rss_mb": rss / 2**20}
+        return {"server_cpu_util_pct": cpu, "server_rss_mb": rss / 2**20, **per_process}
 
 
 def _label(proc: psutil.Process) -> str:

@@ -50,7 +50,7 @@ SETTLE_S = 1.0
 #: kernel busy longer than this leaves a gap in the live charts, never in the file
 LIVE_SPAN_S = 30.0
 #: the phases whose samples are reduced into a row when they end: held whole while they last
-REDUCED_PHASES = ("baseline", "point")
+REDUCED_PHASES = ("baseline", "point", "colocated")
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,16 @@ class MonitorSession:
         return out
 
     # -- reductions --------------------------------------------------------------------
+    def _model_rss(self, sample: Sample, model: str) -> dict[str, float]:
+        """Resident memory of ``model``'s stub processes, from the host sampler's pid keys
+        (on a machine without a GPU it stands in for the model's GPU memory)."""
+        labels: dict[int, str] = getattr(self.host, "labels", {})
+        processes = [(key, value) for key, value in sample.values.items() if key.startswith("pid")]
+        if not processes:
+            return {}  # a sample without its processes (the server gone): no figure, rather than a false 0
+        return {"model_rss_mb": math.fsum(value for key, value in processes
+                                          if labels.get(int(key[3:].split(".", 1)[0])) == model)}
+
     def _derived(self, sample: Sample, model: str) -> dict[str, float]:
         """Per-process GPU memory of the server and of ``model``, from the pid keys."""
         labels = self.host.labels if self.host is not None else None
@@ -183,6 +193,8 @@ class MonitorSession:
                 merged = dict(sample.values)
                 if sampler is self.nvml:
                     merged.update(self._derived(sample, model))
+                elif sampler is self.host and model:
+                    merged.update(self._model_rss(sample, model))
                 for key, value in merged.items():
                     if isinstance(value, float | int) and math.isfinite(value):
                         values.setdefault(key, []).append(float(value))
@@ -241,6 +253,8 @@ class MonitorSession:
                 row.update({k: v for k, v in sample.values.items() if not k.startswith("pid")})
                 if sampler is self.nvml:
                     row.update(self._derived(sample, phase.model if phase else ""))
+                elif sampler is self.host and phase is not None and phase.model:
+                    row.update(self._model_rss(sample, phase.model))
                 keys.update(dict.fromkeys(row))
                 rows.append(row)
         return rows
