@@ -6,10 +6,15 @@ neighbour; metrics-colocated.csv; and the bad groups refused before anything sta
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import pytest
 from conftest import FAST
 
@@ -17,8 +22,9 @@ import analyzer_widgets as aw
 from analyzer_widgets import events
 from analyzer_widgets.colocation import ColocatedResult, Group, Member, measure_together, versus_alone
 from analyzer_widgets.config import ExportSettings, Load, make_settings
-from analyzer_widgets.errors import ConfigError
+from analyzer_widgets.errors import ConfigError, ServerError
 from analyzer_widgets.export import COLOCATED_CSV, SERVER_CSV, ResultsExist, load_colocated
+from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.schema import COLOCATED_COLUMNS, COLOCATED_ONLY, SERVER_COLUMNS, metrics_doc_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +36,9 @@ STATISTIC = "p90"
 
 
 def _spec(**more: Any) -> Any:
-    settings = {"window_ms": 250, "baseline_s": FAST["baseline_s"], "max_trials": FAST["max_trials"]}
+    settings = {"window_ms": 250, "baseline_s": FAST["baseline_s"], "max_trials": FAST["max_trials"], **more}
     return make_settings(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY, latency_statistic=STATISTIC,
-                         **settings, **more)[0]
+                         **settings)[0]
 
 
 def _group(search: bool = False) -> Group:
@@ -220,3 +226,121 @@ def test_metrics_doc_holds_the_colocated_table() -> None:
     text = (ROOT / "docs" / "metrics.md").read_text()
     start = text.index("## metrics-colocated.csv")
     assert metrics_doc_table(COLOCATED_ONLY) in text[start:]
+
+
+# -- stop, a lost server ---------------------------------------------------------------------------------------
+@pytest.mark.server
+def test_stop_ends_the_point_in_flight_and_cleans_up() -> None:
+    held: list[Any] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, events.WindowMeasured) and held:
+            held[0].stop()  # as a panel's Stop button does, from the runner's thread here
+
+    result = measure_together(_spec(max_trials=20), [_group()], alone=False, on_event=on_event,
+                              runner_hook=held.append)
+    assert result.cancelled and result.error is None
+    assert result.rows == []  # the point in flight gives no row; nothing else was started
+    assert result.baseline_row is not None
+
+
+def _server_pid() -> int:
+    return next(p.pid for p in psutil.Process().children()
+                if p.name() == "tritonserver" and p.status() != psutil.STATUS_ZOMBIE)
+
+
+@pytest.mark.server
+@pytest.mark.faults
+def test_a_server_killed_during_a_colocated_point_fails_its_rows_and_ends_the_run(tmp_path: Path) -> None:
+    """RELIABILITY row 3 for models measured together: the alone rows before stay on disk,
+    each model's row of the point in flight is failed with the server's state, and the run
+    ends with the error."""
+    killed: list[int] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, events.ColocatedPointStarted) and event.together and not killed:
+            killed.append(_server_pid())
+        elif isinstance(event, events.WindowMeasured) and len(killed) == 1:
+            os.kill(killed[0], signal.SIGKILL)
+            killed.append(0)
+
+    out = tmp_path / "killed"
+    with pytest.raises(ServerError):
+        measure_together(_spec(), [_group()], export=ExportSettings(export_path=out), on_event=on_event)
+    assert len(killed) == 2
+    rows = load_colocated(out).to_dict("records")
+    assert [(r["model"], r["together"]) for r in rows] == [
+        ("mlp_numpy", False), ("mixed_inputs", False), ("mlp_numpy", True), ("mixed_inputs", True)]
+    assert all(r["status"] in MEASURED for r in rows[:2])  # the alone rows before, kept
+    failed = rows[2:]
+    assert [r["status"] for r in failed] == ["failed", "failed"]
+    assert all("the co-located point failed" in r["reason"] and "server" in r["reason"].lower() for r in failed), failed
+    assert math.isnan(failed[0]["throughput_ratio"])
+
+
+# -- on a GPU: two CUDA models on one server, each one's memory against nvidia-smi's -------------------------------
+GPU_REASON = nvml_unavailable_reason()
+BACKEND_PYTHON = os.environ.get("ANALYZER_WIDGETS_BACKEND_PYTHON")
+
+
+def _smi_stub_memory() -> dict[str, float]:
+    """nvidia-smi's GPU memory of each model's stub processes now, by model."""
+    smi = shutil.which("nvidia-smi")
+    assert smi, "nvidia-smi is not on PATH"
+    out = subprocess.run([smi, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, timeout=20, check=True).stdout
+    by_model: dict[str, float] = {}
+    for line in out.splitlines():
+        pid, used = (v.strip() for v in line.split(","))
+        try:
+            argv = psutil.Process(int(pid)).cmdline()
+        except psutil.Error:
+            continue
+        if len(argv) > 1 and argv[0].endswith("triton_python_backend_stub"):
+            model = Path(argv[1]).parts[-3]  # <repository>/<model>/<version>/model.py
+            by_model[model] = by_model.get(model, 0.0) + float(used)
+    return by_model
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPU_REASON is not None, reason=f"needs an NVIDIA GPU: {GPU_REASON}")
+def test_two_gpu_models_together_each_ones_memory_agrees_with_nvidia_smi(tmp_path: Path) -> None:
+    """Issue 19 on the GPU: torch_mlp (8 layers of 4096: 256 MiB in fp16) and a deeper copy
+    (16 layers: 512 MiB) on one server, each under its own load; each model's memory is
+    NVML's for its own stub, as nvidia-smi lists it while the point runs."""
+    repo = tmp_path / "repo"
+    shutil.copytree(aw.EXAMPLE_REPOSITORY / "torch_mlp", repo / "torch_mlp")
+    shutil.copytree(aw.EXAMPLE_REPOSITORY / "torch_mlp", repo / "torch_deep")
+    config = (repo / "torch_deep" / "config.pbtxt").read_text()
+    deep = config.replace('name: "torch_mlp"', 'name: "torch_deep"').replace(
+        'key: "layers", value: { string_value: "8" }', 'key: "layers", value: { string_value: "16" }')
+    assert deep.count("torch_deep") == 1 and '"16"' in deep
+    (repo / "torch_deep" / "config.pbtxt").write_text(deep)
+    seen: dict[str, float] = {}  # model -> nvidia-smi's highest memory of its stubs while they ran together
+    state = {"together": False}
+
+    def on_event(event: object) -> None:
+        if isinstance(event, events.ColocatedPointStarted):
+            state["together"] = event.together
+        elif isinstance(event, events.WindowMeasured) and state["together"] and event.trial >= 2:
+            for model, used in _smi_stub_memory().items():
+                seen[model] = max(seen.get(model, 0.0), used)
+
+    spec = make_settings(models=["torch_mlp", "torch_deep"], model_repository=repo, window_ms=500,
+                         stable_windows=3, max_trials=8, baseline_s=1.0, backend_python=BACKEND_PYTHON)[0]
+    group = Group((Member("torch_mlp", 8, Load(concurrency=2)), Member("torch_deep", 8, Load(concurrency=2))), LABEL)
+    result = measure_together(spec, [group], on_event=on_event)
+    assert result.error is None, result.error
+    assert all(r["status"] in MEASURED for r in result.rows), [(r["model"], r["reason"]) for r in result.rows]
+    together = result.together(LABEL)
+    for model, row in together.items():
+        print(f"{model}: {row['throughput_infer_per_s']:.0f} infer/s together, {row['throughput_ratio']:.2f} of alone, "
+              f"p99 x{row['latency_ratio']:.2f}; its memory {row['model_memory_mb']:.0f} MB "
+              f"(nvidia-smi {seen.get(model)}), the server's {row['server_memory_mb']:.0f} MB")
+        assert row["memory_source"] == "gpu"
+        assert row["model_memory_mb"] == pytest.approx(seen[model], rel=0.05)
+        assert row["throughput_ratio"] > 0 and row["latency_ratio"] > 0
+    # the deeper model holds 256 MiB more weights; the server holds both stubs and its own context
+    assert together["torch_deep"]["model_memory_mb"] > together["torch_mlp"]["model_memory_mb"] + 200
+    both = together["torch_mlp"]["model_memory_mb"] + together["torch_deep"]["model_memory_mb"]
+    assert together["torch_mlp"]["server_memory_mb"] >= 0.99 * both
