@@ -157,11 +157,13 @@ def _check_member(spec: SweepSpec, name: str, member: Any, before: Sequence[str]
         raise ConfigError(f"{name}.search", True, "needs a latency budget to search within: give latency_budget_ms")
 
 
-def alone_index(rows: Iterable[Mapping[str, Any]]) -> dict[AloneKey, dict[str, Any]]:
-    """Earlier rows (a sweep's, or alone rows of an earlier co-located run) by (model,
-    batch size, load), those measured (ok or unstable) of the model as its repository has
-    it; a co-located row measured together is no alone row. Raises ConfigError naming
-    ``alone_rows`` for an entry that is not a row."""
+def alone_index(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> dict[AloneKey, dict[str, Any]]:
+    """Earlier rows (a sweep's, or alone rows of an earlier co-located run; dicts or a
+    DataFrame) by (model, batch size, load), those measured (ok or unstable) of the model
+    as its repository has it; a co-located row measured together is no alone row. Raises
+    ConfigError naming ``alone_rows`` for an entry that is not a row."""
+    if isinstance(rows, pd.DataFrame):
+        rows = [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")]
     index: dict[AloneKey, dict[str, Any]] = {}
     for i, row in enumerate(rows):
         try:
@@ -542,7 +544,7 @@ class ColocatedResult:
 
 
 def measure_together(spec: SweepSpec, groups: Sequence[Group], *, export: ExportSettings | None = None,
-                     alone: bool = True, alone_rows: Sequence[Mapping[str, Any]] = (),
+                     alone: bool = True, alone_rows: Sequence[Mapping[str, Any]] | pd.DataFrame = (),
                      on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None,
                      runner_hook: Callable[[Any], None] | None = None) -> ColocatedResult:
     """Measure each group's models together on one server (see the module's docstring and

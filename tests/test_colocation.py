@@ -130,7 +130,8 @@ def test_a_searched_member_finds_its_load_within_the_budget_beside_its_neighbour
     column = f"latency_{STATISTIC}_ms"
     # a budget the neighbours' load leaves room for: 4x what the searched model took beside it at concurrency 1
     budget = round(4 * earlier.together(LABEL)["mixed_inputs"][column], 2)
-    given = [r for r in earlier.rows if not r["together"]]
+    given = earlier.to_frame()
+    given = given[~given["together"]]  # the alone rows, as a DataFrame
     out = tmp_path / "together"
     result = measure_together(_spec(latency_budget_ms=budget), [_group(search=True)], alone_rows=given,
                               export=ExportSettings(export_path=out))
