@@ -61,6 +61,7 @@ from analyzer_widgets.ui._fields import declaration_of, setting_widget, widget_v
 from analyzer_widgets.ui._series import Series
 from analyzer_widgets.ui._theme import ThemeProbe, keep_widget_state, themed
 from analyzer_widgets.ui.charts import RESULT_CHARTS, result_figures
+from analyzer_widgets.ui.pack_section import PackSection
 from analyzer_widgets.ui.plan_section import PLAN_SETTINGS, PlanSection
 from analyzer_widgets.ui.static import ImageRenderer, chart_outputs, without_images_note
 
@@ -260,6 +261,9 @@ class Dashboard:
         self._make_decision_view()
         self._make_live_charts()
         self.plan_section = PlanSection(self, plan_given)
+        self.pack_section = PackSection(self)
+        #: the sections that run on the panel's thread: each takes its events and shows its answer
+        self._sections: tuple[PlanSection | PackSection, ...] = (self.plan_section, self.pack_section)
         self._wire()
         self.widget = self._layout()
         self.validate()
@@ -382,6 +386,7 @@ class Dashboard:
             w.HBox([self.export_field, self.export_button, self.overwrite_box, self.export_status],
                    layout=w.Layout(flex_flow="row wrap")),
             self.plan_section.widget,
+            self.pack_section.widget,
         ])
 
     # -- display -------------------------------------------------------------------------
@@ -441,7 +446,8 @@ class Dashboard:
         ok = (batches is not None and concurrency is not None and not problems
               and not any(error.value for error in self.settings_errors.values()))
         self.run_button.disabled = not ok or self.running
-        self.plan_section.validate(ok)
+        for section in self._sections:
+            section.validate(ok)
         return ok
 
     def _rates_given(self) -> bool:
@@ -510,7 +516,8 @@ class Dashboard:
         # live charts read the samplers), and a kernel busy with a cell would pile them up here
         runner.subscribe(lambda event: None if isinstance(event, ev.SamplesTaken) else self._events.put(event))
         self._runner = runner
-        self.plan_section.active = False
+        for section in self._sections:
+            section.active = False
         self._launch(self._run_sweep)
 
     def _launch(self, work: Callable[[], None]) -> None:
@@ -539,7 +546,8 @@ class Dashboard:
     def stop(self) -> None:
         """End the point in flight (about a second) and keep what was measured."""
         if self.running:
-            self.plan_section.stop()  # a plan's runner not made yet stops as soon as it is
+            for section in self._sections:
+                section.stop()  # a plan's or a pack's runner not made yet stops as soon as it is
             if self._runner is not None:
                 self._runner.stop()
             self._stopping = True
@@ -558,8 +566,9 @@ class Dashboard:
             self.poll()
         self.poll()
         # the images of the charts left under the panel, and a plan's answer and chart
-        while not self._images.wait(TICK_S) or self.plan_section.pending:
-            self.plan_section.wait_images(TICK_S)
+        while not self._images.wait(TICK_S) or any(section.pending for section in self._sections):
+            for section in self._sections:
+                section.wait_images(TICK_S)
             self.poll()
         self.poll()
         return True
@@ -602,7 +611,8 @@ class Dashboard:
         try:
             self.poll()
         finally:
-            if self.running or not self._events.empty() or self._images.pending or self.plan_section.pending:
+            if (self.running or not self._events.empty() or self._images.pending
+                    or any(section.pending for section in self._sections)):
                 self._schedule_tick()
 
     def poll(self) -> None:
@@ -620,14 +630,16 @@ class Dashboard:
                     finished = event
                 else:
                     self._apply(event)
-                self.plan_section.apply(event)
+                for section in self._sections:
+                    section.apply(event)
             self._update_status()
         self._update_charts()
         if not self._finished_shown and (finished is not None or (self._error and not self.running)):
             self._finished_shown = True
             self._finish(finished)
         self._show_images()
-        self.plan_section.poll()
+        for section in self._sections:
+            section.poll()
 
     def _t(self, monotonic: float) -> float:
         runner = self._runner
@@ -805,7 +817,7 @@ class Dashboard:
         """Draw the charts that travel (ui/static.py), off the kernel's thread; the next tick
         shows them (:meth:`_show_images`). In Voila the result charts only: the live figure is
         right above them. After a plan, its own chart (the Plan section's) stands for them."""
-        if self.plan_section.active:
+        if any(section.active for section in self._sections):
             return
         if self.in_voila:
             self._images.submit(self.result_figures())
