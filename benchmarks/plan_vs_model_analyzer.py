@@ -519,15 +519,47 @@ def patch_ma_gpu_lookup() -> None:
 
     factory = gpu_device_factory.GPUDeviceFactory
     factory.init_all_devices = init_all_devices  # type: ignore[method-assign]
+    name_devices_in_bytes()
     factory.get_cuda_visible_gpus = visible  # type: ignore[method-assign]
     factory.get_device_by_cuda_index = by_cuda_index  # type: ignore[method-assign]
+
+
+def name_devices_in_bytes() -> None:
+    """numba.cuda's devices named in bytes, as Model Analyzer 1.58 reads them.
+
+    Its MetricsManager decodes ``numba.cuda.list_devices()[i].name`` as bytes; the numba on
+    the GPU host (0.60+) gives a str, and the decoding raised TypeError before the first
+    measurement (seen on the H200, 2026-12-03). A device is wrapped so its ``name`` is
+    bytes and everything else (its context manager included) is the device's own."""
+    import numba.cuda
+
+    class BytesNamed:
+        def __init__(self, device: Any) -> None:
+            self._device = device
+
+        @property
+        def name(self) -> bytes:
+            name = self._device.name
+            return name.encode() if isinstance(name, str) else name
+
+        def __getattr__(self, attribute: str) -> Any:
+            return getattr(self._device, attribute)
+
+        def __enter__(self) -> Any:
+            return self._device.__enter__()
+
+        def __exit__(self, *exc: object) -> Any:
+            return self._device.__exit__(*exc)
+
+    listed = numba.cuda.list_devices
+    numba.cuda.list_devices = lambda: [BytesNamed(d) for d in listed()]
 
 
 # -- ours ----------------------------------------------------------------------------------------
 def run_ours(args: argparse.Namespace, paths: Mapping[str, Path], deadline: float) -> dict[str, Any]:
     settings = {
         "model": args.model, "model_repository": str(Path(args.model_repository).resolve()),
-        "space": our_space(args), "strategy": "brute", "objective": "throughput",
+        "space": our_space(args), "strategy": args.ours_strategy, "objective": "throughput",
         "latency_budget_ms": args.latency_budget_ms, "latency_statistic": "p99", "batch_sizes": [args.batch],
         "concurrency": [1, args.max_concurrency], "window_ms": args.window_ms, "stable_windows": 3,
         "stability_pct": args.stability_pct,
@@ -541,7 +573,7 @@ def run_ours(args: argparse.Namespace, paths: Mapping[str, Path], deadline: floa
     child = Child("ours", cmd, paths["ours"] / "plan.log", HERE, {**os.environ, "PYTHONUNBUFFERED": "1"},
                   echo=not args.quiet)
     status, timed_out = child.wait(deadline)
-    out: dict[str, Any] = {"tool": "ours (plan, brute)", "wall_s": child.wall, "exit": status,
+    out: dict[str, Any] = {"tool": f"ours (plan, {args.ours_strategy})", "wall_s": child.wall, "exit": status,
                            "timed_out": timed_out}
     if summary_path.is_file():
         out.update(json.loads(summary_path.read_text()))
@@ -769,6 +801,8 @@ def main() -> None:
                              "then has all that is left")
     parser.add_argument("--skip-ma", action="store_true")
     parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument("--ours-strategy", choices=["brute", "quick"], default="brute",
+                        help="our plan's strategy: brute (the same job as Model Analyzer's) or quick (fewer variants)")
     parser.add_argument("--ma-python", default=sys.executable,
                         help="the Python that has Model Analyzer 1.58 and its packages")
     parser.add_argument("--ma-pythonpath", default=None,
