@@ -325,10 +325,13 @@ class ColocatedRunner(SweepRunner):
         return out
 
     # -- a point
-    def _group_point(self, group: Group, under_load: Sequence[tuple[Member, Load]], loaded: Mapping[str, LoadedModel],
-               alone: Mapping[AloneKey, Mapping[str, Any]], searched: Member | None = None) -> dict[str, Row]:
+    def _group_point(self, group: Group, under_load: Sequence[tuple[Member, Load]],
+                     loaded: Mapping[str, LoadedModel], alone: Mapping[AloneKey, Mapping[str, Any]],
+                     searched: Member | None = None) -> dict[str, Row]:
         """Measure ``under_load`` (members at these loads) at once over the same windows: a
-        row each, compared with ``alone``, handed on. A lost server ends the run after."""
+        row each, compared with ``alone`` (or a given row at its load: a searched member's
+        probe has one where the given rows hold that load), handed on. A lost server ends
+        the run after."""
         together = len(under_load) > 1 or len(group.members) == 1
         rows = {m.model: self._row(group, m, load, together, searched) for m, load in under_load}
         runs: dict[str, WindowedLoad] = {}
@@ -351,7 +354,8 @@ class ColocatedRunner(SweepRunner):
         lost = self._measure(runs, rows)
         for member, load in under_load:
             row = rows[member.model]
-            row.update(versus_alone(row, alone.get((member.model, member.batch, load)) if together else None, self.spec))
+            key = (member.model, member.batch, load)
+            row.update(versus_alone(row, alone.get(key) or self.given.get(key) if together else None, self.spec))
             if len(group.members) == 1 and row["status"] in _MEASURED:
                 row.update(versus_alone(row, row, self.spec))  # a group of one is its own alone row
             self._finish_point(row)

@@ -151,6 +151,7 @@ def test_a_searched_member_finds_its_load_within_the_budget_beside_its_neighbour
     assert answer["neighbours"] == "mlp_numpy: batch 1, concurrency 2"
     probes = [r for r in result.rows if r["searched"] and r["model"] == "mixed_inputs" and r["search"] == "probe"]
     assert probes and all(r["concurrency"] != 1 for r in probes)  # concurrency 1 was the fixed point, not again
+    assert all(math.isnan(r["throughput_ratio"]) for r in probes)  # no alone row at those loads was given
     if answer["search"] == "answer":  # the next load up was measured beyond the budget
         above = min((r for r in probes if r["concurrency"] > answer["concurrency"]), key=lambda r: r["concurrency"])
         assert above["concurrency"] == answer["concurrency"] + 1
