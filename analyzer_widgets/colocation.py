@@ -203,6 +203,12 @@ class ColocatedRunner(SweepRunner):
         self._pools: list[ClientPool] = []
         self._points = 0  # co-located points started
         self._points_total = 0
+        self._baseline_row: Mapping[str, Any] = {}  # the empty server's, once recorded
+        self.subscribe(self._keep_baseline)
+
+    def _keep_baseline(self, event: ev.Event) -> None:
+        if isinstance(event, ev.BaselineFinished):
+            self._baseline_row = event.row
 
     # -- what SweepRunner.run calls
     def _expected_total(self) -> int:
@@ -421,12 +427,12 @@ class ColocatedRunner(SweepRunner):
         figures = pooled_figures([visit], self.spec.measurement, self.monitors.baseline_gpu_memory_mb)
         figures.update(self.monitors.reduce(visit.shown[0].start, visit.shown[-1].end,
                                             (COLOCATED_COLUMN["model_rss_max_mb"],), model))
-        if math.isfinite(figures["model_gpu_memory_max_mb"]):
-            figures.update(memory_source="gpu", model_memory_mb=figures["model_gpu_memory_max_mb"],
-                           server_memory_mb=figures["server_gpu_memory_max_mb"])
-        else:
-            figures.update(memory_source="resident", model_memory_mb=figures["model_rss_max_mb"],
-                           server_memory_mb=figures["server_rss_max_mb"])
+        on_gpu = math.isfinite(figures["model_gpu_memory_max_mb"])
+        server = "server_gpu_memory_max_mb" if on_gpu else "server_rss_max_mb"
+        empty = float(self._baseline_row.get(server, math.nan))
+        figures.update(memory_source="gpu" if on_gpu else "resident", server_memory_mb=figures[server],
+                       server_memory_above_baseline_mb=figures[server] - empty,
+                       model_memory_mb=figures["model_gpu_memory_max_mb" if on_gpu else "model_rss_max_mb"])
         return figures
 
     def _row(self, group: Group, member: Member, load: Load, together: bool, searched: Member | None = None) -> Row:

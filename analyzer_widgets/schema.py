@@ -356,6 +356,8 @@ _COLOCATED_VERSUS: tuple[Column, ...] = (
     Column("server_memory_mb", _F, "the whole server's memory over the point, every model's stubs included: "
            "server_gpu_memory_max_mb where NVML gives per-process memory, else server_rss_max_mb (resident memory "
            "stands in on a machine without a GPU)", "MB", table=True, label="Server memory (MB)"),
+    Column("server_memory_above_baseline_mb", _F, "server_memory_mb less the baseline's figure from the same source "
+           "(the empty server's): what the models loaded add", "MB"),
     Column("model_memory_mb", _F, "this model's own processes' memory over the point: model_gpu_memory_max_mb "
            "where NVML gives per-process memory, else model_rss_max_mb", "MB", table=True,
            label="Model memory (MB)"),

@@ -118,6 +118,9 @@ def _assert_memory(result: ColocatedResult) -> None:
         assert row["server_memory_mb"] == row["server_rss_max_mb"]
         assert row["server_memory_mb"] > row["model_memory_mb"], row
         assert math.isnan(row["model_gpu_memory_max_mb"])  # not a false 0
+        empty = (result.baseline_row or {})["server_rss_max_mb"]
+        assert row["server_memory_above_baseline_mb"] == pytest.approx(row["server_memory_mb"] - empty)
+        assert row["server_memory_above_baseline_mb"] > 0  # the models' stubs, on top of the empty server
     together = result.together(LABEL)
     # the whole server holds both models' stubs: more than either one's
     assert together["mlp_numpy"]["server_memory_mb"] > max(r["model_memory_mb"] for r in together.values())
