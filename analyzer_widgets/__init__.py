@@ -4,6 +4,9 @@
 >>> result = aw.profile(models=["mlp_numpy"], model_repository=aw.EXAMPLE_REPOSITORY,
 ...                     batch_sizes=[1, 8], concurrency=[1, 4])  # doctest: +SKIP
 >>> result.to_frame()  # doctest: +SKIP
+
+Also ``aw.plan`` (one model's best configuration within a latency budget) and ``aw.pack``
+(several models onto the fewest GPUs, measured together).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analyzer_widgets import events
-from analyzer_widgets.api import make_spec, plan, profile
+from analyzer_widgets.api import make_spec, pack, plan, profile
 from analyzer_widgets.config import (
     ExportSettings,
     LaunchMode,
@@ -49,6 +52,7 @@ from analyzer_widgets.events import (
     WindowMeasured,
 )
 from analyzer_widgets.export import load_results, load_samples
+from analyzer_widgets.planning.packing import PackingPlan, PackResult
 from analyzer_widgets.planning.planner import PlanResult, PlanSettings
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult
@@ -99,6 +103,9 @@ __all__ = [
     "load_results",
     "load_samples",
     "make_spec",
+    "pack",
+    "PackingPlan",
+    "PackResult",
     "plan",
     "PlanResult",
     "PlanSettings",

@@ -1,29 +1,48 @@
-"""The Python entry points: ``analyzer_widgets.profile(...)`` and ``analyzer_widgets.plan(...)``."""
+"""The Python entry points: ``analyzer_widgets.profile(...)``, ``analyzer_widgets.plan(...)``
+and ``analyzer_widgets.pack(...)``."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import psutil
+
+from analyzer_widgets.colocation import ColocatedResult, Group, Member, measure_together
 from analyzer_widgets.config import (
     OWNERS,
     SETTINGS_CLASSES,
     ExportSettings,
+    Load,
     SweepSpec,
     declared,
     group_settings,
     make_settings,
+    model_names,
 )
-from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.events import EventHandler, Notice, SweepStarted
-from analyzer_widgets.export import ExportFolder
+from analyzer_widgets.errors import ConfigError, SweepCancelled
+from analyzer_widgets.events import EventHandler, Level, Notice, SweepStarted
+from analyzer_widgets.export import ExportFolder, ResultsExist, load_results
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
+from analyzer_widgets.planning import packing
 from analyzer_widgets.planning import planner as planning
+from analyzer_widgets.planning.budget import plain_number
+from analyzer_widgets.planning.packing import (
+    GpuCheck,
+    ModelNeed,
+    PackingPlan,
+    PackOptions,
+    PackResult,
+    target_rates_for,
+)
 from analyzer_widgets.planning.planner import PlanResult, PlanSettings
 from analyzer_widgets.planning.space import default_space, read_space, variants
-from analyzer_widgets.results import ResultCollector, SweepResult
+from analyzer_widgets.results import ResultCollector, SweepResult, write_atomic
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.schema import point_key
 
@@ -220,3 +239,298 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
     finally:
         collector.close()
     return result
+
+
+# -- pack: several models onto the fewest GPUs (issue 19, docs/packing.md) -------------------------
+#: the export folder's sub-folders for the runs measured together (each run's own sweep.json,
+#: server log and rows, so that none replaces the models' rows measured alone beside them)
+TOGETHER_FOLDERS = {"validate": "together", "capacity": "together-capacity", "revalidate": "together-replanned"}
+PACK_JSON = "pack.json"
+
+
+def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str,
+         on_event: EventHandler | Iterable[EventHandler] | None = None,
+         runner_hook: Callable[[Any], None] | None = None, gpu_memory_mb: float | None = None,
+         headroom_pct: float = 20, validate: bool = True,
+         earlier: Earlier | Sequence[Earlier] | None = None, **settings: Any) -> PackResult:
+    """Pack ``models`` onto the fewest GPUs that serve each one's target rate (infer/s)
+    within the latency budget, and check the plan by measuring each GPU's models together
+    (docs/packing.md)::
+
+        result = analyzer_widgets.pack(["mlp_numpy", "mixed_inputs"], target_rates="mlp_numpy=500,mixed_inputs=200",
+                                       model_repository=analyzer_widgets.EXAMPLE_REPOSITORY, latency_budget_ms=20)
+        result.sentence        # how many GPUs, what each holds, and whether validation passed
+        result.to_frame()      # a row per model per GPU, with what was measured together
+
+    1. Each model's need (memory, capacity within the budget): from ``earlier`` results (a
+       SweepResult, PlanResult or export folder, or a list of them), or measured now: a
+       budget search per model at its batch sizes on one server (``latency_budget_ms`` is
+       required; the export folder, events and ``resume`` work as for :func:`profile`).
+    2. The GPUs' memory: ``gpu_memory_mb``, or NVML's total less the empty server's; on a
+       CPU machine the host's memory less the empty server's resident memory (said so).
+    3. The plan (planning/packing.py's ``pack``).
+    4. With ``validate``, each GPU holding two or more models is measured together, each at
+       its planned rate (open loop) and batch size, and judged: the budget's statistic
+       within the budget and the rate served. Where a GPU fails, its models' capacities
+       beside each other are searched together, the plan is made again once with them, and
+       the new plan's GPUs that were not measured at those rates are measured.
+
+    ``runner_hook`` gets each runner before it starts (its ``stop()`` ends the pack there);
+    with ``export_path`` the models' rows alone go to the folder as a sweep's do, the
+    runs together to its ``together*/`` folders, and the answer to ``pack.json``.
+    """
+    names = list(model_names("models", models))
+    options = PackOptions(target_rates=target_rates, gpu_memory_mb=gpu_memory_mb,  # type: ignore[arg-type]
+                          headroom_pct=headroom_pct, validate=validate, earlier=earlier)  # type: ignore[arg-type]
+    rates = target_rates_for(options.target_rates, names)
+    if settings.get("latency_budget_ms") is None:
+        raise ConfigError("latency_budget_ms", None, "packing needs a latency budget: each model's capacity is "
+                                                     "its throughput within it (p99 unless latency_statistic says "
+                                                     "otherwise)")
+    spec, export = make_settings(models=names, **settings)
+    assert spec.latency_budget_ms is not None
+    constraints = planning.Constraints(spec.latency_budget_ms, spec.latency_statistic)
+    handlers = [on_event] if callable(on_event) else list(on_event or ())
+    packing_run = _PackRun(spec, export, constraints, handlers, runner_hook)
+    packing_run.refuse_existing()
+
+    # 1. the needs
+    if options.earlier:
+        packing_run.say(f"pack: reading {', '.join(names)}'s needs from earlier results")
+        needs, batches, baseline = _needs_from_earlier(options.earlier, rates, constraints)
+    else:
+        packing_run.say(f"pack: measuring {', '.join(names)} alone: each one's highest load within "
+                        f"{constraints.budget_text()}")
+        alone = packing_run.measure_alone()
+        if alone.cancelled:
+            raise SweepCancelled("the pack was stopped while measuring the models alone; the rows measured are "
+                                 f"in {alone.export_path or 'memory only'}")
+        needs = packing.needs_from_sweep(alone, rates, constraints)
+        batches = {m: _answer_batch(alone.rows, m, constraints) for m in names}
+        baseline = alone.baseline_row
+    # 2. the GPUs
+    memory, said = _gpu_memory(options.gpu_memory_mb, baseline)
+    packing_run.notes.append(said)
+    gpus = packing.Gpus(memory, options.headroom_pct)
+    # 3. the plan
+    first = packing.pack(needs, gpus)
+    packing_run.say(f"pack: planned {first.sentence}")
+    result = PackResult(first, first, constraints, batches, validate=options.validate, notes=packing_run.notes)
+    # 4. validation, and one re-plan where it fails
+    if options.validate:
+        packing_run.validate(result)
+    if export.directory is not None:
+        write_atomic(export.directory / PACK_JSON, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        result.export_path = str(export.directory)
+    packing_run.say(f"pack: {result.sentence}")
+    return result
+
+
+#: what pack() reads earlier needs from
+Earlier = SweepResult | PlanResult | str | Path
+
+
+class _PackRun:
+    """The measuring steps of one :func:`pack`: their runners (each given the handlers and
+    the hook), their export folders, and what they note for the answer."""
+
+    def __init__(self, spec: SweepSpec, export: ExportSettings, constraints: planning.Constraints,
+                 handlers: list[EventHandler], runner_hook: Callable[[Any], None] | None) -> None:
+        self.spec, self.export, self.constraints = spec, export, constraints
+        self.handlers, self.runner_hook = handlers, runner_hook
+        self.notes: list[str] = []
+        self.stopped = False
+
+    def say(self, message: str) -> None:
+        """A step of the pack, told to every handler as a notice (the CLI's progress line)."""
+        for handler in self.handlers:
+            handler(Notice(message, Level.INFO))
+
+    def refuse_existing(self) -> None:
+        """An earlier pack's answer in the export folder is kept unless overwriting (or
+        resuming) was asked for, as a sweep's results are."""
+        directory = self.export.directory
+        if directory is None or self.export.overwrite or self.export.resume:
+            return
+        existing = [directory / name for name in (PACK_JSON, *TOGETHER_FOLDERS.values()) if (directory / name).exists()]
+        if existing:
+            raise ResultsExist(directory, existing)
+
+    def measure_alone(self) -> SweepResult:
+        runner, collector = prepare_sweep(self.spec, self.export, runner_hook=self._hook)
+        try:
+            for handler in self.handlers:
+                runner.subscribe(handler)
+            runner.run()
+        finally:
+            collector.close()
+        return collector.result
+
+    def _hook(self, runner: Any) -> None:
+        if self.runner_hook is not None:
+            self.runner_hook(runner)
+
+    def together(self, step: str, groups: list[Group]) -> ColocatedResult:
+        """``groups`` measured together on one server, into the export folder's ``step`` folder."""
+        models = tuple(dict.fromkeys(m for g in groups for m in g.models))
+        spec = dataclasses.replace(self.spec, models=models)
+        export = None
+        if self.export.directory is not None:
+            export = dataclasses.replace(self.export, export_path=self.export.directory / TOGETHER_FOLDERS[step],
+                                         resume=False, keep_apart=False, overwrite=True)
+        result = measure_together(spec, groups, export=export, alone=False, on_event=self.handlers,
+                                  runner_hook=self._hook)
+        if result.cancelled:
+            self.stopped = True
+        return result
+
+    def groups(self, plan: PackingPlan, batches: Mapping[str, int], gpus: Sequence[int], prefix: str = "",
+               search: bool = False) -> list[Group]:
+        """A group per GPU of ``plan`` named in ``gpus``: each model at its planned rate
+        (open loop, requests of its batch size), searched upward from it with ``search``."""
+        return [Group(tuple(Member(r.model, batches[r.model], Load(rate_per_s=r.rate / batches[r.model]), search)
+                            for r in plan.gpus[i].replicas), f"{prefix}GPU {i}") for i in gpus]
+
+    def check(self, step: str, plan: PackingPlan, batches: Mapping[str, int],
+              gpus: Sequence[int], result: PackResult) -> list[GpuCheck]:
+        if not gpus:
+            return []
+        prefix = "re-planned " if step == "revalidate" else ""
+        self.say("pack: measuring together at their planned rates: "
+                 + "; ".join(f"GPU {i} ({', '.join(plan.gpus[i].models)})" for i in gpus))
+        measured = self.together(step, self.groups(plan, batches, gpus, prefix))
+        result.colocated += measured.rows
+        checks = [packing.judge_gpu(plan.gpus[i], batches, measured.together(f"{prefix}GPU {i}"), self.constraints,
+                                    f"{prefix}GPU {i}") for i in gpus]
+        for c in checks:
+            self.say(f"pack: GPU {c.gpu} ({', '.join(c.models)}): {'passed' if c.passed else 'failed'}: {c.reason}")
+        return checks
+
+    def validate(self, result: PackResult) -> None:
+        """Measure the plan's shared GPUs together; where one fails, its models' capacities
+        together, a re-plan with them, and the new plan's GPUs not measured at those rates."""
+        first, batches = result.first, result.batches
+        shared = [g.index for g in first.gpus if len(g.replicas) > 1]
+        result.first_checks = result.checks = self.check("validate", first, batches, shared, result)
+        failed = [c for c in result.first_checks if not c.passed]
+        if not failed or self.stopped:
+            return
+        self.say("pack: measuring the failed GPUs' models' capacities together (each one's highest rate within "
+                 "the budget while the others serve theirs)")
+        searched = self.together("capacity", self.groups(first, batches, [c.gpu for c in failed], "capacity of ",
+                                                        search=True))
+        result.colocated += searched.rows
+        for c in failed:
+            answers = searched.answers(f"capacity of GPU {c.gpu}")
+            capacities: dict[str, float] = {}
+            for figures in c.figures:
+                capacity = packing.capacity_of(answers.get(figures.model))
+                if capacity is None:
+                    # no search answer (stopped, or it failed): what the failed measurement gives
+                    capacity = figures.throughput if figures.passed else 0.0
+                    self.notes.append(
+                        f"{figures.model} on GPU {c.gpu}: its capacity together was not searched to an answer, so "
+                        + (f"the {plain_number(capacity)} infer/s it served there at its planned rate (a lower "
+                           "bound) is planned with" if figures.passed
+                           else "it is planned as not fitting beside those models"))
+                capacities[figures.model] = capacity
+            result.capacities[c.gpu] = capacities
+        if self.stopped:
+            return
+        second = packing.replan(first, result.capacities)
+        result.plan, result.replanned = second, True
+        self.say(f"pack: re-planned: {second.sentence}")
+        checks, to_measure = {}, []
+        for gpu in second.gpus:
+            if len(gpu.replicas) < 2:
+                continue
+            found = packing.covered(gpu, result.first_checks)
+            if found is not None:
+                checks[gpu.index] = found
+            else:
+                to_measure.append(gpu.index)
+        for c in self.check("revalidate", second, batches, to_measure, result):
+            checks[c.gpu] = c
+        result.checks = [checks[i] for i in sorted(checks)]
+
+
+def _answer_batch(rows: Sequence[Mapping[str, Any]], model: str, constraints: planning.Constraints,
+                  variant: str | None = None) -> int:
+    """The batch size of a model's best answer within the budget (what it is packed at)."""
+    mine = [r for r in rows if r.get("model") == model and (variant is None or str(r.get("variant") or "") == variant)]
+    answer = planning.best_answer(mine, constraints)
+    return int(answer["batch_size"]) if answer is not None else 1
+
+
+def _needs_from_earlier(earlier: Sequence[Earlier], rates: Mapping[str, float],
+                        constraints: planning.Constraints) -> tuple[list[ModelNeed], dict[str, int], Any]:
+    """The needs read from earlier results: each model from the first result that holds it."""
+    needs: dict[str, ModelNeed] = {}
+    batches: dict[str, int] = {}
+    baseline = None
+    for i, item in enumerate(earlier):
+        name = f"earlier[{i}]"
+        if isinstance(item, PlanResult):
+            if item.model in rates and item.model not in needs:
+                needs[item.model] = packing.need_from_plan(item, rates[item.model])
+                variant = item.best.variant if item.best is not None else None
+                batches[item.model] = _answer_batch(item.sweep.rows, item.model, constraints, variant)
+            baseline = baseline or item.sweep.baseline_row
+            continue
+        if isinstance(item, SweepResult):
+            rows, base, variants = item.rows, item.baseline_row, dict[str, str]()
+        elif isinstance(item, str | Path):
+            rows, base, variants = _read_folder(name, Path(item))
+        else:
+            raise ConfigError(name, type(item).__name__, "must be a SweepResult, a PlanResult or an export folder")
+        baseline = baseline or base
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_model.setdefault(str(row["model"]), []).append(row)
+        for model, mine in by_model.items():
+            if model in rates and model not in needs:
+                variant = variants.get(model)
+                chosen = [r for r in mine if variant is None or str(r.get("variant") or "") == variant]
+                needs[model] = packing.need_from_rows(model, chosen, base, constraints, rates[model])
+                batches[model] = _answer_batch(chosen, model, constraints)
+    missing = [m for m in rates if m not in needs]
+    if missing:
+        raise ConfigError("earlier", [str(e) if isinstance(e, str | Path) else type(e).__name__ for e in earlier],
+                          f"hold no results of {', '.join(missing)}: measure them (leave earlier out) or give "
+                          "results that hold them")
+    return [needs[m] for m in rates], batches, baseline
+
+
+def _read_folder(name: str, directory: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, str]]:
+    """An export folder's rows and baseline; a plan's folder's recommended variant (plan.json)."""
+    try:
+        rows_frame, server = load_results(directory)
+    except (OSError, ValueError) as e:
+        raise ConfigError(name, str(directory), f"holds no readable results ({e})") from e
+    rows = [{str(k): v for k, v in r.items()} for r in rows_frame.to_dict("records")]
+    baselines = [{str(k): v for k, v in r.items()} for r in server.to_dict("records")]
+    variants: dict[str, str] = {}
+    plan_file = directory / "plan.json"
+    if plan_file.is_file():
+        summary = json.loads(plan_file.read_text())
+        if summary.get("recommended") and summary.get("model"):
+            variants[str(summary["model"])] = str(summary["recommended"])
+    return rows, (baselines[0] if baselines else None), variants
+
+
+def _gpu_memory(given: float | None, baseline: Mapping[str, Any] | None) -> tuple[float, str]:
+    """The memory models may use on one GPU, and a line saying where it came from."""
+    if given is not None:
+        return given, f"each GPU's memory for models: {plain_number(given)} MB, as given"
+    if baseline is None:
+        raise ConfigError("gpu_memory_mb", None, "no baseline was measured to read the GPUs' memory from: give it")
+    if math.isfinite(float(baseline.get("gpu_memory_total_mb", math.nan))):
+        count = max(1, len(visible_gpus()))
+        memory = packing.gpu_memory_mb(baseline, count)
+        return memory, (f"each GPU's memory for models: {plain_number(memory)} MB, NVML's total less what the empty "
+                        "server used")
+    host = psutil.virtual_memory().total / 2**20
+    memory = packing.host_gpu_memory_mb(host, baseline)
+    return memory, (f"no GPU on this machine: the models share its host instead, whose {plain_number(host)} MB of "
+                    f"memory less the empty server's {plain_number(host - memory)} MB resident leaves "
+                    f"{plain_number(memory)} MB (give gpu_memory_mb for a GPU's)")

@@ -31,9 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer_widgets.config import Checked, setting
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.planning.budget import plain_number
 from analyzer_widgets.planning.planner import (
+    ANSWER_ROLES,
     Constraints,
     PlanResult,
     _bound,
@@ -42,7 +44,7 @@ from analyzer_widgets.planning.planner import (
     why_no_answer,
 )
 from analyzer_widgets.results import SweepResult
-from analyzer_widgets.schema import load_of
+from analyzer_widgets.schema import Status, load_of
 
 #: (a model, the other models on its GPU) -> its throughput within the budget there, infer/s
 Interference = Mapping[tuple[str, frozenset[str]], float]
@@ -600,8 +602,10 @@ def _gpu_plans(problem: _Problem, placed: list[dict[str, float]]) -> tuple[GpuPl
     return tuple(GpuPlan(i, replicas, problem.gpus.memory_mb) for i, replicas in enumerate(plans))
 
 
-def plan_sentence(plan: PackingPlan) -> str:
-    """The plan in plain words: how many GPUs, how sure, and what each holds."""
+def plan_sentence(plan: PackingPlan, validated: Iterable[int] = ()) -> str:
+    """The plan in plain words: how many GPUs, how sure, and what each holds. ``validated``:
+    GPUs whose models passed when measured together, so their capacities are no longer
+    only assumed."""
     count = plan.gpu_count
     how = {Method.EXACT: "the fewest",
            Method.TIME_LIMIT: "the solver's best in its time limit, not proven the fewest",
@@ -619,7 +623,8 @@ def plan_sentence(plan: PackingPlan) -> str:
         said.append(f"GPU {gpu.index} holds {held}, {plain_number(100 * gpu.compute_share, 2)}% of its compute "
                     f"and {plain_number(gpu.memory_used_mb)} of {plain_number(gpu.memory_mb)} MB")
     text = f"{count} GPU{'s' if count != 1 else ''} ({how}): " + "; ".join(said)
-    assumed = [str(g.index) for g in plan.gpus if g.assumed]
+    passed = set(validated)
+    assumed = [str(g.index) for g in plan.gpus if g.assumed and g.index not in passed]
     if assumed:
         text += (f" (GPU {', '.join(assumed)}: capacities beside neighbours assumed, not measured together; "
                  "measure them together and re-plan)")
@@ -738,3 +743,324 @@ def gpu_memory_mb(baseline: Mapping[str, Any], gpu_count: int = 1) -> float:
                           "the baseline has no GPU memory (a machine without a GPU?): give the memory per GPU "
                           "(on a CPU machine, the host memory the models may use)")
     return (total - used) / gpu_count
+
+
+# -- the pack command's own settings --------------------------------------------------------------
+def parse_target_rates(name: str, value: object) -> dict[str, float]:
+    """Each model's target rate, typed as ``model=rate`` items separated by commas (the
+    ``--target-rate`` flag's text) or given as a mapping; each a number of infer/s above 0.
+    Which models they name is checked against the models packed by :func:`target_rates_for`.
+
+    >>> parse_target_rates("target_rates", "a=500, b=2e3")
+    {'a': 500.0, 'b': 2000.0}
+    """
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, str) or (isinstance(value, Sequence) and all(isinstance(v, str) for v in value)):
+        texts = [value] if isinstance(value, str) else list(value)  # a repeated flag gives a list
+        items = []
+        for item in (part.strip() for text in texts for part in text.split(",")):
+            if not item:
+                continue
+            model, sep, rate = (part.strip() for part in item.partition("="))
+            if not sep or not model:
+                raise ConfigError(name, item, "is not model=rate: give one per model, as mlp_numpy=500")
+            if not rate:
+                raise ConfigError(f"{name}[{model!r}]", item, "has no rate after '=': give infer/s, as "
+                                                              f"{model}=500")
+            items.append((model, rate))
+    else:
+        raise ConfigError(name, value, "must be model=rate items separated by commas, or a mapping of model to rate")
+    if not items:
+        raise ConfigError(name, value, "names no model: give each model's target rate, as a=500,b=200")
+    rates: dict[str, float] = {}
+    for model, rate in items:
+        field_name = f"{name}[{model!r}]"
+        if model in rates:
+            raise ConfigError(field_name, rate, "is given twice: give each model one target rate")
+        rates[model] = _positive(field_name, rate)
+    return rates
+
+
+def target_rates_for(rates: Mapping[str, float], models: Sequence[str], name: str = "target_rates") -> dict[str, float]:
+    """``rates`` checked against the models packed: one for each, none for another model."""
+    for model, rate in rates.items():
+        if model not in models:
+            raise ConfigError(f"{name}[{model!r}]", rate, f"{model!r} is not among the models packed "
+                                                          f"({', '.join(models)}): pack it too, or leave it out")
+    missing = [m for m in models if m not in rates]
+    if missing:
+        raise ConfigError(f"{name}[{missing[0]!r}]", None, f"the model is packed but has no target rate: "
+                                                           f"give {missing[0]}=RATE")
+    return {m: rates[m] for m in models}
+
+
+def _optional_memory(name: str, value: object) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _positive(name, value)
+
+
+def _headroom_pct(name: str, value: object) -> float:
+    number = _positive(name, value, zero=True)
+    if number >= 100:
+        raise ConfigError(name, value, "must be a percentage from 0 to below 100")
+    return number
+
+
+def _earlier(name: str, value: object) -> tuple[Any, ...]:
+    """Earlier results to read the needs from: one, or a list (a repeated flag's)."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return (value,)
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class PackOptions(Checked):
+    """The pack command's own settings, besides the sweep's (each a flag of
+    ``analyzer-widgets pack``; docs/packing.md)."""
+
+    target_rates: Mapping[str, float] = setting(
+        default_factory=dict, check=parse_target_rates, flags=("--target-rate",), metavar="MODEL=RATE,...",
+        help="each model's target rate in infer/s, as a=500,b=200 (required)")
+    gpu_memory_mb: float | None = setting(
+        None, check=_optional_memory, flags=("--gpu-memory-mb",), panel="GPU memory (MB)",
+        default_text="NVML's total less the empty server's; on a CPU machine the host's memory less it",
+        help="the memory models may use on one GPU, in MB")
+    headroom_pct: float = setting(
+        20.0, check=_headroom_pct, flags=("--headroom-pct",), panel="Headroom %",
+        help="the share of each GPU's compute and memory kept free for bursts")
+    validate: bool = setting(
+        True, flags=("--validate",), panel="Validate",
+        help="measure each GPU's models together at their planned rates, and re-plan once where one fails")
+    earlier: tuple[Any, ...] = setting(
+        default_factory=tuple, check=_earlier, flags=("--earlier",), repeat=True, metavar="DIR",
+        default_text="measured now",
+        help="read the models' needs from earlier results (an export folder of a sweep or plan) instead of "
+             "measuring them")
+
+
+def host_gpu_memory_mb(host_total_mb: float, baseline: Mapping[str, Any]) -> float:
+    """On a CPU machine, the "GPU" the models share is the host: its memory less what the
+    empty server holds resident (the baseline's ``server_rss_max_mb``).
+
+    >>> host_gpu_memory_mb(8000.0, {"server_rss_max_mb": 150.0})
+    7850.0
+    """
+    resident = float(baseline.get("server_rss_max_mb", math.nan))
+    if not math.isfinite(resident):
+        raise ConfigError("gpu_memory_mb", None, "the baseline has no resident memory of the empty server to "
+                                                 "subtract from the host's: give --gpu-memory-mb")
+    return host_total_mb - resident
+
+
+# -- judging a GPU measured together --------------------------------------------------------------
+#: a rate met by this share less still counts as met: an open-loop schedule's sends that fall
+#: past a window's end are the next window's (the interval's upper end allows for the rest)
+RATE_SLACK = 0.01
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """One model of a GPU measured beside its neighbours at its planned rate."""
+
+    model: str
+    rate: float  # infer/s planned on this GPU
+    batch: int
+    throughput: float  # infer/s measured together
+    throughput_high: float  # its 95% interval's upper end (the figure where it has none)
+    latency_ms: float  # the budget's statistic, measured together
+    status: str
+    passed: bool
+    reason: str  # why it failed ("" when it passed)
+
+
+@dataclass(frozen=True)
+class GpuCheck:
+    """A GPU of a plan whose models were measured together: passed when every model met its
+    budget and its planned rate."""
+
+    gpu: int
+    models: tuple[str, ...]
+    passed: bool
+    figures: tuple[ModelCheck, ...]
+    reason: str  # what failed, or what it measured
+    label: str = ""  # its group in the co-located rows (metrics-colocated.csv)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gpu": self.gpu, "models": list(self.models), "passed": self.passed, "reason": self.reason,
+                "label": self.label, "figures": [vars(f) for f in self.figures]}
+
+
+def judge_model(model: str, rate: float, batch: int, row: Mapping[str, Any] | None,
+                constraints: Constraints) -> ModelCheck:
+    """Whether ``row`` (the model measured together at ``rate`` infer/s) met the budget and
+    the rate: measured (ok or unstable) with no failed request, its budget's statistic within
+    the budget, and its throughput's interval reaching the rate (less RATE_SLACK).
+
+    >>> judge_model("a", 100, 1, {"status": "ok", "error_count": 0, "throughput_infer_per_s": 99.0,
+    ...                           "latency_p99_ms": 30.0}, Constraints(20)).reason
+    'a: p99 30 ms, beyond the budget of 20 ms'
+    """
+    column = constraints.statistic.column
+    if row is None:
+        return ModelCheck(model, rate, batch, math.nan, math.nan, math.nan, "", False, f"{model}: not measured")
+    status = str(row.get("status", ""))
+    throughput = float(row.get("throughput_infer_per_s", math.nan))
+    high = _bound(row, "throughput_infer_per_s", high=True) if math.isfinite(throughput) else math.nan
+    latency = float(row.get(column, math.nan))
+    budget = constraints.latency_budget_ms
+    why = []
+    if status not in (Status.OK.value, Status.UNSTABLE.value):
+        detail = str(row.get("reason") or "").splitlines()
+        why.append(f"{status or 'not measured'}" + (f" ({detail[0]})" if detail else ""))
+    else:
+        errors = int(row.get("error_count") or 0)
+        if errors:
+            why.append(f"{errors} failed requests")
+        if not latency <= budget:
+            why.append(f"{constraints.statistic.label} {plain_number(latency, 3)} ms, beyond the budget of "
+                       f"{plain_number(budget)} ms")
+        if not high >= rate * (1 - RATE_SLACK):
+            why.append(f"served {plain_number(throughput)} infer/s (at most {plain_number(high)} by its interval) "
+                       f"of the {plain_number(rate)} planned")
+    return ModelCheck(model, rate, batch, throughput, high, latency, status, not why,
+                      f"{model}: {'; '.join(why)}" if why else "")
+
+
+def judge_gpu(gpu: GpuPlan, batches: Mapping[str, int], rows: Mapping[str, Mapping[str, Any]],
+              constraints: Constraints, label: str = "") -> GpuCheck:
+    """A GPU of a plan against its models' rows measured together (by model): passed when
+    each replica met the budget at its planned rate (:func:`judge_model`)."""
+    figures = tuple(judge_model(r.model, r.rate, batches.get(r.model, 1), rows.get(r.model), constraints)
+                    for r in gpu.replicas)
+    passed = all(f.passed for f in figures)
+    if passed:
+        reason = "measured together, " + ", ".join(
+            f"{f.model} {plain_number(f.throughput)} infer/s at {constraints.statistic.label} "
+            f"{plain_number(f.latency_ms, 3)} ms" for f in figures) + f", within {constraints.budget_text()}"
+    else:
+        reason = "; ".join(f.reason for f in figures if not f.passed)
+    return GpuCheck(gpu.index, gpu.models, passed, figures, reason, label)
+
+
+def covered(gpu: GpuPlan, checks: Iterable[GpuCheck]) -> GpuCheck | None:
+    """A passed check of another plan that answers for ``gpu``: the same models, each at a
+    rate at least this GPU's (so a re-plan need not measure that set again)."""
+    rates = {r.model: r.rate for r in gpu.replicas}
+    for check in checks:
+        if check.passed and set(check.models) == set(rates) and all(
+                f.rate >= rates[f.model] * (1 - _TOLERANCE) for f in check.figures):
+            return GpuCheck(gpu.index, gpu.models, True, check.figures,
+                            f"{check.reason} (as GPU {check.gpu} of the first plan, at rates as high)", check.label)
+    return None
+
+
+def capacity_of(answer: Mapping[str, Any] | None) -> float | None:
+    """A searched member's capacity beside its neighbours from its answer row: the low end
+    of its throughput's interval; 0 where no load was within the budget; None when it was
+    not measured."""
+    if answer is None or answer.get("status") not in (Status.OK.value, Status.UNSTABLE.value):
+        return None
+    if answer.get("search") not in ANSWER_ROLES:
+        return 0.0
+    return max(0.0, _bound(answer, "throughput_infer_per_s", high=False))
+
+
+# -- the pack command's answer --------------------------------------------------------------------
+@dataclass
+class PackResult:
+    """What :func:`analyzer_widgets.pack` answers: the final ``plan``, the ``first`` one
+    (before a re-plan; the same plan where none was needed), each validated GPU's ``checks``
+    (of the final plan; ``first_checks`` of the first), the co-located rows measured, and
+    how the needs and the GPUs' memory were found (``notes``)."""
+
+    plan: PackingPlan
+    first: PackingPlan
+    constraints: Constraints
+    batches: dict[str, int]  # each model's batch size, as measured alone and together
+    checks: list[GpuCheck] = field(default_factory=list)
+    first_checks: list[GpuCheck] = field(default_factory=list)
+    validate: bool = True
+    replanned: bool = False
+    capacities: dict[int, dict[str, float]] = field(default_factory=dict)  # measured together, for the re-plan
+    colocated: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    export_path: str | None = None
+
+    @property
+    def validated(self) -> bool:
+        """Validation ran and every GPU of the final plan that holds two or more models passed
+        (a GPU of one model is covered by its measurement alone)."""
+        return self.validate and all(c.passed for c in self.checks)
+
+    @property
+    def sentence(self) -> str:
+        return pack_sentence(self)
+
+    def to_frame(self) -> Any:
+        """The final plan's row per replica (PackingPlan.to_frame()) with its GPU's check:
+        ``check`` (passed, failed, alone: covered by the model's measurement alone, or not
+        validated) and the figures measured together."""
+        table = self.plan.to_frame()
+        figures = {(c.gpu, f.model): (c, f) for c in self.checks for f in c.figures}
+        checked, throughput, latency = [], [], []
+        for gpu, model in zip(table["gpu"], table["model"], strict=True):
+            found = figures.get((int(gpu), str(model)))
+            if found is None:
+                holds_one = len(self.plan.gpus[int(gpu)].replicas) == 1
+                checked.append("alone" if holds_one else "not validated")
+                throughput.append(math.nan)
+                latency.append(math.nan)
+            else:
+                checked.append("passed" if found[1].passed else "failed")
+                throughput.append(found[1].throughput)
+                latency.append(found[1].latency_ms)
+        table["batch_size"] = [self.batches.get(str(m), 1) for m in table["model"]]
+        table["check"] = checked
+        table["together_throughput_infer_per_s"] = throughput
+        table[f"together_{self.constraints.statistic.column}"] = latency
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        """pack.json: the answer, the final plan and the first, every check, the capacities
+        measured together for the re-plan, and what it was planned from."""
+        return {
+            "sentence": self.sentence, "validated": self.validated, "validate": self.validate,
+            "replanned": self.replanned, "latency_budget_ms": self.constraints.latency_budget_ms,
+            "latency_statistic": self.constraints.statistic.value, "batch_sizes": dict(self.batches),
+            "plan": self.plan.to_dict(), "first": self.first.to_dict() if self.replanned else None,
+            "checks": [c.to_dict() for c in self.checks],
+            "first_checks": [c.to_dict() for c in self.first_checks] if self.replanned else [],
+            "capacities_together": [{"gpu": g, "model": m, "capacity": c}
+                                    for g, found in self.capacities.items() for m, c in found.items()],
+            "notes": list(self.notes),
+        }
+
+
+def validation_words(checks: Sequence[GpuCheck], statistic_label: str) -> str:
+    """What validation found, in words."""
+    if not checks:
+        return "no GPU holds two models, so the models' measurements alone cover the plan"
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return f"validated: measured together, {statistic_label} within budget for each"
+    return "validation failed: " + "; ".join(f"GPU {c.gpu} ({', '.join(c.models)}): {c.reason}" for c in failed)
+
+
+def pack_sentence(result: PackResult) -> str:
+    """The plan's sentence, what validation found, and the re-plan, if one was made."""
+    text = plan_sentence(result.plan, [c.gpu for c in result.checks if c.passed])
+    label = result.constraints.statistic.label
+    if not result.validate:
+        return text + ". Not validated: the models were not measured together"
+    if result.replanned:
+        first_failed = [c for c in result.first_checks if not c.passed]
+        text += (f". Re-planned once: the first plan ({result.first.gpu_count} GPU"
+                 f"{'s' if result.first.gpu_count != 1 else ''}) failed on GPU "
+                 + ", ".join(str(c.gpu) for c in first_failed)
+                 + ", whose models' capacities together were measured and planned with")
+    words = validation_words(result.checks, label)
+    return f"{text}. {words[0].upper()}{words[1:]}"
