@@ -420,35 +420,15 @@ class _PackRun:
         searched = self.together("capacity", self.groups(first, batches, [c.gpu for c in failed], "capacity of ",
                                                         search=True))
         result.colocated += searched.rows
-        for c in failed:
-            answers = searched.answers(f"capacity of GPU {c.gpu}")
-            capacities: dict[str, float] = {}
-            for figures in c.figures:
-                capacity = packing.capacity_of(answers.get(figures.model))
-                if capacity is None:
-                    # no search answer (stopped, or it failed): what the failed measurement gives
-                    capacity = figures.throughput if figures.passed else 0.0
-                    self.notes.append(
-                        f"{figures.model} on GPU {c.gpu}: its capacity together was not searched to an answer, so "
-                        + (f"the {plain_number(capacity)} infer/s it served there at its planned rate (a lower "
-                           "bound) is planned with" if figures.passed
-                           else "it is planned as not fitting beside those models"))
-                capacities[figures.model] = capacity
-            result.capacities[c.gpu] = capacities
+        answers = {c.gpu: searched.answers(f"capacity of GPU {c.gpu}") for c in failed}
+        result.capacities, notes = packing.capacities_together(failed, answers)
+        self.notes += notes
         if self.stopped:
             return
         second = packing.replan(first, result.capacities)
         result.plan, result.replanned = second, True
         self.say(f"pack: re-planned: {second.sentence}")
-        checks, to_measure = {}, []
-        for gpu in second.gpus:
-            if len(gpu.replicas) < 2:
-                continue
-            found = packing.covered(gpu, result.first_checks)
-            if found is not None:
-                checks[gpu.index] = found
-            else:
-                to_measure.append(gpu.index)
+        checks, to_measure = packing.still_to_measure(second, result.first_checks)
         for c in self.check("revalidate", second, batches, to_measure, result):
             checks[c.gpu] = c
         result.checks = [checks[i] for i in sorted(checks)]

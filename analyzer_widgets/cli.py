@@ -1,6 +1,8 @@
 """``analyzer-widgets``: the sweep from a terminal, with the original tool's flags.
 
     analyzer-widgets profile -m mlp_numpy --model-folder ./models -b 1,8 -c 1,4
+    analyzer-widgets plan -m mlp_numpy --model-folder ./models --latency-budget-ms 20
+    analyzer-widgets pack -m a,b --model-folder ./models --latency-budget-ms 20 --target-rate a=500,b=200
     analyzer-widgets demo
     analyzer-widgets models --model-folder ./models
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from analyzer_widgets import events
-from analyzer_widgets.api import plan, profile
+from analyzer_widgets.api import PACK_JSON, TOGETHER_FOLDERS, pack, plan, profile
 from analyzer_widgets.config import (
     SETTINGS_CLASSES,
     UNSET,
@@ -37,6 +39,7 @@ from analyzer_widgets.config import (
 )
 from analyzer_widgets.errors import AnalyzerError, ConfigError, RepositoryError, ResumeError, SweepCancelled
 from analyzer_widgets.export import CSV_FILES
+from analyzer_widgets.planning.packing import PackOptions, PackResult
 from analyzer_widgets.planning.planner import PlanResult, PlanSettings
 from analyzer_widgets.repository import list_models
 from analyzer_widgets.results import SweepResult, outcome
@@ -84,7 +87,8 @@ class Progress:
 
     def __call__(self, event: object) -> None:
         if isinstance(event, events.SweepStarted):
-            self.total = event.total_points
+            # a pack runs several sweeps one after another: each counts its own points
+            self.total, self.done, self.durations = event.total_points, 0, []
         elif isinstance(event, events.ServerReady):
             self._message(f"Triton {event.server_version} ready at {event.endpoint} ({event.launch_mode}, "
                           f"{event.startup_s:.1f}s)")
@@ -140,6 +144,10 @@ FLAG_GROUPS: tuple[tuple[type, str], ...] = (
 )
 #: the plan command's own settings, besides the sweep's
 PLAN_FLAG_GROUPS: tuple[tuple[type, str], ...] = ((PlanSettings, "plan"),)
+#: the pack command's own settings, besides the sweep's
+PACK_FLAG_GROUPS: tuple[tuple[type, str], ...] = ((PackOptions, "pack"),)
+#: each command's own settings classes, after the sweep's
+OWN_GROUPS: dict[str, tuple[tuple[type, str], ...]] = {"plan": PLAN_FLAG_GROUPS, "pack": PACK_FLAG_GROUPS}
 #: settings the demo does not offer: it sweeps its own models, into a folder it overwrites
 DEMO_HIDDEN = ("models", "model_repository", "resume", "keep_apart")
 
@@ -163,8 +171,8 @@ def _add_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], s: Sett
                            help=help_text)
 
 
-def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool, plan: bool = False) -> None:
-    for cls, title in (*FLAG_GROUPS, *(PLAN_FLAG_GROUPS if plan else ())):
+def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool, own: tuple[tuple[type, str], ...] = ()) -> None:
+    for cls, title in (*FLAG_GROUPS, *own):
         group = p.add_argument_group(title)
         for f, s in declared(cls):
             if s.flags and not (demo and f.name in DEMO_HIDDEN):
@@ -172,12 +180,14 @@ def _add_sweep_flags(p: argparse.ArgumentParser, demo: bool, plan: bool = False)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
-def settings_from_args(args: argparse.Namespace, demo: bool = False) -> dict[str, Any]:
+def settings_from_args(args: argparse.Namespace, demo: bool = False,
+                       own: tuple[tuple[type, str], ...] = PLAN_FLAG_GROUPS) -> dict[str, Any]:
     """The settings given on the command line (and the demo's own defaults), each read by
-    its declaration's parse; the rest keep their declared defaults."""
+    its declaration's parse; the rest keep their declared defaults. ``own``: the command's
+    own settings classes, besides the sweep's."""
     given = vars(args)
     settings: dict[str, Any] = {}
-    for cls, _ in (*FLAG_GROUPS, *PLAN_FLAG_GROUPS):
+    for cls, _ in (*FLAG_GROUPS, *own):
         for f, s in declared(cls):
             if f.name in given:
                 value = given[f.name]
@@ -195,7 +205,7 @@ def flag_table() -> str:
     """README's flag table, derived from the declarations (tests/test_docs.py checks that
     README holds exactly this)."""
     lines = ["| flag | meaning | default |", "|---|---|---|"]
-    for cls, title in (*FLAG_GROUPS, *PLAN_FLAG_GROUPS):
+    for cls, title in (*FLAG_GROUPS, *PLAN_FLAG_GROUPS, *PACK_FLAG_GROUPS):
         for f, s in declared(cls):
             if not s.flags:
                 continue
@@ -208,7 +218,7 @@ def flag_table() -> str:
             shown = default if s.default_text or default == "none" else f"`{default}`"
             if s.demo_default is not UNSET:
                 shown += f" (demo: `{shown_default(f, s, demo=True)}`)"
-            only = "`plan` only: " if (cls, title) in PLAN_FLAG_GROUPS else ""
+            only = f"`{title}` only: " if (cls, title) in (*PLAN_FLAG_GROUPS, *PACK_FLAG_GROUPS) else ""
             lines.append(f"| `{names}` | {only}{s.help} | {shown} |")
     return "\n".join(lines) + "\n"
 
@@ -223,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_flags(sub.add_parser("demo", help="sweep the bundled example models on the embedded server"), demo=True)
     _add_sweep_flags(sub.add_parser("plan", help="search a model's configurations for the one that serves best "
                                                  "within a latency budget (-m MODEL --latency-budget-ms MS)"),
-                     demo=False, plan=True)
+                     demo=False, own=PLAN_FLAG_GROUPS)
+    _add_sweep_flags(sub.add_parser("pack", help="pack several models onto the fewest GPUs that serve each one's "
+                                                 "target rate within a latency budget, and measure each GPU's "
+                                                 "models together (-m A,B --latency-budget-ms MS --target-rate "
+                                                 "A=500,B=200)"),
+                     demo=False, own=PACK_FLAG_GROUPS)
     models = sub.add_parser("models", help="list the models of a repository")
     models.add_argument("--model-folder", "--model-repository", dest="model_folder", default=str(EXAMPLE_REPOSITORY))
     return parser
@@ -232,10 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _with_flag(error: ConfigError, args: argparse.Namespace | None = None) -> str:
     """A setting's error as the command line's user reads it: with the flag that sets it,
     and, where the flag's text is read into other units (--nvml-interval-ms into seconds),
-    the value as typed beside the value the setting got."""
-    for cls in (*SETTINGS_CLASSES, PlanSettings):
+    the value as typed beside the value the setting got. An item's field (``target_rates['a']``)
+    is its setting's."""
+    own = PackOptions if args is not None and getattr(args, "command", "") == "pack" else PlanSettings
+    name = error.field.split("[", 1)[0]
+    for cls in (*SETTINGS_CLASSES, own):
         for f, s in declared(cls):
-            if f.name == error.field and s.flags:
+            if f.name == name and s.flags:
+                if name != error.field:
+                    return f"{'/'.join(s.flags)}: {error}"
                 typed = vars(args).get(f.name) if args is not None and s.parse is not None else None
                 if isinstance(typed, str):
                     return f"{'/'.join(s.flags)} {typed!r} (read as {error})"
@@ -292,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "plan":
         return run_plan(args, out)
+    if args.command == "pack":
+        return run_pack(args, out)
     try:
         settings = settings_from_args(args, demo=args.command == "demo")
         if args.command == "demo":
@@ -380,6 +402,58 @@ def print_plan(result: PlanResult, out: TextIO) -> None:
         out.write("changes to the model's config.pbtxt:\n" + "".join(f"  {line}\n" for line in result.diff))
     if result.sizing is not None:
         out.write(result.sizing.text() + "\n")
+
+
+def run_pack(args: argparse.Namespace, out: TextIO) -> int:
+    """``analyzer-widgets pack``: the models' needs (measured alone, or read with
+    --earlier), the plan, each shared GPU measured together; the GPU-by-GPU table, the
+    sentence and the files. Exit 0 when the plan was validated (or --no-validate), 1 when
+    validation failed (the plan and what failed are still printed and written)."""
+    settings = settings_from_args(args, own=PACK_FLAG_GROUPS)
+    models = settings.pop("models", None)
+    progress = Progress(quiet=args.quiet)
+
+    def run() -> PackResult:
+        if models is None:
+            raise ConfigError("models", None, "give the models to pack: -m A,B")
+        if "target_rates" not in settings:
+            raise ConfigError("target_rates", None, "give each model's target rate in infer/s, as "
+                                                    "--target-rate a=500,b=200")
+        return pack(models, on_event=progress, **settings)
+
+    result = _engine(run, "\ninterrupted: the rows measured are in the export folder", args)
+    if isinstance(result, int):
+        return result
+    print_pack(result, out)
+    if result.export_path is not None:
+        measured = [f"{name}/metrics-colocated.csv" for name in TOGETHER_FOLDERS.values()
+                    if (Path(result.export_path) / name).is_dir()]
+        alone = [] if settings.get("earlier") else list(CSV_FILES)
+        out.write(f"results written to {result.export_path}/: {', '.join([*alone, *measured, PACK_JSON])}\n")
+    return EXIT_OK if result.validated or not result.validate else EXIT_FAILED
+
+
+def print_pack(result: PackResult, out: TextIO) -> None:
+    """The plan GPU by GPU (a row per model on each GPU, with what was measured together),
+    each check's verdict, and the answer in a sentence."""
+    import pandas as pd
+
+    table = result.to_frame()
+    latency = f"together_{result.constraints.statistic.column}"
+    columns = {"gpu": "gpu", "model": "model", "batch_size": "batch", "rate_infer_per_s": "rate",
+               "target_rate_infer_per_s": "of target", "capacity_infer_per_s": "capacity there",
+               "capacity_measured": "measured", "compute_share": "compute share", "memory_mb": "memory MB",
+               "check": "check", "together_throughput_infer_per_s": "together infer/s",
+               latency: f"together {result.constraints.statistic.label} ms"}
+    shown = table[list(columns)].rename(columns=columns)
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.float_format", "{:,.4g}".format):
+        out.write(shown.to_string(index=False, na_rep="") + "\n\n")
+    for check in result.checks:
+        out.write(f"  GPU {check.gpu} ({', '.join(check.models)}): {'passed' if check.passed else 'failed'}: "
+                  f"{check.reason}\n")
+    for note in result.notes:
+        out.write(f"  note: {note}\n")
+    out.write(result.sentence + "\n")
 
 
 if __name__ == "__main__":

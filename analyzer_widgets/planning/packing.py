@@ -969,6 +969,46 @@ def capacity_of(answer: Mapping[str, Any] | None) -> float | None:
     return max(0.0, _bound(answer, "throughput_infer_per_s", high=False))
 
 
+def capacities_together(failed: Sequence[GpuCheck], answers: Mapping[int, Mapping[str, Mapping[str, Any]]]
+                        ) -> tuple[dict[int, dict[str, float]], list[str]]:
+    """The capacities to re-plan with, per failed GPU and model: each searched member's
+    answer beside the others (``answers``: by GPU, then model; :func:`capacity_of`). Where a
+    search gave no answer, what the failed measurement gives: a model that met its planned
+    rate there counts at the throughput it served (a lower bound), one that did not as not
+    fitting beside them (0); a note says so."""
+    capacities: dict[int, dict[str, float]] = {}
+    notes: list[str] = []
+    for check in failed:
+        found: dict[str, float] = {}
+        for figures in check.figures:
+            capacity = capacity_of(answers.get(check.gpu, {}).get(figures.model))
+            if capacity is None:
+                capacity = figures.throughput if figures.passed else 0.0
+                notes.append(f"{figures.model} on GPU {check.gpu}: its capacity together was not searched to an "
+                             "answer, so " + (f"the {plain_number(capacity)} infer/s it served there at its planned "
+                                              "rate (a lower bound) is planned with" if figures.passed
+                                              else "it is planned as not fitting beside those models"))
+            found[figures.model] = capacity
+        capacities[check.gpu] = found
+    return capacities, notes
+
+
+def still_to_measure(plan: PackingPlan, first_checks: Sequence[GpuCheck]) -> tuple[dict[int, GpuCheck], list[int]]:
+    """After a re-plan: the checks that already answer for its shared GPUs (the same models
+    passed at rates as high, :func:`covered`), and the shared GPUs left to measure."""
+    checks: dict[int, GpuCheck] = {}
+    left: list[int] = []
+    for gpu in plan.gpus:
+        if len(gpu.replicas) < 2:
+            continue
+        found = covered(gpu, first_checks)
+        if found is not None:
+            checks[gpu.index] = found
+        else:
+            left.append(gpu.index)
+    return checks, left
+
+
 # -- the pack command's answer --------------------------------------------------------------------
 @dataclass
 class PackResult:
