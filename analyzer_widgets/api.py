@@ -382,6 +382,8 @@ class _PackRun:
                                   runner_hook=self._hook)
         if result.cancelled:
             self.stopped = True
+            self.notes.append(f"stopped while measuring together ({step}): a check cut short fails, and nothing "
+                              "after it was measured or re-planned")
         return result
 
     def groups(self, plan: PackingPlan, batches: Mapping[str, int], gpus: Sequence[int], prefix: str = "",
