@@ -21,24 +21,9 @@ mkdir -p /tmp/tr /tmp/site /tmp/ma-extra
 tar -xJf "$pack"/tritonserver-min.tar.xz -C /tmp/tr
 tar -xJf "$pack"/ma-site.tar.xz -C /tmp/site
 tar -xJf "$pack"/ma-protobuf.tar.xz -C /tmp/ma-extra
-# The models' environment (as setup.sh builds it): this interpreter, numpy 1.26 first on
-# its path, the host's site-packages (torch) after it.
-host_python=$(python3 -c 'import sys; print(sys.executable)')
-host_site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-base_home=$(python3 -c 'import sys, os; print(os.path.dirname(os.path.realpath(sys.executable)))')
-version=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-env_dir=/tmp/models-env
-site="$env_dir/lib/python$version/site-packages"
-mkdir -p "$env_dir/bin" "$site"
-ln -sf "$(readlink -f "$host_python")" "$env_dir/bin/python3"
-ln -sf python3 "$env_dir/bin/python"
-printf 'home = %s\ninclude-system-site-packages = false\nversion = %s\n' "$base_home" "$version" > "$env_dir/pyvenv.cfg"
-tar -xJf "$pack"/numpy-1.26*.tar.xz -C "$site"
-echo "$host_site" > "$site/zz-host-site-packages.pth"
+source "$(dirname "${BASH_SOURCE[0]}")/models_env.sh" "$(ls "$pack"/numpy-1.26*.tar.xz)"
 export PYTHONPATH=/tmp/tr:/tmp/site:$here${PYTHONPATH:+:$PYTHONPATH}
-export ANALYZER_WIDGETS_BACKEND_PYTHON=$env_dir/bin/python3
 export PATH=/tmp/site/bin:$PATH
-echo "models' Python: $ANALYZER_WIDGETS_BACKEND_PYTHON: $("$ANALYZER_WIDGETS_BACKEND_PYTHON" -c 'import numpy, torch; print("numpy", numpy.__version__, "torch", torch.__version__, "cuda", torch.cuda.is_available())')"
 # What Model Analyzer will find: its version, whether numba sees CUDA (it asks before
 # using GPUs), whether DCGM is installed (else the benchmark answers its GPU lookup from NVML)
 host_protobuf=$(python3 -c 'import google.protobuf as p; print(p.__version__)' 2>&1 | tail -1)
