@@ -17,6 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 from conftest import FAST
+from torch_models import two_torch_models
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
@@ -313,14 +314,7 @@ def test_two_gpu_models_together_each_ones_memory_agrees_with_nvidia_smi(tmp_pat
     """Issue 19 on the GPU: torch_mlp (8 layers of 4096: 256 MiB in fp16) and a deeper copy
     (16 layers: 512 MiB) on one server, each under its own load; each model's memory is
     NVML's for its own stub, as nvidia-smi lists it while the point runs."""
-    repo = tmp_path / "repo"
-    shutil.copytree(aw.EXAMPLE_REPOSITORY / "torch_mlp", repo / "torch_mlp")
-    shutil.copytree(aw.EXAMPLE_REPOSITORY / "torch_mlp", repo / "torch_deep")
-    config = (repo / "torch_deep" / "config.pbtxt").read_text()
-    deep = config.replace('name: "torch_mlp"', 'name: "torch_deep"').replace(
-        'key: "layers", value: { string_value: "8" }', 'key: "layers", value: { string_value: "16" }')
-    assert deep.count("torch_deep") == 1 and '"16"' in deep
-    (repo / "torch_deep" / "config.pbtxt").write_text(deep)
+    repo = two_torch_models(tmp_path / "repo")
     seen: dict[str, float] = {}  # model -> nvidia-smi's highest memory of its stubs while they ran together
     state = {"together": False}
 

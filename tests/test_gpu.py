@@ -9,6 +9,7 @@ Python has numpy 2 (docs/gpu-host.md).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from torch_models import two_torch_models
 
 import analyzer_widgets as aw
 from analyzer_widgets.events import PointStarted
@@ -226,3 +228,37 @@ def test_a_plan_of_gpu_instances_loads_each_count_and_its_memory_agrees_with_nvi
     assert "free for other models" in sized.text()
     config = (tmp_path / "plan" / "config.pbtxt").read_text()
     assert "KIND_GPU" in config
+
+
+def test_two_gpu_models_are_packed_onto_one_gpu_and_the_plan_is_validated_by_measuring_them_together(
+        tmp_path: Path) -> None:
+    """Issue 19's plan on a real GPU: torch_mlp and its 16-layer copy measured alone (a
+    budget search each), packed with the GPU's memory from NVML, and the shared GPU measured
+    with both at their target rates at once."""
+    repo = two_torch_models(tmp_path / "repo")
+    targets = {"torch_mlp": 6000.0, "torch_deep": 3000.0}  # infer/s, well under one H200's share of each
+    result = aw.pack(["torch_mlp", "torch_deep"], target_rates=targets, model_repository=repo,
+                     latency_budget_ms=10, batch_sizes=[8], concurrency=[1, 16], window_ms=300, stable_windows=3,
+                     max_trials=8, baseline_s=1.0, backend_python=BACKEND_PYTHON, export_path=tmp_path / "pack")
+    print(result.sentence)
+    for check in result.checks:
+        for figure in check.figures:
+            print(f"GPU {check.gpu}: {figure.model} {figure.throughput:.0f} of {figure.rate:.0f} infer/s together, "
+                  f"p99 {figure.latency_ms:.2f} ms")
+    needs = {n.model: n for n in result.plan.needs}
+    for model, need in needs.items():
+        print(f"{model}: {need.memory_mb:.0f} MB above the baseline, {need.capacity:.0f} infer/s alone ({need.source})")
+    # the deeper model holds 256 MiB more weights than torch_mlp
+    assert needs["torch_deep"].memory_mb > needs["torch_mlp"].memory_mb + 200
+    # the GPU's memory came from NVML: the H200's total less the empty server's, far above both models
+    assert result.plan.gpu_spec.memory_mb > 10 * (needs["torch_mlp"].memory_mb + needs["torch_deep"].memory_mb)
+    assert result.plan.gpu_count == 1
+    assert {r.model for r in result.plan.gpus[0].replicas} == set(targets)
+    assert [set(c.models) for c in result.checks] == [set(targets)]
+    assert result.validated, result.sentence
+    together = [r for r in result.colocated if r["together"]]
+    assert {r["model"] for r in together} == set(targets)
+    for row in together:
+        assert row["memory_source"] == "gpu" and row["model_memory_mb"] > 0
+    saved = json.loads((tmp_path / "pack" / "pack.json").read_text())
+    assert saved["validated"] is True and saved["plan"]["gpu_count"] == 1
