@@ -252,7 +252,8 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
          on_event: EventHandler | Iterable[EventHandler] | None = None,
          runner_hook: Callable[[Any], None] | None = None, gpu_memory_mb: float | None = None,
          headroom_pct: float = 20, validate: bool = True,
-         earlier: Earlier | Sequence[Earlier] | None = None, **settings: Any) -> PackResult:
+         earlier: Earlier | Sequence[Earlier] | None = None, interval_low: bool = True,
+         **settings: Any) -> PackResult:
     """Pack ``models`` onto the fewest GPUs that serve each one's target rate (infer/s)
     within the latency budget, and check the plan by measuring each GPU's models together
     (docs/packing.md)::
@@ -266,6 +267,8 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
        SweepResult, PlanResult or export folder, or a list of them), or measured now: a
        budget search per model at its batch sizes on one server (``latency_budget_ms`` is
        required; the export folder, events and ``resume`` work as for :func:`profile`).
+       A capacity is the low end of the throughput's 95% interval (``interval_low=False``:
+       the figure itself, where short windows scattered too much for an interval).
     2. The GPUs' memory: ``gpu_memory_mb``, or NVML's total less the empty server's; on a
        CPU machine the host's memory less the empty server's resident memory (said so).
     3. The plan (planning/packing.py's ``pack``).
@@ -281,7 +284,8 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
     """
     names = list(model_names("models", models))
     options = PackOptions(target_rates=target_rates, gpu_memory_mb=gpu_memory_mb,  # type: ignore[arg-type]
-                          headroom_pct=headroom_pct, validate=validate, earlier=earlier)  # type: ignore[arg-type]
+                          headroom_pct=headroom_pct, validate=validate, earlier=earlier,  # type: ignore[arg-type]
+                          interval_low=interval_low)
     rates = target_rates_for(options.target_rates, names)
     if settings.get("latency_budget_ms") is None:
         raise ConfigError("latency_budget_ms", None, "packing needs a latency budget: each model's capacity is "
@@ -297,7 +301,7 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
     # 1. the needs
     if options.earlier:
         packing_run.say(f"pack: reading {', '.join(names)}'s needs from earlier results")
-        needs, batches, baseline = _needs_from_earlier(options.earlier, rates, constraints)
+        needs, batches, baseline = _needs_from_earlier(options.earlier, rates, constraints, options.interval_low)
     else:
         packing_run.say(f"pack: measuring {', '.join(names)} alone: each one's highest load within "
                         f"{constraints.budget_text()}")
@@ -305,7 +309,7 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
         if alone.cancelled:
             raise SweepCancelled("the pack was stopped while measuring the models alone; the rows measured are "
                                  f"in {alone.export_path or 'memory only'}")
-        needs = packing.needs_from_sweep(alone, rates, constraints)
+        needs = packing.needs_from_sweep(alone, rates, constraints, interval_low=options.interval_low)
         batches = {m: _answer_batch(alone.rows, m, constraints) for m in names}
         baseline = alone.baseline_row
     # 2. the GPUs
@@ -445,7 +449,8 @@ def _answer_batch(rows: Sequence[Mapping[str, Any]], model: str, constraints: pl
 
 
 def _needs_from_earlier(earlier: Sequence[Earlier], rates: Mapping[str, float],
-                        constraints: planning.Constraints) -> tuple[list[ModelNeed], dict[str, int], Any]:
+                        constraints: planning.Constraints,
+                        interval_low: bool = True) -> tuple[list[ModelNeed], dict[str, int], Any]:
     """The needs read from earlier results: each model from the first result that holds it."""
     needs: dict[str, ModelNeed] = {}
     batches: dict[str, int] = {}
@@ -454,7 +459,7 @@ def _needs_from_earlier(earlier: Sequence[Earlier], rates: Mapping[str, float],
         name = f"earlier[{i}]"
         if isinstance(item, PlanResult):
             if item.model in rates and item.model not in needs:
-                needs[item.model] = packing.need_from_plan(item, rates[item.model])
+                needs[item.model] = packing.need_from_plan(item, rates[item.model], interval_low=interval_low)
                 variant = item.best.variant if item.best is not None else None
                 batches[item.model] = _answer_batch(item.sweep.rows, item.model, constraints, variant)
             baseline = baseline or item.sweep.baseline_row
@@ -473,7 +478,8 @@ def _needs_from_earlier(earlier: Sequence[Earlier], rates: Mapping[str, float],
             if model in rates and model not in needs:
                 variant = variants.get(model)
                 chosen = [r for r in mine if variant is None or str(r.get("variant") or "") == variant]
-                needs[model] = packing.need_from_rows(model, chosen, base, constraints, rates[model])
+                needs[model] = packing.need_from_rows(model, chosen, base, constraints, rates[model],
+                                                        interval_low=interval_low)
                 batches[model] = _answer_batch(chosen, model, constraints)
     missing = [m for m in rates if m not in needs]
     if missing:

@@ -677,7 +677,7 @@ def need_from_rows(model: str, rows: Sequence[Mapping[str, Any]], baseline: Mapp
     if not capacity > 0:
         raise ConfigError(f"capacity[{model!r}]", capacity,
                           "the lower end of its throughput's 95% interval is 0 (its windows scattered too much); "
-                          "measure it longer, or pack with interval_low=False")
+                          "measure it longer, or pack with interval_low=False (--no-interval-low)")
     memory = variant_memory_mb(answer, baseline)
     if not math.isfinite(memory):
         raise ConfigError(f"memory_mb[{model!r}]", memory,
@@ -835,6 +835,10 @@ class PackOptions(Checked):
     validate: bool = setting(
         True, flags=("--validate",), panel="Validate",
         help="measure each GPU's models together at their planned rates, and re-plan once where one fails")
+    interval_low: bool = setting(
+        True, flags=("--interval-low",),
+        help="count each model's capacity alone at the low end of its throughput's 95% interval (off: the figure "
+             "itself, where short windows scattered too much for an interval)")
     earlier: tuple[Any, ...] = setting(
         default_factory=tuple, check=_earlier, flags=("--earlier",), repeat=True, metavar="DIR",
         default_text="measured now",
