@@ -370,6 +370,7 @@ def test_packing_from_earlier_results_at_half_capacity_each_validates_or_re_plan
     assert first.passed == all(f.passed for f in first.figures)
     assert not (tmp_path / "again" / "metrics-model.csv").exists()  # nothing measured alone: read from earlier
     document = json.loads((tmp_path / "again" / "pack.json").read_text())
+    print(f"rates {rates}: first check {'passed' if first.passed else 'failed'}: {first.reason}; {result.sentence}")
     assert document["validated"] == result.validated and document["replanned"] == result.replanned
     if first.passed:
         assert not result.replanned and result.plan is result.first and result.validated
@@ -385,5 +386,4 @@ def test_packing_from_earlier_results_at_half_capacity_each_validates_or_re_plan
     shared = [g.index for g in result.plan.gpus if len(g.replicas) > 1]
     assert [c.gpu for c in result.checks] == shared
     assert result.validated == all(c.passed for c in result.checks)
-    print(result.sentence)
 
