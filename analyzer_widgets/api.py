@@ -301,7 +301,8 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
     # 1. the needs
     if options.earlier:
         packing_run.say(f"pack: reading {', '.join(names)}'s needs from earlier results")
-        needs, batches, baseline = _needs_from_earlier(options.earlier, rates, constraints, options.interval_low)
+        needs, batches, baseline = _needs_from_earlier(options.earlier, rates, constraints, packing_run.notes,
+                                                       options.interval_low)
     else:
         packing_run.say(f"pack: measuring {', '.join(names)} alone: each one's highest load within "
                         f"{constraints.budget_text()}")
@@ -324,6 +325,7 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
     if options.validate:
         packing_run.validate(result)
     if export.directory is not None:
+        export.directory.mkdir(parents=True, exist_ok=True)  # nothing else wrote there when all was read
         write_atomic(export.directory / PACK_JSON, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         result.export_path = str(export.directory)
     packing_run.say(f"pack: {result.sentence}")
@@ -450,8 +452,9 @@ def _answer_batch(rows: Sequence[Mapping[str, Any]], model: str, constraints: pl
 
 def _needs_from_earlier(earlier: Sequence[Earlier], rates: Mapping[str, float],
                         constraints: planning.Constraints,
-                        interval_low: bool = True) -> tuple[list[ModelNeed], dict[str, int], Any]:
-    """The needs read from earlier results: each model from the first result that holds it."""
+                        notes: list[str], interval_low: bool = True) -> tuple[list[ModelNeed], dict[str, int], Any]:
+    """The needs read from earlier results: each model from the first result that holds it
+    (``notes`` gets what the answer should say about them)."""
     needs: dict[str, ModelNeed] = {}
     batches: dict[str, int] = {}
     baseline = None
@@ -481,6 +484,10 @@ def _needs_from_earlier(earlier: Sequence[Earlier], rates: Mapping[str, float],
                 needs[model] = packing.need_from_rows(model, chosen, base, constraints, rates[model],
                                                         interval_low=interval_low)
                 batches[model] = _answer_batch(chosen, model, constraints)
+    of_variants = [n.model for n in needs.values() if " variant " in n.source]
+    if of_variants:
+        notes.append(f"{', '.join(of_variants)}: the needs are of a plan's variant; measured together "
+                     "as the repository has the model (serve the variant's config.pbtxt to measure it)")
     missing = [m for m in rates if m not in needs]
     if missing:
         raise ConfigError("earlier", [str(e) if isinstance(e, str | Path) else type(e).__name__ for e in earlier],

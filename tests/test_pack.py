@@ -43,7 +43,8 @@ from analyzer_widgets.planning.packing import (
     still_to_measure,
     target_rates_for,
 )
-from analyzer_widgets.planning.planner import Constraints
+from analyzer_widgets.planning.planner import Constraints, Judged
+from analyzer_widgets.schema import MODEL_COLUMNS, Row
 
 MODELS = ["mlp_numpy", "mixed_inputs"]
 #: p90: a 250-300 ms window's p99 is a few requests
@@ -283,6 +284,51 @@ def test_pack_refuses_before_anything_starts() -> None:
                 latency_budget_ms=20,
                 model_repository=aw.EXAMPLE_REPOSITORY)
     assert caught.value.field == "earlier[0]"
+
+
+def _answer(model: str, throughput: float, low: float, memory: float, variant: str = "",
+            batch: int = 4) -> dict[str, Any]:
+    return dict(Row(MODEL_COLUMNS, {
+        "model": model, "variant": variant, "batch_size": batch, "concurrency": 4, "status": "ok",
+        "search": "answer", "throughput_infer_per_s": throughput, "throughput_ci_low_infer_per_s": low,
+        "latency_p90_ms": 5.0, "gpu_memory_above_baseline_mb": memory}))
+
+
+def test_a_pack_from_earlier_results_measures_nothing_without_validation(tmp_path: Path) -> None:
+    """The needs of each model from the first earlier result that holds it (a SweepResult,
+    a PlanResult's recommended variant, an export folder), the batch size of its answer, and
+    with validate=False and the GPU's memory given nothing is started: the plan is said as
+    not validated, and pack.json is written."""
+    spec = aw.make_spec(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY)
+    swept = aw.SweepResult(spec, [_answer("mlp_numpy", 1200.0, 1000.0, 3000.0)], None)
+    folder = tmp_path / "earlier"
+    aw.SweepResult(spec, [_answer("mixed_inputs", 600.0, 500.0, 2000.0, batch=2)], {}).export(folder)
+    result = aw.pack(MODELS, target_rates="mlp_numpy=300,mixed_inputs=100", earlier=[swept, str(folder)],
+                     validate=False, gpu_memory_mb=16000, latency_budget_ms=20, latency_statistic="p90",
+                     model_repository=aw.EXAMPLE_REPOSITORY, export_path=tmp_path / "out")
+    needs = {n.model: (n.capacity, n.memory_mb) for n in result.plan.needs}
+    assert needs == {"mlp_numpy": (1000.0, 3000.0), "mixed_inputs": (500.0, 2000.0)}
+    assert result.batches == {"mlp_numpy": 4, "mixed_inputs": 2}
+    assert result.plan.gpu_count == 1 and not result.checks and not result.validated
+    assert result.notes == ["each GPU's memory for models: 16,000 MB, as given"]
+    assert result.sentence.endswith("Not validated: the models were not measured together")
+    assert list(result.to_frame()["check"]) == ["not validated", "not validated"]
+    document = json.loads((tmp_path / "out" / "pack.json").read_text())
+    assert document["validate"] is False and document["plan"]["gpu_count"] == 1
+    assert not (tmp_path / "out" / "together").exists()  # nothing measured together
+    # a plan's variant: its need, and a note that it is measured as the repository has the model
+    variant = aw.SweepResult(spec, [_answer("mlp_numpy", 800.0, 700.0, 1000.0, variant="i2")], None)
+    ranked = [Judged("i2", {}, False, variant.rows[0], 1000.0, "", (), 800.0)]
+    planned = aw.PlanResult("mlp_numpy", aw.PlanSettings(), CONSTRAINTS, ranked, {}, {}, variant)
+    again = aw.pack(MODELS, target_rates="mlp_numpy=300,mixed_inputs=100", earlier=[planned, swept, str(folder)],
+                    validate=False, gpu_memory_mb=16000, latency_budget_ms=20, latency_statistic="p90",
+                    model_repository=aw.EXAMPLE_REPOSITORY)
+    assert {n.model: n.capacity for n in again.plan.needs} == {"mlp_numpy": 700.0, "mixed_inputs": 500.0}
+    assert "mlp_numpy: the needs are of a plan's variant" in again.notes[0]
+    with pytest.raises(ConfigError, match="hold no results of mixed_inputs") as caught:
+        aw.pack(MODELS, target_rates="mlp_numpy=300,mixed_inputs=100", earlier=swept, validate=False,
+                gpu_memory_mb=16000, latency_budget_ms=20, model_repository=aw.EXAMPLE_REPOSITORY)
+    assert caught.value.field == "earlier"
 
 
 # -- the real server ------------------------------------------------------------------------------
