@@ -241,6 +241,7 @@ def test_two_gpu_models_are_packed_onto_one_gpu_and_the_plan_is_validated_by_mea
                      latency_budget_ms=10, batch_sizes=[8], concurrency=[1, 16], window_ms=300, stable_windows=3,
                      max_trials=8, baseline_s=1.0, backend_python=BACKEND_PYTHON, export_path=tmp_path / "pack")
     print(result.sentence)
+    assert "NVML's total less what the empty server used" in result.notes[0]
     for check in result.checks:
         for figure in check.figures:
             print(f"GPU {check.gpu}: {figure.model} {figure.throughput:.0f} of {figure.rate:.0f} infer/s together, "

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FAST
-from torch_models import two_torch_models
 
 import analyzer_widgets as aw
 from analyzer_widgets import cli
 from analyzer_widgets.config import Statistic
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.export import COLOCATED_CSV, ResultsExist, load_colocated
-from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.planning import packing
 from analyzer_widgets.planning.packing import (
     GpuCheck,
@@ -435,32 +432,3 @@ def test_packing_from_earlier_results_at_half_capacity_each_validates_or_re_plan
     shared = [g.index for g in result.plan.gpus if len(g.replicas) > 1]
     assert [c.gpu for c in result.checks] == shared
     assert result.validated == all(c.passed for c in result.checks)
-
-
-
-# -- on a GPU (the GPU host; see docs/gpu-host.md) --------------------------------------------------
-@pytest.mark.gpu
-@pytest.mark.skipif(nvml_unavailable_reason() is not None, reason=f"needs an NVIDIA GPU: {nvml_unavailable_reason()}")
-def test_two_gpu_models_are_packed_with_nvmls_memory_and_validated_on_the_gpu(tmp_path: Path) -> None:
-    """torch_mlp (256 MiB of fp16 weights) and a deeper copy (512 MiB) at 200 infer/s each,
-    far below what one H200 serves of either: one GPU, its memory NVML's total less the empty
-    server's, each model's memory its GPU memory above the baseline, and the verdict of the
-    GPU measured together following from its figures."""
-    repo = two_torch_models(tmp_path / "repo")
-    result = aw.pack(["torch_mlp", "torch_deep"], target_rates="torch_mlp=200,torch_deep=200", model_repository=repo,
-                     latency_budget_ms=50, batch_sizes=[8], concurrency=[1, 8], window_ms=500, stable_windows=3,
-                     max_trials=8, baseline_s=1.0, backend_python=os.environ.get("ANALYZER_WIDGETS_BACKEND_PYTHON"),
-                     export_path=tmp_path / "out")
-    print(result.sentence, result.notes)
-    assert "NVML's total less what the empty server used" in result.notes[0]
-    needs = {n.model: n for n in result.first.needs}
-    assert needs["torch_deep"].memory_mb > needs["torch_mlp"].memory_mb + 200  # 256 MiB more weights
-    assert result.first.gpu_spec.memory_mb > 10_000  # an H200's memory, less the empty server's
-    assert result.first.gpu_count == 1 and len(result.first_checks) == 1
-    check = result.first_checks[0]
-    for figures in check.figures:
-        within = figures.latency_ms <= 50 and figures.throughput_high >= 0.99 * figures.rate
-        assert figures.passed == (within and figures.status in ("ok", "unstable")), figures
-    together = [r for r in result.colocated if r["together"] and r["group"] == "GPU 0"]
-    assert {r["memory_source"] for r in together} == {"gpu"}
-    assert json.loads((tmp_path / "out" / "pack.json").read_text())["validated"] == result.validated
