@@ -82,9 +82,9 @@ def test_memory_far_above_the_bars_is_a_note_not_lines_that_squeeze_them() -> No
                 Gpus(memory_mb=6000))
     fig = packing_figure(plan, light=False)
     assert not [s for s in fig.layout.shapes if s.type == "line"]
-    note = next(a.text for a in fig.layout.annotations if "off the chart" in (a.text or ""))
-    assert note == "memory for models: 6,000 MB per GPU (4,800 MB less 20% headroom), off the chart ↑"
-    assert fig.layout.yaxis.range[1] == pytest.approx(1.3 * 83)
+    assert ("memory for models: 6,000 MB per GPU (4,800 MB less 20% headroom), far above the bars: not drawn"
+            in fig.layout.title.text)
+    assert fig.layout.yaxis.range[1] == pytest.approx(1.2 * 83)
     assert fig.layout.template.layout.paper_bgcolor is not None  # dark, and opaque: it travels
 
 

@@ -10,8 +10,8 @@ label the replica's rate of the model's whole target ("a: 300 of 500 infer/s"), 
 rest (capacity there, share of the GPU's compute, memory). Above each bar: the share of the
 GPU's compute its replicas take. The GPU's memory for models and that memory less the headroom
 are horizontal lines (all the plan's GPUs are alike), or, where they lie far above every bar
-(a host's memory standing in for a GPU's, against a few stubs), a note at the top, so the bars
-are not squeezed to slivers. A replica whose capacity beside its neighbours was assumed (not
+(a host's memory standing in for a GPU's, against a few stubs), said in the subtitle instead, so
+the bars are not squeezed to slivers. A replica whose capacity beside its neighbours was assumed (not
 measured together) is hatched; a GPU whose validation failed has a red frame and says so under
 its name, one that passed says "validated".
 The legend's entries are traces of their own, without data: a model's colour, and what the
@@ -92,18 +92,16 @@ def tick_text(index: int, assumed: bool, verdict: Verdict | None) -> str:
     return f"{gpu_label(index)}<br>assumed" if assumed else gpu_label(index)
 
 
-def _memory_lines(fig: go.Figure, plan: PackingPlan, tallest: float) -> float:
+def _memory_lines(fig: go.Figure, plan: PackingPlan, tallest: float) -> tuple[float, str]:
     """Draw the GPU's memory for models and its limit less the headroom; return the y axis's
-    top. Far above the bars (FAR_MEMORY) they are a note instead."""
+    top, and what the subtitle says of them instead where they lie far above the bars
+    (FAR_MEMORY): drawn to scale they would squeeze the bars to slivers."""
     spec = plan.gpu_spec
     total, limit = spec.memory_mb, spec.memory_limit_mb
     headroom = spec.headroom_pct if spec.memory_headroom_pct is None else spec.memory_headroom_pct
     if tallest > 0 and limit > FAR_MEMORY * tallest:
-        fig.add_annotation(x=1, y=1, xref="paper", yref="paper", xanchor="right", yanchor="bottom", showarrow=False,
-                           text=f"memory for models: {plain_number(total)} MB per GPU ({plain_number(limit)} MB "
-                                f"less {plain_number(headroom)}% headroom), off the chart ↑",
-                           font={"color": LIMIT_COLOUR})
-        return 1.3 * tallest
+        return 1.2 * tallest, (f"memory for models: {plain_number(total)} MB per GPU ({plain_number(limit)} MB less "
+                               f"{plain_number(headroom)}% headroom), far above the bars: not drawn")
     fig.add_hline(y=total, line_color=LIMIT_COLOUR, line_width=1.5,
                   annotation_text=f"memory for models {plain_number(total)} MB", annotation_position="top right",
                   annotation_font_color=LIMIT_COLOUR)
@@ -111,7 +109,7 @@ def _memory_lines(fig: go.Figure, plan: PackingPlan, tallest: float) -> float:
         fig.add_hline(y=limit, line_color=LIMIT_COLOUR, line_dash="dot", line_width=1.5,
                       annotation_text=f"less {plain_number(headroom)}% headroom: {plain_number(limit)} MB",
                       annotation_position="bottom right", annotation_font_color=LIMIT_COLOUR)
-    return 1.12 * max(total, tallest)
+    return 1.12 * max(total, tallest), ""
 
 
 def _how(plan: PackingPlan) -> str:
@@ -139,10 +137,11 @@ def _failed_outline(fig: go.Figure, position: int, gpu_top: float) -> None:
                   line={"color": FAILED_COLOUR, "width": 3}, fillcolor="rgba(0,0,0,0)", layer="above")
 
 
-def packing_figure(plan: PackingPlan, *, verdicts: Mapping[int, Verdict] | None = None,
-                   light: bool = True) -> go.Figure:
+def packing_figure(plan: PackingPlan, *, verdicts: Mapping[int, Verdict] | None = None, light: bool = True,
+                   title: str = "Packing plan") -> go.Figure:
     """A bar per GPU of ``plan``, stacked by each model's memory there (module docstring);
-    ``verdicts``: each validated GPU's, by index. Dressed for a light or dark page, on an
+    ``verdicts``: each validated GPU's, by index; ``title``: what the plan is (a first plan
+    before a re-plan is drawn with its own). Dressed for a light or dark page, on an
     opaque background (it travels)."""
     verdicts = verdicts or {}
     targets = {n.model: n.target_rate for n in plan.needs}
@@ -166,7 +165,7 @@ def packing_figure(plan: PackingPlan, *, verdicts: Mapping[int, Verdict] | None 
     assumed = any(gpu.assumed for gpu in plan.gpus)
     _legend(fig, {m: c for m, c in colours.items() if plan.replicas_of(m)}, assumed)
     tallest = max((g.memory_used_mb for g in plan.gpus), default=0.0)
-    top = _memory_lines(fig, plan, tallest)
+    top, far = _memory_lines(fig, plan, tallest)
     for position, gpu in enumerate(plan.gpus):  # the compute each GPU's replicas take, above its bar
         verdict = verdicts.get(gpu.index)
         colour = None if verdict is None else PASSED_COLOUR if verdict.passed else FAILED_COLOUR
@@ -177,7 +176,7 @@ def packing_figure(plan: PackingPlan, *, verdicts: Mapping[int, Verdict] | None 
             _failed_outline(fig, position, gpu.memory_used_mb)
     count = plan.gpu_count
     limit = plain_number(100 * plan.gpu_spec.compute_limit, 2)
-    marks = [f"compute limit {limit}% per GPU"]
+    marks = [f"compute limit {limit}% per GPU"] + ([far] if far else [])
     if assumed:
         marks.append("hatched: capacity beside its neighbours assumed, not measured together")
     if any(not v.passed for v in verdicts.values()):
@@ -185,7 +184,7 @@ def packing_figure(plan: PackingPlan, *, verdicts: Mapping[int, Verdict] | None 
     subtitle = ("bar: the memory of each model's replica on the GPU; label: the rate it serves, of the model's "
                 "target where split<br>" + "; ".join(marks))
     fig.update_layout(
-        title={"text": f"Packing plan: {count} GPU{'s' if count != 1 else ''} ({_how(plan)}) for "
+        title={"text": f"{title}: {count} GPU{'s' if count != 1 else ''} ({_how(plan)}) for "
                        f"{len(targets)} model{'s' if len(targets) != 1 else ''}<br><sup>{subtitle}</sup>"},
         barmode="stack", height=HEIGHT, margin={"t": 110, "b": 60}, bargap=BAR_GAP, showlegend=True,
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "traceorder": "normal"},

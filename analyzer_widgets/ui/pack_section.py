@@ -26,7 +26,7 @@ import html
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,13 @@ from analyzer_widgets import events as ev
 from analyzer_widgets.config import UNSET, declared
 from analyzer_widgets.errors import AnalyzerError, ConfigError
 from analyzer_widgets.planning.budget import Budget, plain_number
-from analyzer_widgets.planning.packing import PackingPlan
+from analyzer_widgets.planning.packing import (
+    GpuCheck,
+    PackOptions,
+    PackResult,
+    parse_target_rates,
+    target_rates_for,
+)
 from analyzer_widgets.results import ResultCollector
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.ui._fields import declaration_of, setting_widget, widget_value
@@ -54,7 +60,7 @@ NO_BUDGET = "Type a latency budget to pack."
 NO_RATES = "Type each model's target rate to pack."
 #: hints, not errors: what is still to type before Pack can run
 HINTS = (NO_BUDGET, NO_RATES)
-DEFAULT_HEADROOM_PCT = 20.0
+VALIDATE_LABEL = "Validate: measure each GPU's models together at their planned rates, and re-plan once if one fails"
 GREEN = "color:#2e7d32"
 
 
@@ -68,38 +74,15 @@ class PhaseEnded:
 
 
 def target_rates(text: str, models: Sequence[str]) -> dict[str, float]:
-    """The target rates typed as ``model=rate`` items separated by commas, one for each model
-    in ``models`` (the ones selected), each a number of infer/s above 0. A ConfigError names
-    the model and the value.
+    """The Target rates field's text (``model=rate`` items separated by commas, as the command
+    line's ``--target-rate``), one for each model in ``models`` (the ones selected), each a
+    number of infer/s above 0: the pack's own parse and check (planning/packing.py). A
+    ConfigError names the model and the value.
 
     >>> target_rates("a=500, b=2e3", ["a", "b"])
     {'a': 500.0, 'b': 2000.0}
     """
-    rates: dict[str, float] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        name, sep, value = (part.strip() for part in item.partition("="))
-        if not sep or not name:
-            raise ConfigError("target_rates", item, "is not model=rate: type one per model, as mlp_numpy=500")
-        field = f"target_rates[{name!r}]"
-        if name not in models:
-            raise ConfigError(field, value, f"{name!r} is not among the models selected ({', '.join(models)}): "
-                                            "select it above, or leave it out")
-        if name in rates:
-            raise ConfigError(field, value, "is given twice: give each model one target rate")
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = math.nan
-        if not (math.isfinite(rate) and rate > 0):
-            raise ConfigError(field, value, "must be a number of infer/s above 0")
-        rates[name] = rate
-    missing = [m for m in models if m not in rates]
-    if missing:
-        raise ConfigError(f"target_rates[{missing[0]!r}]", "", "the model is selected but has no target rate: "
-                                                               f"type {missing[0]}=RATE, or unselect it")
-    return rates
+    return target_rates_for(parse_target_rates("target_rates", text), models)
 
 
 def rates_example(models: Sequence[str]) -> str:
@@ -108,85 +91,106 @@ def rates_example(models: Sequence[str]) -> str:
     return ", ".join(f"{m}={examples[i % len(examples)]}" for i, m in enumerate(models))
 
 
-def optional_number(name: str, text: str, *, low: float, below: float = math.inf, zero: bool = False) -> float | None:
-    """A number field: empty is None (the default); else a number from ``low`` (above it unless
-    ``zero``) to below ``below``."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    ok = math.isfinite(number) and (number >= low if zero else number > low) and number < below
-    if not ok:
-        span = f"from {low:g} to below {below:g}" if math.isfinite(below) else f"{'of' if zero else 'above'} {low:g}"
-        raise ConfigError(name, text, f"must be a number {span}{' or more' if zero and not math.isfinite(below) else ''}")
-    return number
+def verdicts_of(checks: Sequence[GpuCheck]) -> dict[int, Verdict]:
+    """Each validated GPU's verdict, by index."""
+    return {c.gpu: Verdict(c.passed, c.reason) for c in checks}
 
 
-def verdicts_of(checks: Sequence[Any]) -> dict[int, Verdict]:
-    """Each validated GPU's verdict, by index, from the pack's checks (each with ``gpu``,
-    ``passed`` and ``reason``)."""
-    return {int(c.gpu): Verdict(bool(c.passed), str(c.reason or "")) for c in checks}
-
-
-def checks_html(checks: Sequence[Any]) -> str:
-    """A line per validated GPU: its models, passed or failed, and why."""
+def checks_html(checks: Sequence[GpuCheck], heading: str) -> str:
+    """A line per GPU measured together: its models, validated or failed, and what was
+    measured or what failed."""
     if not checks:
         return ""
     lines = []
     for c in checks:
         style, said = (GREEN, "validated") if c.passed else (RED, "failed")
-        models = ", ".join(str(m) for m in getattr(c, "models", ()))
-        lines.append(f"<li><b>GPU {int(c.gpu)}</b> ({html.escape(models)}): <span style='{style};font-weight:600'>"
-                     f"{said}</span>" + (f": {html.escape(str(c.reason))}" if c.reason else "") + "</li>")
-    return "<b>Measured together</b><ul style='margin:2px 0'>" + "".join(lines) + "</ul>"
+        lines.append(f"<li><b>GPU {c.gpu}</b> ({html.escape(', '.join(c.models))}): "
+                     f"<span style='{style};font-weight:600'>{said}</span>"
+                     + (f": {html.escape(c.reason)}" if c.reason else "") + "</li>")
+    return f"<b>{html.escape(heading)}</b><ul style='margin:2px 0'>" + "".join(lines) + "</ul>"
 
 
-#: the plan's table: (column of PackingPlan.to_frame(), header, how a value is shown)
-TABLE = (
+def _share(value: float) -> str:
+    return f"{plain_number(100 * value, 2)}%"
+
+
+def _figure(value: float) -> str:
+    return plain_number(value) if math.isfinite(value) else ""  # not measured together: no figure
+
+
+#: the plan's table: (column of PackResult.to_frame(), header, how a value is shown); the
+#: latency measured together is added by the budget's statistic
+TABLE: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("gpu", "GPU", str),
     ("model", "Model", str),
     ("rate_infer_per_s", "Rate (infer/s)", plain_number),
     ("target_rate_infer_per_s", "Of target (infer/s)", plain_number),
+    ("check", "Check", str),
+    ("together_throughput_infer_per_s", "Together (infer/s)", _figure),
     ("capacity_infer_per_s", "Capacity there (infer/s)", plain_number),
     ("capacity_measured", "Capacity", lambda v: "measured" if v else "assumed"),
-    ("compute_share", "Share of GPU compute", lambda v: f"{plain_number(100 * v, 2)}%"),
+    ("compute_share", "Share of GPU compute", _share),
     ("memory_mb", "Memory (MB)", plain_number),
+    ("batch_size", "Batch", str),
 )
+#: where the latency measured together goes: after the throughput measured together
+TOGETHER_LATENCY_AT = 6
 
 
-def plan_table_html(plan: PackingPlan) -> str:
-    """The plan as a table, a row per replica (PackingPlan.to_frame(), its figures rounded)."""
+def plan_table_html(result: PackResult) -> str:
+    """The final plan as a table, a row per replica (PackResult.to_frame(), its figures
+    rounded): where it goes, what it serves and takes, and its GPU's check."""
+    statistic = result.constraints.statistic
+    columns = list(TABLE)
+    columns.insert(TOGETHER_LATENCY_AT, (f"together_{statistic.column}", f"Together {statistic.label} (ms)", _figure))
     cell = "padding:1px 8px;font-size:12px;text-align:right;white-space:nowrap"
-    head = "".join(f"<th style='{cell}'>{html.escape(header)}</th>" for _, header, _ in TABLE)
-    body = "".join("<tr>" + "".join(f"<td style='{cell}'>{html.escape(show(record[column]))}</td>"
-                                    for column, _, show in TABLE) + "</tr>"
-                   for record in plan.to_frame().to_dict("records"))
+    colour = {"passed": f";{GREEN};font-weight:600", "failed": f";{RED};font-weight:600"}
+    head = "".join(f"<th style='{cell}'>{html.escape(header)}</th>" for _, header, _ in columns)
+    body = "".join("<tr>" + "".join(
+        f"<td style='{cell}{colour.get(str(record[column]), '') if column == 'check' else ''}'>"
+        f"{html.escape(show(record[column]))}</td>" for column, _, show in columns) + "</tr>"
+        for record in result.to_frame().to_dict("records"))
     return (f"<div style='overflow:auto;max-height:260px'><table class='aw-pack-table'><thead><tr>{head}</tr>"
             f"</thead><tbody>{body}</tbody></table></div>")
 
 
+#: how pack() says each of its steps: an information notice that starts so
+STEP_PREFIX = "pack: "
+
+
 class PackProgress:
-    """Which part of a running pack is measuring, from the engine's events."""
+    """Which step of a running pack is under way (pack()'s own notices: measuring the models
+    alone, the plan, measuring a GPU's models together, the re-plan) and what it measures now
+    (the engine's events)."""
 
     def __init__(self) -> None:
-        self.phase = 0  # runs started so far
-        self.text = ""
+        self.runs = 0  # runs started so far: each its own server and clock
+        self.step = ""
+        self.point = ""
+        self._together = False  # a co-located run: its points say more than each model's PointStarted
+
+    @property
+    def text(self) -> str:
+        return "\n".join(part for part in (self.step, self.point) if part)
 
     def apply(self, event: object) -> bool:
         """Take one event; whether the text changed."""
-        if isinstance(event, ev.SweepStarted):
-            self.phase += 1
-            self.text = f"Run {self.phase}: measuring each model alone within the budget"
+        if isinstance(event, ev.Notice) and event.level is ev.Level.INFO and event.message.startswith(STEP_PREFIX):
+            said = event.message[len(STEP_PREFIX):]
+            self.step, self.point = said[:1].upper() + said[1:], ""
+        elif isinstance(event, ev.SweepStarted):
+            self.runs += 1
+            self._together = False
+        elif isinstance(event, ev.PointStarted) and not self._together:
+            self.point = f"{event.model}: point {event.index + 1} of {event.total}"
         elif isinstance(event, ev.ColocatedPointStarted):
-            how = "together" if event.together else "alone, its neighbours idle"
-            searched = f"; searching {event.searched}'s highest load" if event.searched else ""
-            self.text = (f"Run {self.phase}, validating {event.group}: {'; '.join(event.loads)} {how}{searched} "
-                         f"(point {event.index + 1} of {event.total})")
+            self._together = True
+            how = "together" if event.together else "alone"
+            searched = f", searching {event.searched}'s highest rate" if event.searched else ""
+            self.point = (f"{how} on {event.group}{searched} (point {event.index + 1} of about {event.total}): "
+                          + "; ".join(event.loads))
         elif isinstance(event, PhaseEnded):
-            self.text = f"Run {self.phase} {'stopped' if event.finished.cancelled else 'done'}"
+            self.point = ""
         else:
             return False
         return True
@@ -222,20 +226,20 @@ class PackSection:
 
     # -- building ------------------------------------------------------------------------
     def _make_fields(self) -> None:
-        text = {"style": {"description_width": LABEL_WIDTH}, "layout": w.Layout(width="560px")}
-        self.target_field = w.Text(description="Target rates", **text,
-                                   tooltip="infer/s to serve of each model selected, as model=rate separated by "
-                                           "commas (as --target-rate on the command line)")
-        self.memory_field = w.Text(description="GPU memory (MB)", **text,
-                                   placeholder="each GPU's, less the empty server's (on a CPU machine: the host's)",
-                                   tooltip="the memory models may use on one GPU; less than the GPU has keeps "
-                                           "memory for something else")
-        self.headroom_field = w.Text(description="Headroom %", **text, placeholder=f"{DEFAULT_HEADROOM_PCT:g}",
-                                     tooltip="of each GPU's compute and memory, kept free for bursts")
-        self.validate_box = w.Checkbox(value=True, description="Validate: measure each GPU's models together at "
-                                                               "their planned rates, and re-plan once if one fails",
-                                       indent=False, layout=w.Layout(width="auto"))
-        self.errors = {name: w.HTML() for name in ("target_rates", "gpu_memory_mb", "headroom_pct")}
+        """The Target rates field, and a field per pack setting declared with a panel label
+        (PackOptions: GPU memory, headroom, validate), made as the sweep's and the plan's are."""
+        self.target_field = w.Text(description="Target rates (infer/s)", style={"description_width": LABEL_WIDTH},
+                                   layout=w.Layout(width="560px"),
+                                   tooltip=declaration_of(PackOptions, "target_rates").help)
+        self.fields: dict[str, w.ValueWidget] = {}
+        for f, declaration in declared(PackOptions):
+            if declaration.panel:
+                self.fields[f.name] = _widened(setting_widget(f, declaration, UNSET))
+        if "validate" in self.fields:  # its help says what it does: the label alone would not
+            self.fields["validate"].description = VALIDATE_LABEL
+            self.fields["validate"].indent = False
+            self.fields["validate"].layout.width = "auto"
+        self.errors = {name: w.HTML() for name in ("target_rates", *self.fields)}
 
     def _make_views(self) -> None:
         panel = self._panel
@@ -267,9 +271,7 @@ class PackSection:
             self.about,
             w.HBox(list(self.budget_fields.values()), layout=row),
             w.HBox([self.target_field, self.errors["target_rates"]], layout=row),
-            w.HBox([self.memory_field, self.errors["gpu_memory_mb"]], layout=row),
-            w.HBox([self.headroom_field, self.errors["headroom_pct"]], layout=row),
-            self.validate_box,
+            *(w.HBox([field, self.errors[name]], layout=row) for name, field in self.fields.items()),
             w.HBox([self.pack_button, self.stop_button, self.status], layout=row),
             self.phase, self.chart_box, self.answer, self.checks, self.table,
         ])
@@ -280,7 +282,7 @@ class PackSection:
         return section
 
     def _wire(self) -> None:
-        for widget in (self.target_field, self.memory_field, self.headroom_field, *self.budget_fields.values()):
+        for widget in (self.target_field, *self.fields.values(), *self.budget_fields.values()):
             widget.observe(lambda _change: self.validate(), names="value")
         self._panel.model_picker.observe(lambda _change: self.validate(), names="value")
         self.pack_button.on_click(lambda _b: self.run())
@@ -303,15 +305,15 @@ class PackSection:
         return Budget(value, fields["latency_statistic"].value)
 
     def own_settings(self) -> dict[str, Any]:
-        """The pack's own settings as its fields give them, each checked (a ConfigError names
-        the field and the value)."""
+        """The pack's own settings as their fields give them, each checked by its declaration
+        (a ConfigError names the field and the value); the target rates last, against the
+        models selected."""
         settings: dict[str, Any] = {}
-        memory = optional_number("gpu_memory_mb", self.memory_field.value, low=0)
-        if memory is not None:
-            settings["gpu_memory_mb"] = memory
-        headroom = optional_number("headroom_pct", self.headroom_field.value, low=0, below=100, zero=True)
-        settings["headroom_pct"] = DEFAULT_HEADROOM_PCT if headroom is None else headroom
-        settings["validate"] = bool(self.validate_box.value)
+        for f, declaration in declared(PackOptions):  # each field's own check, as PackOptions runs it
+            if f.name in self.fields:
+                value = widget_value(self.fields[f.name], declaration)
+                if value is not UNSET:
+                    settings[f.name] = declaration.check(f.name, value) if declaration.check else value
         settings["target_rates"] = target_rates(self.target_field.value, self.models())
         return settings
 
@@ -409,8 +411,7 @@ class PackSection:
         panel = self._panel
         started = time.monotonic()
         try:
-            self.result = api.pack(models,  # type: ignore[attr-defined]  # aw.pack: being built
-                                    on_event=self._event, runner_hook=self._hook, **settings)
+            self.result = api.pack(models, on_event=self._event, runner_hook=self._hook, **settings)
         except BaseException as e:  # noqa: BLE001 - shown in the panel, the kernel lives on
             self._failure = str(e) if isinstance(e, AnalyzerError) else f"{type(e).__name__}: {e}"
             panel._error = self._failure
@@ -457,7 +458,7 @@ class PackSection:
         """One of the panel's events (a sweep's or a plan's are not this section's)."""
         if not self._due:
             return
-        if isinstance(event, ev.SweepStarted) and self._progress.phase:
+        if isinstance(event, ev.SweepStarted) and self._progress.runs:
             self._restart_live()
         if self._progress.apply(event):
             self._changed = True
@@ -475,7 +476,7 @@ class PackSection:
         """Show what changed: the part measuring now, then the answer once the pack's thread ended."""
         if self._changed:
             self._changed = False
-            self.phase.value = html.escape(self._progress.text) if self._due else ""
+            self.phase.value = html.escape(self._progress.text).replace("\n", "<br>") if self._due else ""
         if self._due and self._panel._finished_shown and not self._panel.running:
             self._due = False
             self._show_answer()
@@ -489,42 +490,58 @@ class PackSection:
         result, panel = self.result, self._panel
         self.phase.value = ""
         if result is None:
-            message = f"Pack failed: {self._failure or 'it ended without an answer'}"
-            self._summary = self.status.value = panel.status.value = f"<span style='{RED}'>{html.escape(message)}</span>"
+            why = self._failure or "it ended without an answer"
+            if self._stop_asked:  # stopped before there was a plan: no failure
+                message = html.escape(f"Pack stopped: {why}")
+            else:
+                message = f"<span style='{RED}'>{html.escape(f'Pack failed: {why}')}</span>"
+            self._summary = self.status.value = panel.status.value = message
             panel.validate()
             return
         plan = result.plan
         stopped = any(r.stopping for r in self._runners)
-        self.answer.value = (f"<b>{html.escape(result.sentence)}</b>"
+        notes = "".join(f"<br><small>{html.escape(note)}</small>" for note in result.notes)
+        self.answer.value = (f"<b>{html.escape(result.sentence)}</b>" + notes
                              + ("<br><i>Stopped: the plan rests on what was measured before Stop.</i>" if stopped
                                 else ""))
-        self.checks.value = checks_html(result.checks)
-        self.table.value = plan_table_html(plan)
+        self.checks.value = (checks_html(result.first_checks, "The first plan, measured together")
+                             if result.replanned else "") + checks_html(result.checks, "Measured together")
+        self.table.value = plan_table_html(result)
         elapsed = time.monotonic() - self._started
-        summary = (f"Pack {'stopped' if stopped else 'done'}: {plan.gpu_count} GPU{'s' if plan.gpu_count != 1 else ''} "
-                   f"for {len(plan.needs)} models in {elapsed:.0f} s")
-        summary += "." if not result.checks else (
-            "; validated." if all(c.passed for c in result.checks) else "; validation failed on some GPUs.")
+        count = plan.gpu_count
+        summary = (f"Pack {'stopped' if stopped else 'done'}: {count} GPU{'s' if count != 1 else ''} for "
+                   f"{len(plan.needs)} model{'s' if len(plan.needs) != 1 else ''} in {elapsed:.0f} s; "
+                   + ("not validated." if not result.validate
+                      else "re-planned once; " * result.replanned + ("validated." if result.validated
+                                                                     else "validation failed.")))
         self._summary = self.status.value = panel.status.value = html.escape(summary)
         self._draw_chart()
         panel.validate()  # Run, Plan and Pack again
 
-    def figure(self) -> Any:
-        """The GPU-by-GPU chart of the last pack's plan, its GPUs' validation marked."""
+    def figures(self) -> dict[str, Any]:
+        """The GPU-by-GPU charts of the last pack, each GPU's validation marked: the plan; and
+        where it was re-planned, the first plan before it."""
         result = self.result
         if result is None:
             raise AnalyzerError("no pack has run yet: press Pack first")
-        return packing_figure(result.plan, verdicts=verdicts_of(result.checks), light=self._panel.theme.light)
+        light = self._panel.theme.light
+        charts = {}
+        if result.replanned:
+            charts["first"] = packing_figure(result.first, verdicts=verdicts_of(result.first_checks), light=light,
+                                             title="The first plan, before the re-plan")
+        charts["packing"] = packing_figure(result.plan, verdicts=verdicts_of(result.checks), light=light,
+                                           title="Re-planned" if result.replanned else "Packing plan")
+        return charts
 
     def _draw_chart(self) -> None:
-        """The chart: the figure at once, its image when kaleido has drawn it (what a saved
-        notebook shows without a kernel)."""
+        """The charts: the figures at once, their images when kaleido has drawn them (what a
+        saved notebook shows without a kernel)."""
         if self.result is None:
             return
-        fig = self.figure()
-        figure = {**json.loads(fig.to_json()), "config": CONFIG}
-        self.chart_box.outputs = ({"output_type": "display_data", "metadata": {},
-                                   "data": {PLOTLY_MIME: figure, "text/plain": "<plotly chart: the packing plan>"}},)
-        self._images.submit({"packing": fig})
+        figures = self.figures()
+        self.chart_box.outputs = tuple(
+            {"output_type": "display_data", "metadata": {},
+             "data": {PLOTLY_MIME: {**json.loads(fig.to_json()), "config": CONFIG},
+                      "text/plain": f"<plotly chart: {name} packing plan>"}} for name, fig in figures.items())
+        self._images.submit(figures)
         self._panel._schedule_tick()
-
