@@ -320,7 +320,8 @@ def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str
     # 3. the plan
     first = packing.pack(needs, gpus)
     packing_run.say(f"pack: planned {first.sentence}")
-    result = PackResult(first, first, constraints, batches, validate=options.validate, notes=packing_run.notes)
+    result = PackResult(first, first, constraints, batches, validate=options.validate,
+                        every_gpu=bool(options.earlier), notes=packing_run.notes)
     # 4. validation, and one re-plan where it fails
     if options.validate:
         packing_run.validate(result)
@@ -395,7 +396,7 @@ class _PackRun:
     def groups(self, plan: PackingPlan, batches: Mapping[str, int], gpus: Sequence[int], prefix: str = "",
                search: bool = False) -> list[Group]:
         """A group per GPU of ``plan`` named in ``gpus``: each model at its planned rate
-        (open loop, requests of its batch size), searched upward from it with ``search``."""
+        (open loop, requests of its batch size), or searched from it with ``search``."""
         return [Group(tuple(Member(r.model, batches[r.model], Load(rate_per_s=r.rate / batches[r.model]), search)
                             for r in plan.gpus[i].replicas), f"{prefix}GPU {i}") for i in gpus]
 
@@ -418,8 +419,8 @@ class _PackRun:
         """Measure the plan's shared GPUs together; where one fails, its models' capacities
         together, a re-plan with them, and the new plan's GPUs not measured at those rates."""
         first, batches = result.first, result.batches
-        shared = [g.index for g in first.gpus if len(g.replicas) > 1]
-        result.first_checks = result.checks = self.check("validate", first, batches, shared, result)
+        to_check = packing.gpus_to_check(first, result.every_gpu)
+        result.first_checks = result.checks = self.check("validate", first, batches, to_check, result)
         failed = [c for c in result.first_checks if not c.passed]
         if not failed or self.stopped:
             return
@@ -436,7 +437,7 @@ class _PackRun:
         second = packing.replan(first, result.capacities)
         result.plan, result.replanned = second, True
         self.say(f"pack: re-planned: {second.sentence}")
-        checks, to_measure = packing.still_to_measure(second, result.first_checks)
+        checks, to_measure = packing.still_to_measure(second, result.first_checks, result.every_gpu)
         for c in self.check("revalidate", second, batches, to_measure, result):
             checks[c.gpu] = c
         result.checks = [checks[i] for i in sorted(checks)]

@@ -46,6 +46,7 @@ from analyzer_widgets.loadgen.search import highest_within
 from analyzer_widgets.results import ResultCollector, frame
 from analyzer_widgets.runner import (
     RATE_RESOLUTION,
+    SEARCH_RATE_SPAN,
     LoadedModel,
     SweepRunner,
     WindowedLoad,
@@ -455,7 +456,11 @@ class ColocatedRunner(SweepRunner):
         assert budget is not None
         if fixed["status"] == Status.SKIPPED.value:
             return  # its row says why
-        start, limit, open_loop = search_range((member.load,))
+        # From its held load (the first probe), up or down: a model that fails at its held
+        # load still has a capacity below it, which a search only upward would call none.
+        _, limit, open_loop = search_range((member.load,))
+        start = member.load.rate_per_s / SEARCH_RATE_SPAN if open_loop else 1
+        held = member.load.rate_per_s if open_loop else member.load.concurrency
 
         def as_load(value: float) -> Load:
             return Load(rate_per_s=value) if open_loop else Load(concurrency=int(value))
@@ -473,7 +478,8 @@ class ColocatedRunner(SweepRunner):
             counts = row["status"] in _MEASURED and row["error_count"] == 0
             return float(row[statistic.column]) if counts else math.nan  # a failed request is beyond any budget
 
-        found = highest_within(measure, budget, start=start, limit=limit, resolution=RATE_RESOLUTION if open_loop else 0)
+        found = highest_within(measure, budget, start=start, limit=limit, resolution=RATE_RESOLUTION if open_loop else 0,
+                               hint=held)
         answer = Row(COLOCATED_COLUMNS, probed[found.load if found.load is not None else min(probed)])
         answer.update(answer_row(found, probed, budget, statistic, as_load), searched=True)
         self._finish_point(answer)

@@ -238,7 +238,7 @@ def test_pack_json_holds_the_answer_the_plans_the_checks_and_the_capacities() ->
     result = PackResult(second, first, CONSTRAINTS, {"a": 1, "b": 1}, checks=[], first_checks=[failed],
                         replanned=True, capacities={0: {"a": 400.0, "b": 300.0}}, notes=["a note"])
     document = json.loads(json.dumps(result.to_dict()))
-    assert set(document) == {"sentence", "validated", "validate", "replanned", "latency_budget_ms",
+    assert set(document) == {"sentence", "validated", "validate", "replanned", "every_gpu_checked", "latency_budget_ms",
                              "latency_statistic", "batch_sizes", "plan", "first", "checks", "first_checks",
                              "capacities_together", "notes"}
     assert document["plan"]["gpu_count"] == 2 and document["first"]["gpu_count"] == 1
@@ -429,6 +429,85 @@ def test_packing_from_earlier_results_at_half_capacity_each_validates_or_re_plan
     assert searched, "the failed GPU's models were searched together"
     assert (tmp_path / "again" / "together-capacity" / COLOCATED_CSV).is_file()
     assert result.plan.interference[("mlp_numpy", frozenset({"mixed_inputs"}))] == result.capacities[0]["mlp_numpy"]
-    shared = [g.index for g in result.plan.gpus if len(g.replicas) > 1]
-    assert [c.gpu for c in result.checks] == shared
+    # from earlier results every GPU of the final plan is checked, one model or more
+    assert result.every_gpu and [c.gpu for c in result.checks] == [g.index for g in result.plan.gpus]
     assert result.validated == all(c.passed for c in result.checks)
+
+
+# -- a validation that fails, for certain -----------------------------------------------------------
+#: a model that holds its one instance for ``sleep_ms`` per request (no CPU used while it
+#: waits): its capacity is set by its config, not by how busy the machine is
+_SLEEPER_MODEL = '''
+import json
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        parameters = json.loads(args["model_config"]).get("parameters", {})
+        self.seconds = float(parameters["sleep_ms"]["string_value"]) / 1000
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            time.sleep(self.seconds)
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", x)]))
+        return responses
+'''
+
+
+def _sleeper(repo: Path, name: str, sleep_ms: float) -> None:
+    (repo / name / "1").mkdir(parents=True, exist_ok=True)
+    (repo / name / "1" / "model.py").write_text(_SLEEPER_MODEL)
+    (repo / name / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 8\n'
+        'input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]\n'
+        'output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 4 ] } ]\n'
+        'instance_group [ { count: 1, kind: KIND_CPU } ]\n'
+        f'parameters [ {{ key: "sleep_ms", value: {{ string_value: "{sleep_ms:g}" }} }} ]\n')
+
+
+@pytest.mark.slow
+def test_a_plan_from_stale_results_fails_validation_and_is_re_planned(tmp_path: Path) -> None:
+    """Validation checks what the needs claim. Two models measured alone at 2 ms a request
+    (about 350-400 infer/s each within the budget) then become 10 ms models (at most 100
+    infer/s: one instance, serial), as a new version would; packed from the earlier results
+    at 120 infer/s each, both fit one GPU on paper. Measured together at those rates neither
+    keeps up, so the GPU fails, each model's capacity beside the other is searched down from
+    its planned rate, and the one re-plan spreads them over more GPUs, every one of which is
+    checked (the needs were not measured in this run)."""
+    repo = tmp_path / "repo"
+    names = ["sleeper_a", "sleeper_b"]
+    for name in names:
+        _sleeper(repo, name, 2)
+    settings = dict(model_repository=repo, latency_budget_ms=BUDGET_MS, latency_statistic=STATISTIC,
+                    window_ms=FAST["window_ms"], max_trials=FAST["max_trials"], baseline_s=FAST["baseline_s"])
+    earlier = aw.profile(models=names, batch_sizes=[1], concurrency=[1, 16], **settings)
+    capacities = {str(r["model"]): float(r["throughput_infer_per_s"]) for r in earlier.rows if r["search"] == "answer"}
+    print(f"alone at 2 ms a request: {capacities}")
+    assert set(capacities) == set(names) and all(c > 300 for c in capacities.values()), capacities
+    for name in names:
+        _sleeper(repo, name, 10)  # the models change; the earlier results do not
+    result = aw.pack(names, target_rates={n: 120 for n in names}, earlier=earlier, gpu_memory_mb=1000,
+                     headroom_pct=10, export_path=tmp_path / "pack", **settings)
+    print(result.sentence)
+    assert result.first.gpu_count == 1 and len(result.first_checks) == 1
+    first = result.first_checks[0]
+    assert not first.passed and set(first.models) == set(names)
+    for figures in first.figures:  # one instance at 10 ms a request serves at most 100
+        assert not figures.passed and figures.throughput < 110, figures
+        assert figures.reason, figures
+    assert result.replanned and "Re-planned once: the first plan (1 GPU) failed on GPU 0" in result.sentence
+    for model, capacity in result.capacities[0].items():  # beside the other, below what one instance serves
+        assert 0 <= capacity < 110, (model, capacity)
+    assert result.plan.gpu_count > result.first.gpu_count
+    # the needs came from earlier results: every GPU of the final plan is checked, alone ones too
+    assert result.every_gpu and sorted(c.gpu for c in result.checks) == list(range(result.plan.gpu_count))
+    assert result.validated == all(c.passed for c in result.checks)
+    document = json.loads((tmp_path / "pack" / "pack.json").read_text())
+    assert document["replanned"] is True and document["first_checks"][0]["passed"] is False
+    assert document["every_gpu_checked"] is True and document["validated"] == result.validated
+    assert (tmp_path / "pack" / "together" / COLOCATED_CSV).is_file()

@@ -997,14 +997,23 @@ def capacities_together(failed: Sequence[GpuCheck], answers: Mapping[int, Mappin
     return capacities, notes
 
 
-def still_to_measure(plan: PackingPlan, first_checks: Sequence[GpuCheck]) -> tuple[dict[int, GpuCheck], list[int]]:
-    """After a re-plan: the checks that already answer for its shared GPUs (the same models
-    passed at rates as high, :func:`covered`), and the shared GPUs left to measure."""
+def gpus_to_check(plan: PackingPlan, every: bool = False) -> list[int]:
+    """The GPUs of ``plan`` that validation measures: those holding two or more models (a
+    GPU of one model is covered by that model's measurement alone in the same run), or
+    ``every`` one, where the needs were read from earlier results: what they claim of a
+    model alone was not measured in this run, and may no longer hold (a new version of the
+    model, another machine)."""
+    return [g.index for g in plan.gpus if every or len(g.replicas) > 1]
+
+
+def still_to_measure(plan: PackingPlan, first_checks: Sequence[GpuCheck],
+                     every: bool = False) -> tuple[dict[int, GpuCheck], list[int]]:
+    """After a re-plan: the checks that already answer for its GPUs to check
+    (:func:`gpus_to_check`; the same models passed at rates as high, :func:`covered`), and
+    those left to measure."""
     checks: dict[int, GpuCheck] = {}
     left: list[int] = []
-    for gpu in plan.gpus:
-        if len(gpu.replicas) < 2:
-            continue
+    for gpu in (plan.gpus[i] for i in gpus_to_check(plan, every)):
         found = covered(gpu, first_checks)
         if found is not None:
             checks[gpu.index] = found
@@ -1028,6 +1037,7 @@ class PackResult:
     checks: list[GpuCheck] = field(default_factory=list)
     first_checks: list[GpuCheck] = field(default_factory=list)
     validate: bool = True
+    every_gpu: bool = False  # the needs came from earlier results: every GPU is checked, not only shared ones
     replanned: bool = False
     capacities: dict[int, dict[str, float]] = field(default_factory=dict)  # measured together, for the re-plan
     colocated: list[dict[str, Any]] = field(default_factory=list)
@@ -1036,8 +1046,9 @@ class PackResult:
 
     @property
     def validated(self) -> bool:
-        """Validation ran and every GPU of the final plan that holds two or more models passed
-        (a GPU of one model is covered by its measurement alone)."""
+        """Validation ran and every GPU of the final plan it checks passed: those holding two
+        or more models (a GPU of one model is covered by its measurement alone in the same
+        run), or all of them where the needs came from earlier results."""
         return self.validate and all(c.passed for c in self.checks)
 
     @property
@@ -1055,7 +1066,7 @@ class PackResult:
             found = figures.get((int(gpu), str(model)))
             if found is None:
                 holds_one = len(self.plan.gpus[int(gpu)].replicas) == 1
-                checked.append("alone" if holds_one else "not validated")
+                checked.append("alone" if holds_one and not self.every_gpu else "not validated")
                 throughput.append(math.nan)
                 latency.append(math.nan)
             else:
@@ -1073,7 +1084,7 @@ class PackResult:
         measured together for the re-plan, and what it was planned from."""
         return {
             "sentence": self.sentence, "validated": self.validated, "validate": self.validate,
-            "replanned": self.replanned, "latency_budget_ms": self.constraints.latency_budget_ms,
+            "replanned": self.replanned, "every_gpu_checked": self.every_gpu, "latency_budget_ms": self.constraints.latency_budget_ms,
             "latency_statistic": self.constraints.statistic.value, "batch_sizes": dict(self.batches),
             "plan": self.plan.to_dict(), "first": self.first.to_dict() if self.replanned else None,
             "checks": [c.to_dict() for c in self.checks],
@@ -1090,7 +1101,8 @@ def validation_words(checks: Sequence[GpuCheck], statistic_label: str) -> str:
         return "no GPU holds two models, so the models' measurements alone cover the plan"
     failed = [c for c in checks if not c.passed]
     if not failed:
-        return f"validated: measured together, {statistic_label} within budget for each"
+        how = "together" if any(len(c.models) > 1 for c in checks) else "at its planned rate"
+        return f"validated: measured {how}, {statistic_label} within budget for each"
     return "validation failed: " + "; ".join(f"GPU {c.gpu} ({', '.join(c.models)}): {c.reason}" for c in failed)
 
 
