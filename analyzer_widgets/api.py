@@ -527,6 +527,7 @@ def _gpu_memory(given: float | None, baseline: Mapping[str, Any] | None) -> tupl
                         "server used")
     host = psutil.virtual_memory().total / 2**20
     memory = packing.host_gpu_memory_mb(host, baseline)
-    return memory, (f"no GPU on this machine: the models share its host instead, whose {plain_number(host)} MB of "
+    # whole megabytes: the host's total is a fact, and three figures would hide the baseline
+    return memory, (f"no GPU on this machine: the models share its host instead, whose {host:,.0f} MB of "
                     f"memory less the empty server's {plain_number(host - memory)} MB resident leaves "
-                    f"{plain_number(memory)} MB (give gpu_memory_mb for a GPU's)")
+                    f"{memory:,.0f} MB (give gpu_memory_mb for a GPU's)")
