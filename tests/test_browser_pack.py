@@ -26,8 +26,7 @@ from test_browser_plan import _button, _dismiss_kernel_dialog
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.timeout(600)]
 
-#: short windows (three: a capacity is its interval's low end, 0 over two scattered windows), one batch
-#: size, two loads: the pack's path through the page, not its figures, is under test
+#: short windows, one batch size, two loads: the pack's path through the page, not its figures, is under test
 CELLS = [
     "import analyzer_widgets as aw\n"
     "panel = aw.Dashboard(models=['mlp_numpy', 'mixed_inputs'], batch_sizes='1', concurrency='1,4', window_ms=250, "
@@ -62,6 +61,9 @@ def test_the_pack_section_packs_validates_and_draws_the_gpus(jupyter_lab, chromi
     rates.fill(RATES)
     rates.press("Enter")
     expect(section.get_by_text("Type a latency budget to pack.")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # each capacity at its figure: with the browser and JupyterLab on the same 2 cores, a few
+    # short windows can scatter to an interval whose low end is 0, which pack() refuses
+    section.get_by_role("checkbox", name=re.compile("low end of its throughput")).uncheck()
     budget = section.locator(".widget-text").filter(has_text="Budget (ms)").locator("input")
     budget.fill(BUDGET_MS)
     budget.press("Enter")

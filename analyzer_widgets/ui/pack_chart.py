@@ -132,7 +132,7 @@ def _legend(fig: go.Figure, colours: Mapping[str, str], assumed: bool) -> None:
 
 def _failed_outline(fig: go.Figure, position: int, gpu_top: float) -> None:
     """A red frame around a GPU whose validation failed (its bar is ``position``-th on the axis)."""
-    half = (1 - BAR_GAP) / 2 + 0.02
+    half = (1 - BAR_GAP) / 2 + 0.01
     fig.add_shape(type="rect", xref="x", yref="y", x0=position - half, x1=position + half, y0=0, y1=gpu_top,
                   line={"color": FAILED_COLOUR, "width": 3}, fillcolor="rgba(0,0,0,0)", layer="above")
 
@@ -176,17 +176,21 @@ def packing_figure(plan: PackingPlan, *, verdicts: Mapping[int, Verdict] | None 
             _failed_outline(fig, position, gpu.memory_used_mb)
     count = plan.gpu_count
     limit = plain_number(100 * plan.gpu_spec.compute_limit, 2)
-    marks = [f"compute limit {limit}% per GPU"] + ([far] if far else [])
+    # a line each: the bars, the limits, the marks (one line of them all ran off a 900 px chart)
+    lines = ["bar: the memory of each model's replica on the GPU; label: the rate it serves, of the model's "
+             "target where split", "; ".join([f"compute limit {limit}% per GPU", *([far] if far else [])])]
+    marks = []
     if assumed:
         marks.append("hatched: capacity beside its neighbours assumed, not measured together")
     if any(not v.passed for v in verdicts.values()):
         marks.append("red frame: validation failed")
-    subtitle = ("bar: the memory of each model's replica on the GPU; label: the rate it serves, of the model's "
-                "target where split<br>" + "; ".join(marks))
+    if marks:
+        lines.append("; ".join(marks))
+    subtitle = "<br>".join(lines)
     fig.update_layout(
         title={"text": f"{title}: {count} GPU{'s' if count != 1 else ''} ({_how(plan)}) for "
                        f"{len(targets)} model{'s' if len(targets) != 1 else ''}<br><sup>{subtitle}</sup>"},
-        barmode="stack", height=HEIGHT, margin={"t": 110, "b": 60}, bargap=BAR_GAP, showlegend=True,
+        barmode="stack", height=HEIGHT, margin={"t": 90 + 20 * len(lines), "b": 60}, bargap=BAR_GAP, showlegend=True,
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "traceorder": "normal"},
         uniformtext={"minsize": 9, "mode": "hide"},
     )

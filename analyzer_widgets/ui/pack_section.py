@@ -60,7 +60,13 @@ NO_BUDGET = "Type a latency budget to pack."
 NO_RATES = "Type each model's target rate to pack."
 #: hints, not errors: what is still to type before Pack can run
 HINTS = (NO_BUDGET, NO_RATES)
-VALIDATE_LABEL = "Validate: measure each GPU's models together at their planned rates, and re-plan once if one fails"
+#: the checkboxes' labels: their help says what they do, where their declared label ("Validate") would not
+CHECKBOX_LABELS = {
+    "validate": "Validate: measure each GPU's models together at their planned rates, and re-plan once if one fails",
+    # declared without a panel label; the panel needs it where a busy machine's short windows
+    # scatter too much for an interval (pack's refusal then says to turn it off)
+    "interval_low": "Count each model's capacity at the low end of its throughput's 95% interval",
+}
 GREEN = "color:#2e7d32"
 
 
@@ -227,18 +233,19 @@ class PackSection:
     # -- building ------------------------------------------------------------------------
     def _make_fields(self) -> None:
         """The Target rates field, and a field per pack setting declared with a panel label
-        (PackOptions: GPU memory, headroom, validate), made as the sweep's and the plan's are."""
+        (PackOptions: GPU memory, headroom, validate) or given one here (the capacity's
+        interval), made as the sweep's and the plan's are."""
         self.target_field = w.Text(description="Target rates (infer/s)", style={"description_width": LABEL_WIDTH},
                                    layout=w.Layout(width="560px"),
                                    tooltip=declaration_of(PackOptions, "target_rates").help)
         self.fields: dict[str, w.ValueWidget] = {}
         for f, declaration in declared(PackOptions):
-            if declaration.panel:
-                self.fields[f.name] = _widened(setting_widget(f, declaration, UNSET))
-        if "validate" in self.fields:  # its help says what it does: the label alone would not
-            self.fields["validate"].description = VALIDATE_LABEL
-            self.fields["validate"].indent = False
-            self.fields["validate"].layout.width = "auto"
+            label = CHECKBOX_LABELS.get(f.name) or declaration.panel
+            if label:
+                field = setting_widget(f, dataclasses.replace(declaration, panel=label), UNSET)
+                if isinstance(field, w.Checkbox):
+                    field.indent, field.layout.width = False, "auto"
+                self.fields[f.name] = _widened(field)
         self.errors = {name: w.HTML() for name in ("target_rates", *self.fields)}
 
     def _make_views(self) -> None:
