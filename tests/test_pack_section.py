@@ -114,7 +114,10 @@ def test_the_pack_gets_the_panels_settings_and_budget() -> None:
     assert "export_path" not in settings
     panel.save_mode.value = "save"
     _, settings = section.settings()
-    assert settings["export_path"] == "out"
+    assert settings["export_path"] == "out" and settings["resume"] is False
+    panel.save_mode.value = "resume"
+    _, settings = section.settings()
+    assert settings["resume"] is True
 
 
 def test_progress_says_the_step_of_the_pack_and_what_it_measures() -> None:

@@ -331,7 +331,7 @@ class PackSection:
         settings = panel.spec_settings()
         models = settings.pop("models")
         if panel.save_mode.value != "panel":
-            settings["export_path"] = panel.export_field.value
+            settings.update(export_path=panel.export_field.value, resume=panel.save_mode.value == "resume")
         budget = self.budget()
         settings.update(latency_budget_ms=budget.latency_budget_ms, latency_statistic=budget.latency_statistic)
         settings.update(self.own_settings())
