@@ -19,12 +19,14 @@ from analyzer_widgets.config import (
     SETTINGS_CLASSES,
     ExportSettings,
     Load,
+    Parallel,
     SweepSpec,
     declared,
     group_settings,
     make_settings,
     model_names,
 )
+from analyzer_widgets.distributed import ParallelRunner
 from analyzer_widgets.errors import ConfigError, SweepCancelled
 from analyzer_widgets.events import EventHandler, Level, Notice, SweepStarted
 from analyzer_widgets.export import ExportFolder, ResultsExist, load_results
@@ -148,7 +150,7 @@ def prepare_sweep(
     if folder is not None and spec.server.log_path is None:
         # keep the server's whole log beside the results it produced
         spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
-    runner = SweepRunner(spec)
+    runner = ParallelRunner(spec) if spec.parallel is Parallel.GPUS else SweepRunner(spec)
     if runner_hook is not None:
         runner_hook(runner)
     runner.preflight()  # bad input fails before the export folder is touched
@@ -156,6 +158,7 @@ def prepare_sweep(
     if folder is not None:
         folder.open()  # locked for the run; a resume refused for a changed spec or model raises here
         runner.skip = folder.done
+        runner.earlier = {point_key(row): row for row in folder.kept_rows}  # a unit takes its model's
 
         def announce(event: object) -> None:
             # what opening the folder found (a resume's kept rows, a lock taken over), told
@@ -204,6 +207,9 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
         raise ConfigError("latency_budget_ms", None, "a plan needs a latency budget: the most latency (p99 unless "
                                                      "latency_statistic says otherwise) a variant may serve at")
     spec, export = make_settings(models=[model], **settings)
+    if spec.parallel is not Parallel.OFF:
+        raise ConfigError("parallel", spec.parallel.value, "splits a sweep by model; a plan's variants are chosen "
+                          "one after another from the ones before, so a plan runs on one server")
     unpowered = nvml_unavailable_reason()
     if plan_settings.objective is planning.Objective.PER_WATT and unpowered:
         raise ConfigError("objective", plan_settings.objective.value,

@@ -121,6 +121,13 @@ class Progress:
                 self._line(self._bar())
             else:
                 self._line(self._bar(note))
+        elif isinstance(event, events.UnitStarted):
+            self._message(f"unit {event.unit + 1}/{event.units} ({', '.join(event.models)}) started on slot "
+                          f"{event.slot}{f' (GPU {event.gpu})' if event.gpu else ''}, worker pid {event.worker_pid}")
+        elif isinstance(event, events.UnitFinished):
+            said = f"failed: {event.error.splitlines()[0]}; " if event.error else ""
+            self._message(f"unit {event.unit + 1} ({', '.join(event.models)}) on slot {event.slot} {said or 'done: '}"
+                          f"{event.measured} points measured" + (f", {event.failed} failed" if event.failed else ""))
         elif isinstance(event, events.Notice):
             self._message(f"{event.level.value}: {event.message}")
         elif isinstance(event, events.SweepFinished):

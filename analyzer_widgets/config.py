@@ -105,6 +105,13 @@ class OnServerFailure(str, enum.Enum):
     RESTART = "restart"  # start the server again, reload the model, measure the point again once
 
 
+class Parallel(str, enum.Enum):
+    """How a sweep's units (one model's points each, analyzer_widgets/distributed) are run (docs/scale-out.md)."""
+
+    OFF = "off"  # one server measures every model in turn, as always
+    GPUS = "gpus"  # one server per GPU slot of this host, units side by side
+
+
 class StopRule(str, enum.Enum):
     """When a point has been measured enough (loadgen/stats.py: ``ended``)."""
 
@@ -892,6 +899,15 @@ class SweepSpec(Checked):
                                 help="how long to record the server with no models")
     check_environment: bool = setting(True, check=flag,
                                       help="check the models' Python (numpy 1.x) before a local sweep")
+    parallel: Parallel = setting(
+        Parallel.OFF, check=one_of(Parallel), flags=("--parallel",), panel="Parallel",
+        help="`gpus`: split the sweep into units (one model's points each) run side by side, each on its own server "
+             "on its own GPU (`CUDA_VISIBLE_DEVICES`); with one GPU or none, one unit at a time "
+             "(docs/scale-out.md)")
+    parallel_slots: int = setting(
+        0, check=count, flags=("--parallel-slots",), default_text="one per visible GPU",
+        help="with `--parallel gpus`: how many servers run side by side; GPUs are dealt to them in turn, none where "
+             "the host has none (two servers on a CPU machine: how the tests run it)")
 
     def _check_together(self) -> None:
         if self.latency_budget_ms is not None and self.measurement.visits > 1:
@@ -901,6 +917,11 @@ class SweepSpec(Checked):
             raise ConfigError("request_rate", ",".join(f"{r:g}" for r in self.request_rate),
                               f"and concurrency values ({','.join(map(str, self.concurrency))}) were both given: "
                               "a sweep varies one load, the request rate or the concurrency")
+        if self.parallel is Parallel.GPUS and self.server.launch_mode is not LaunchMode.LOCAL:
+            raise ConfigError("parallel", self.parallel.value, "starts a local server per unit (--launch-mode local); "
+                              f"a {self.server.launch_mode.value} server is one server")
+        if self.parallel_slots and self.parallel is Parallel.OFF:
+            raise ConfigError("parallel_slots", self.parallel_slots, "only applies with --parallel gpus")
         if self.model_repository is None and self.server.launch_mode is not LaunchMode.REMOTE:
             raise ConfigError("model_repository", None, "local and docker launch modes need a model repository")
         scheme = split_url(self.server.url)[0] if self.server.url else None

@@ -105,6 +105,32 @@ class ColocatedPointStarted:
 
 
 @dataclass(frozen=True)
+class UnitStarted:
+    """A unit of a sweep split for ``--parallel gpus`` (analyzer_widgets/distributed) started on its slot, in
+    a worker process of its own; its server's events follow, mixed with the other units'."""
+
+    unit: int  # 0-based
+    units: int
+    models: tuple[str, ...]
+    slot: int
+    gpu: str  # its server's CUDA_VISIBLE_DEVICES; "" where the slot has no GPU
+    worker_pid: int
+
+
+@dataclass(frozen=True)
+class UnitFinished:
+    """A unit ended: how many of its points were measured, how many failed because it ended
+    early (its server or worker died: ``error``)."""
+
+    unit: int
+    models: tuple[str, ...]
+    slot: int
+    measured: int
+    failed: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class SamplesTaken:
     """The monitor samples taken since the last ``SamplesTaken``, one row each, tagged with
     their phase and point: the next rows of ``metrics-samples.csv``. Sent every few seconds
@@ -139,11 +165,12 @@ class SweepFinished:
 
 Event = Union[  # noqa: UP007 - a runtime alias, read by isinstance checks and by mypy
     SweepStarted, ServerReady, BaselineFinished, ModelLoading, ModelLoaded, PointStarted, WindowMeasured,
-    PointFinished, ColocatedPointStarted, SamplesTaken, Notice, SweepFinished,
+    PointFinished, ColocatedPointStarted, SamplesTaken, Notice, SweepFinished, UnitStarted, UnitFinished,
 ]
 EventHandler = Callable[[Event], None]
 
 __all__ = [
     "BaselineFinished", "ColocatedPointStarted", "Event", "EventHandler", "Level", "ModelLoaded", "ModelLoading",
-    "Notice", "PointFinished", "PointStarted", "SamplesTaken", "ServerReady", "SweepFinished", "SweepStarted", "WindowMeasured",
+    "Notice", "PointFinished", "PointStarted", "SamplesTaken", "ServerReady", "SweepFinished", "SweepStarted", "UnitFinished", "UnitStarted",
+    "WindowMeasured",
 ]

@@ -333,11 +333,7 @@ class SweepRunner:
         self.emit(ev.BaselineFinished(row))
 
     def _point_row(self, model: str, batch: int, load: Load, status: Status, reason: str = "") -> Row:
-        row = Row(MODEL_COLUMNS)
-        row.update(model=model, variant=self._target.variant, batch_size=batch, concurrency=load.concurrency,
-                   request_rate_per_s=load.rate_per_s if load.open_loop else math.nan, status=status.value,
-                   reason=reason, window_ms=self.spec.measurement.window_ms, started_at=utc_now())
-        return row
+        return point_row(self.spec, model, self._target.variant, batch, load, status, reason)
 
     def _finish_point(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -629,6 +625,16 @@ class SweepRunner:
         rate = job.request_rate if job.request_rate > 0 else math.nan
         self.emit(ev.WindowMeasured(job.model, run.batch, 0 if job.request_rate > 0 else job.concurrency,
                                     len(run.windows), window.throughput, window.latency_avg_ms, window.failed, rate))
+
+
+def point_row(spec: SweepSpec, model: str, variant: str, batch: int, load: Load, status: Status,
+              reason: str = "") -> Row:
+    """A point's row before any figure: what a skipped or failed point gives."""
+    row = Row(MODEL_COLUMNS)
+    row.update(model=model, variant=variant, batch_size=batch, concurrency=load.concurrency,
+               request_rate_per_s=load.rate_per_s if load.open_loop else math.nan, status=status.value,
+               reason=reason, window_ms=spec.measurement.window_ms, started_at=utc_now())
+    return row
 
 
 def client_figures(summary: PointSummary) -> dict[str, Any]:

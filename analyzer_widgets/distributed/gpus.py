@@ -1,0 +1,226 @@
+"""This host's GPUs in parallel (``--parallel gpus``): a sweep's units side by side, one
+worker process and one server per GPU slot, driven as one sweep.
+
+:class:`ParallelRunner` is the driver: it has the runner's face (``subscribe``, ``run``,
+``stop``, ``rows``, ``skip``, ``earlier``, ``on_server_known``), so
+:func:`~analyzer_widgets.api.prepare_sweep` wires it to the one
+:class:`~analyzer_widgets.results.ResultCollector` and export folder as it does a
+:class:`~analyzer_widgets.runner.SweepRunner`: the units' rows, baselines and samples go to
+the same files as units finish. docs/scale-out.md says why workers are processes and how
+the baselines combine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from analyzer_widgets import events as ev
+from analyzer_widgets.config import Load, SweepSpec
+from analyzer_widgets.distributed.units import Slot, Unit, run_unit, split
+from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
+from analyzer_widgets.runner import SweepRunner, expected_points, point_row
+from analyzer_widgets.schema import Status, load_of
+
+
+def slots(spec: SweepSpec) -> list[Slot]:
+    """The slots units run in: ``parallel_slots`` of them, or one per visible GPU (at least
+    one); the visible GPUs are dealt to them in turn, none where NVML sees none."""
+    gpus = [gpu.uuid for gpu in visible_gpus()] if nvml_unavailable_reason() is None else []
+    count = spec.parallel_slots or max(1, len(gpus))
+    return [Slot(i, gpus[i % len(gpus)] if gpus else None) for i in range(count)]
+
+
+def _worker(unit: Unit, slot: Slot, messages: Any, stop: Any) -> None:
+    """A worker process's body: one unit, its messages through ``messages`` (a queue)."""
+    run_unit(unit, slot, messages.put, stop.is_set)
+
+
+# -- the driver ------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Running:
+    unit: Unit
+    slot: Slot
+    process: Any
+    points: set[tuple[int, Load]] = dataclasses.field(default_factory=set)  # (batch, load) with a row
+    finished: bool = False
+
+
+class ParallelRunner(SweepRunner):
+    """Runs a sweep's units side by side, one worker process per slot, and hands their
+    events on as one sweep's: one :class:`~analyzer_widgets.events.SweepStarted`, the
+    points numbered across the sweep, a :class:`~analyzer_widgets.events.UnitStarted` and
+    :class:`~analyzer_widgets.events.UnitFinished` per unit, one
+    :class:`~analyzer_widgets.events.SweepFinished` with every row. A unit whose server or
+    worker dies fails its own remaining points, with the reason; the others go on. It is a
+    runner to whoever holds one (``subscribe``, ``stop``, ``rows``, ``skip``, ``earlier``,
+    ``on_server_known``); its ``monitors`` stay idle, as each unit samples in its own process."""
+
+    def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None) -> None:
+        super().__init__(spec, on_event)
+        self._lock = threading.Lock()  # events are handed on from the driver's thread only; kept simple
+
+    def emit(self, event: ev.Event) -> None:
+        with self._lock:
+            for handler in self._handlers:
+                handler(event)
+
+    def run(self) -> ev.SweepFinished:
+        spec = self.spec
+        started = time.monotonic()
+        self.preflight()
+        units = split(spec, {key: row for key, row in self.earlier.items() if key in self.skip})
+        places = slots(spec)
+        self._gpus = list(dict.fromkeys(s.gpu for s in places if s.gpu))
+        self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
+        self._index = 0
+        self._known = False
+        self._version = ""
+        self._unavailable: dict[str, str] = {}
+        self.emit(ev.SweepStarted(spec, self._total))
+        self.emit(ev.Notice(f"{len(units)} units (one per model) on {len(places)} slots: "
+                            + ", ".join(s.label for s in places), ev.Level.INFO))
+        ctx = mp.get_context("spawn")
+        messages, stop = ctx.Queue(), ctx.Event()
+        self._running: dict[int, _Running] = {}
+        error: BaseException | None = None
+        try:
+            self._drive(ctx, units, places, messages, stop)
+        except BaseException as e:  # a refused resume, Ctrl-C: stop every unit, then end as a sweep does
+            error = e
+            self._end_workers(messages, stop)
+        finally:
+            messages.close()
+            messages.join_thread()
+        finished = ev.SweepFinished(
+            cancelled=self.stopping or isinstance(error, KeyboardInterrupt),
+            error=None if error is None or isinstance(error, KeyboardInterrupt) else str(error),
+            elapsed_s=time.monotonic() - started, server_version=self._version, rows=tuple(self.rows),
+            unavailable=self._unavailable)
+        self.emit(finished)
+        if error is not None:
+            raise error
+        return finished
+
+    def _drive(self, ctx: Any, units: list[Unit], places: list[Slot], messages: Any, stop: Any) -> None:
+        """Start a worker for each unit as a slot is free, and hand on what the workers send
+        until every unit has ended."""
+        pending, free, running = list(units), list(places), self._running
+        while pending or running:
+            if self.stopping:
+                stop.set()
+                pending.clear()
+            while pending and free:
+                unit, slot = pending.pop(0), free.pop(0)
+                process = ctx.Process(target=_worker, args=(unit, slot, messages, stop),
+                                      name=f"analyzer-widgets-unit-{unit.index}")
+                process.start()  # not daemonic: a unit's client processes are its children
+                running[unit.index] = _Running(unit, slot, process)
+                self.emit(ev.UnitStarted(unit.index, len(units), unit.spec.models, slot.index, slot.gpu or "",
+                                         process.pid or 0))
+            try:
+                message = messages.get(timeout=0.5)
+            except queue.Empty:
+                for lost in [r for r in running.values() if not r.process.is_alive()]:
+                    # a worker's messages reach the queue before it exits: this one's end never came
+                    self._unit_done(lost, f"its worker process ended (exit code {lost.process.exitcode})")
+                    del running[lost.unit.index]
+                    free.append(lost.slot)
+                continue
+            kind, index = message[0], message[1]
+            run = running.get(index)
+            if run is None:
+                continue
+            if kind == "event":
+                self._forward(run, message[2])
+            elif kind == "known":
+                self._server_known(message[2], message[3])
+            elif kind == "done":
+                self._unit_done(run, message[2])
+                run.process.join()
+                del running[index]
+                free.append(run.slot)
+
+    def _end_workers(self, messages: Any, stop: Any, grace_s: float = 30.0) -> None:
+        """Stop every worker still running: asked first (each stops its point within about a
+        second and its server), ended after ``grace_s``. What they still send is dropped, as
+        a worker cannot exit while its messages wait in the queue."""
+        stop.set()
+        deadline = time.monotonic() + grace_s
+        for run in self._running.values():
+            while run.process.is_alive() and time.monotonic() < deadline:
+                try:
+                    messages.get(timeout=0.2)
+                except queue.Empty:
+                    pass
+            if run.process.is_alive():
+                run.process.terminate()
+            run.process.join()
+
+    def _forward(self, run: _Running, event: ev.Event) -> None:
+        """A unit's event, as the sweep's: its own start and end are the driver's to say,
+        its points are numbered across the sweep, its notices say which unit."""
+        label = f"{run.unit.model} ({run.slot.label})"
+        if isinstance(event, ev.SweepStarted):
+            return
+        if isinstance(event, ev.SweepFinished):
+            self._version = self._version or event.server_version
+            self._unavailable.update(event.unavailable)
+            return
+        if isinstance(event, ev.Notice):
+            event = dataclasses.replace(event, message=f"{label}: {event.message}")
+        elif isinstance(event, ev.PointStarted):
+            event = dataclasses.replace(event, index=self._index, total=max(self._total, self._index + 1))
+        elif isinstance(event, ev.PointFinished):
+            self._finish(run, dict(event.row))
+            return
+        elif isinstance(event, ev.ServerReady):
+            self._version = self._version or event.server_version
+        self.emit(event)
+
+    def _finish(self, run: _Running, row: dict[str, Any]) -> None:
+        run.points.add((int(row["batch_size"]), load_of(row)))
+        self.rows.append(row)
+        self.emit(ev.PointFinished(row, self._index, max(self._total, self._index + 1)))
+        self._index += 1
+
+    def _server_known(self, version: str, gpus: list[str]) -> None:
+        """The first unit's server is up: the export folder's files start, recording every
+        slot's GPU (or a resume is refused, which stops every unit). The later units'
+        servers are the same build."""
+        if self._known:
+            return
+        self._known = True
+        if self.on_server_known is not None:
+            self.on_server_known(version, self._gpus or gpus)
+
+    def _unit_done(self, run: _Running, error: str | None) -> None:
+        """A unit ended: with an error, each point it had not measured is a failed row
+        saying why (a budget search's batch sizes without a row, one failed row each)."""
+        if run.finished:
+            return
+        run.finished = True
+        failed = 0
+        if error is not None:
+            spec = run.unit.spec
+            earlier = {(int(r["batch_size"]), load_of(r)) for r in run.unit.earlier}
+            done = run.points | earlier
+            reason = f"its unit failed: {error.splitlines()[0]}"
+            loads: tuple[Load, ...] = spec.loads if spec.latency_budget_ms is None else spec.loads[:1]
+            for batch in spec.batch_sizes:
+                if spec.latency_budget_ms is not None and any(b == batch for b, _ in done):
+                    continue
+                for load in loads:
+                    if (batch, load) not in done and not self.stopping:
+                        failed += 1
+                        self._finish(run, point_row(spec, run.unit.model, "", batch, load, Status.FAILED, reason))
+            self.emit(ev.Notice(f"{run.unit.model} ({run.slot.label}): {error.splitlines()[0]}; "
+                                f"{failed} of its points failed, the other units go on"))
+        self.emit(ev.UnitFinished(run.unit.index, run.unit.spec.models, run.slot.index, len(run.points) - failed,
+                                  failed, error))
+

@@ -1,0 +1,106 @@
+"""Units of work: a sweep split into parts that each run on a server of their own.
+
+A :class:`Unit` is one model's points: a plain, picklable description (the sweep's spec cut
+down to that model, the points an earlier run measured of it) that :func:`run_unit`
+measures on its own, with its own Triton server, in the :class:`Slot` it is given, sending
+every event and its end to a ``send`` callable. :mod:`.gpus` runs units in worker
+processes on this host's GPUs; a Ray task can run :func:`run_unit` the same way on another
+machine and send the same messages back. docs/scale-out.md says why one model is the unit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analyzer_widgets.config import Parallel, SweepSpec
+from analyzer_widgets.runner import SweepRunner
+from analyzer_widgets.schema import PointKey, point_key
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a unit runs: a place for one server. ``gpu``: what its server's
+    ``CUDA_VISIBLE_DEVICES`` is set to (a GPU's UUID); None where the host has no GPU to give
+    it (the variable is left as it is)."""
+
+    index: int
+    gpu: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"slot {self.index}" + (f" ({self.gpu})" if self.gpu else "")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One model's points, measured on a server of its own: what a worker needs, and nothing
+    that does not pickle (a worker process or a Ray task receives it as it is)."""
+
+    index: int  # 0-based among the sweep's units
+    spec: SweepSpec  # the sweep's, with this unit's model only
+    #: the points of this model an earlier run measured (a resume), with their rows
+    earlier: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def model(self) -> str:
+        return self.spec.models[0]
+
+
+def split(spec: SweepSpec, earlier: Mapping[PointKey, Mapping[str, Any]] | None = None) -> list[Unit]:
+    """The sweep's units: one per model, in the spec's order. Each measures with the sweep's
+    settings, on a server of its own, and skips what an earlier run measured of its model."""
+    kept = earlier or {}
+    units = []
+    for index, model in enumerate(spec.models):
+        own = dataclasses.replace(spec, models=(model,), parallel=Parallel.OFF, parallel_slots=0,
+                                  check_environment=False)  # checked once, by the driver
+        units.append(Unit(index, own, tuple(dict(row) for key, row in kept.items() if key[0] == model)))
+    return units
+
+
+# -- a unit on its own (a worker process here; a Ray task later) --------------------------------
+#: what run_unit sends: ("event", unit index, event), ("known", unit index, version, GPUs),
+#: and last ("done", unit index, error or None)
+Message = tuple[Any, ...]
+
+
+def run_unit(unit: Unit, slot: Slot, send: Callable[[Message], None], stopping: Callable[[], bool]) -> None:
+    """Measure ``unit`` on a server of its own in ``slot``, sending its events as they come
+    and its end. ``stopping`` is polled to stop early. Never raises: an error ends the unit
+    and is what its last message says."""
+    if slot.gpu is not None:
+        # the server inherits it, and the NVML sampler reads it: this process sees its GPU only
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    spec = unit.spec
+    if spec.server.log_path is not None:  # one log per server, beside the sweep's
+        log = Path(spec.server.log_path)
+        spec = dataclasses.replace(spec, server=dataclasses.replace(
+            spec.server, log_path=log.with_name(f"{log.stem}-unit{unit.index}{log.suffix}")))
+    error: str | None = None
+    runner = SweepRunner(spec, on_event=lambda event: send(("event", unit.index, event)))
+    runner.skip = {point_key(row) for row in unit.earlier}
+    runner.earlier = {point_key(row): row for row in unit.earlier}
+    runner.on_server_known = lambda version, gpus: send(("known", unit.index, version, gpus))
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            if stopping():
+                runner.stop()
+                return
+
+    watcher = threading.Thread(target=watch, name=f"unit-{unit.index}-stop", daemon=True)
+    watcher.start()
+    try:
+        runner.run()
+    except BaseException as e:  # noqa: BLE001 - the unit's end is a message; the driver decides
+        error = str(e) or type(e).__name__
+    finally:
+        done.set()
+        send(("done", unit.index, error))

@@ -1,0 +1,154 @@
+"""A sweep split into units run side by side (``--parallel gpus``, analyzer_widgets/distributed): on this CPU
+machine two slots stand in for two GPUs (``parallel_slots=2``), two real embedded servers
+at once; the pure parts (the split, the slots, the refusals) need no server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import FAST
+
+import analyzer_widgets as aw
+from analyzer_widgets import events
+from analyzer_widgets.config import Load, Parallel, SweepSpec
+from analyzer_widgets.distributed import slots, split
+from analyzer_widgets.errors import ConfigError
+from analyzer_widgets.export import load_results
+from analyzer_widgets.machine import nvml_unavailable_reason
+from analyzer_widgets.results import read_samples
+
+MEASURED = {"ok", "unstable"}
+MODELS = ["mlp_numpy", "mixed_inputs"]
+
+
+def servers_under(pids: list[int]) -> list[int]:
+    """The live tritonserver processes started by these worker processes."""
+    found = []
+    for pid in pids:
+        try:
+            children = psutil.Process(pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for child in children:
+            try:
+                if child.name() == "tritonserver" and child.status() != psutil.STATUS_ZOMBIE:
+                    found.append(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+    return found
+
+
+# -- pure parts ------------------------------------------------------------------------------------
+def test_split_one_unit_per_model_with_its_earlier_rows() -> None:
+    spec = SweepSpec(models=("a", "b"), model_repository=Path("."), parallel=Parallel.GPUS, parallel_slots=2)
+    kept = {("b", "", 1, Load(concurrency=1)): {"model": "b", "batch_size": 1, "concurrency": 1}}
+    units = split(spec, kept)
+    assert [u.model for u in units] == ["a", "b"]
+    assert [u.spec.models for u in units] == [("a",), ("b",)]
+    assert units[0].earlier == () and units[1].earlier == ({"model": "b", "batch_size": 1, "concurrency": 1},)
+    # a unit is one server's sweep: it does not split again, and its settings are the sweep's
+    assert all(u.spec.parallel is Parallel.OFF and u.spec.batch_sizes == spec.batch_sizes for u in units)
+
+
+def test_slots_on_a_machine_without_gpus() -> None:
+    if nvml_unavailable_reason() is None:
+        pytest.skip("this machine has GPUs: the slots are dealt them")
+    spec = SweepSpec(models=("a",), model_repository=Path("."), parallel=Parallel.GPUS)
+    assert [(s.index, s.gpu) for s in slots(spec)] == [(0, None)]  # no GPU: one unit at a time
+    two = SweepSpec(models=("a",), model_repository=Path("."), parallel=Parallel.GPUS, parallel_slots=2)
+    assert [(s.index, s.gpu) for s in slots(two)] == [(0, None), (1, None)]
+
+
+def test_refusals_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="parallel_slots"):
+        aw.make_spec(models="a", model_repository=".", parallel_slots=2)
+    with pytest.raises(ConfigError, match="parallel.*local"):
+        aw.make_spec(models="a", launch_mode="remote", url="localhost:8001", parallel="gpus")
+    with pytest.raises(ConfigError, match="parallel.*one of"):
+        aw.make_spec(models="a", model_repository=".", parallel="ray")
+    with pytest.raises(ConfigError, match="parallel.*plan runs on one server"):
+        aw.plan("mlp_numpy", model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=5, parallel="gpus")
+
+
+# -- on real servers -------------------------------------------------------------------------------
+@pytest.mark.server
+def test_two_slots_give_the_one_server_rows_in_one_set_of_files(tmp_path: Path) -> None:
+    grid = {"models": MODELS, "model_repository": aw.EXAMPLE_REPOSITORY, "batch_sizes": [1, 4], "concurrency": [1, 2],
+            **FAST}
+    alone = aw.profile(**grid, export_path=tmp_path / "one")
+    seen: list[object] = []
+    workers: list[int] = []
+    up_at_once: list[int] = []
+
+    def watch(event: object) -> None:
+        seen.append(event)
+        if isinstance(event, events.UnitStarted):
+            workers.append(event.worker_pid)
+        elif isinstance(event, events.ServerReady):
+            up_at_once.append(len(servers_under(workers)))
+
+    both = aw.profile(**grid, parallel="gpus", parallel_slots=2, export_path=tmp_path / "two", on_event=watch)
+    assert both.error is None and not both.cancelled
+    one_df, two_df = alone.to_frame(), both.to_frame()
+    assert list(two_df.columns) == list(one_df.columns)
+    points = ["model", "variant", "batch_size", "concurrency"]
+    assert sorted(map(tuple, two_df[points].values.tolist())) == sorted(map(tuple, one_df[points].values.tolist()))
+    assert set(two_df["status"]) <= MEASURED, two_df[["model", "status", "reason"]]
+    assert (two_df["throughput_infer_per_s"] > 0).all()
+
+    # two units, two worker processes, and when the second server said it was ready both were up
+    started = [e for e in seen if isinstance(e, events.UnitStarted)]
+    finished = [e for e in seen if isinstance(e, events.UnitFinished)]
+    assert sorted(e.models for e in started) == sorted((m,) for m in MODELS)
+    assert {e.slot for e in started} == {0, 1} and len(set(workers)) == 2
+    assert [(e.measured, e.failed, e.error) for e in finished] == [(4, 0, None)] * 2
+    assert max(up_at_once) == 2, up_at_once
+    # one sweep to whoever listens: one start and one end, the points numbered across it
+    assert sum(isinstance(e, events.SweepStarted) for e in seen) == 1
+    assert sum(isinstance(e, events.SweepFinished) for e in seen) == 1
+    assert [e.index for e in seen if isinstance(e, events.PointFinished)] == list(range(8))
+
+    # the files, written once, read by the results reader: each unit's server has its baseline row
+    rows, baseline = load_results(tmp_path / "two")
+    assert sorted(map(tuple, rows[points].values.tolist())) == sorted(map(tuple, two_df[points].values.tolist()))
+    assert len(baseline) == 2 and (baseline["server_version"] == baseline["server_version"].iloc[0]).all()
+    samples = read_samples(tmp_path / "two" / "metrics-samples.csv")
+    assert set(MODELS) <= set(samples["model"]) and "baseline" in set(samples["phase"])
+    manifest = json.loads((tmp_path / "two" / "sweep.json").read_text())
+    assert manifest["server_version"] == both.server_version != ""
+    logs = sorted(p.name for p in (tmp_path / "two").glob("*.log"))
+    assert len(logs) == 2 and all("unit" in name for name in logs), logs
+
+
+@pytest.mark.server
+@pytest.mark.faults
+def test_a_unit_whose_server_is_killed_fails_its_own_rows_only(tmp_path: Path) -> None:
+    workers: dict[str, int] = {}
+    killed: list[int] = []
+
+    def kill_first_server(event: object) -> None:
+        if isinstance(event, events.UnitStarted):
+            workers[event.models[0]] = event.worker_pid
+        elif isinstance(event, events.PointFinished) and event.row["model"] == "mlp_numpy" and not killed:
+            for pid in servers_under([workers["mlp_numpy"]]):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    result = aw.profile(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY, concurrency=[1, 2, 4],
+                        parallel="gpus", parallel_slots=2, export_path=tmp_path / "out", on_event=kill_first_server,
+                        **FAST)
+    assert len(killed) == 1
+    df = result.to_frame()
+    mine, others = df[df["model"] == "mlp_numpy"], df[df["model"] == "mixed_inputs"]
+    assert len(mine) == 3 and len(others) == 3
+    assert set(others["status"]) <= MEASURED, others[["status", "reason"]]
+    assert mine["status"].iloc[0] in MEASURED  # measured before the kill
+    lost = mine[mine["status"] == "failed"]
+    assert len(lost) >= 1 and lost["reason"].str.contains("server|unit", case=False).all(), lost["reason"].tolist()
+    rows, _ = load_results(tmp_path / "out")
+    assert len(rows) == 6
