@@ -4,8 +4,9 @@ budget, and check the plan by measuring each GPU's models together.
 
 Its fields: a target rate per model selected, typed as the command line's ``--target-rate``
 is (``mlp_numpy=500, mixed_inputs=200``); the GPU's memory for models (empty: what the
-machine gives), the headroom, and whether to validate; the budget's two fields are the
-decision view's (one budget for the panel), as the Plan section's are. Pack runs
+machine gives), the headroom, whether to validate, and whether a capacity counts at its
+interval's low end; the budget's two fields are the decision view's (one budget for the
+panel), as the Plan section's are. Pack runs
 :func:`analyzer_widgets.api.pack` off the kernel's thread with the panel's sweep settings;
 its events reach the panel's queue as a sweep's do, so the status line, the live figure and
 Stop work for it, and this section says which part of the work is running (each model
