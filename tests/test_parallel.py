@@ -19,7 +19,7 @@ from analyzer_widgets.config import Load, Parallel, SweepSpec
 from analyzer_widgets.distributed import slots, split
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.export import load_results
-from analyzer_widgets.machine import nvml_unavailable_reason
+from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.results import read_samples
 
 MEASURED = {"ok", "unstable"}
@@ -152,3 +152,26 @@ def test_a_unit_whose_server_is_killed_fails_its_own_rows_only(tmp_path: Path) -
     assert len(lost) >= 1 and lost["reason"].str.contains("server|unit", case=False).all(), lost["reason"].tolist()
     rows, _ = load_results(tmp_path / "out")
     assert len(rows) == 6
+
+
+@pytest.mark.server
+@pytest.mark.gpu
+def test_one_gpu_runs_one_unit_at_a_time_on_that_gpu(tmp_path: Path) -> None:
+    """On a host with one GPU (the GPU host): one slot, the units one after another, each
+    server given that GPU and each row sampled from it."""
+    if nvml_unavailable_reason() is not None:
+        pytest.skip(f"needs a GPU with NVML: {nvml_unavailable_reason()}")
+    gpus = visible_gpus()
+    if len(gpus) != 1:
+        pytest.skip(f"this host has {len(gpus)} visible GPUs; the test is of one")
+    seen: list[object] = []
+    result = aw.profile(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY, concurrency=[1, 2], parallel="gpus",
+                        export_path=tmp_path / "out", on_event=seen.append, **FAST)
+    units = [e for e in seen if isinstance(e, events.UnitStarted | events.UnitFinished)]
+    assert [type(e).__name__ for e in units] == ["UnitStarted", "UnitFinished"] * 2
+    assert {e.gpu for e in units if isinstance(e, events.UnitStarted)} == {gpus[0].uuid}
+    df = result.to_frame()
+    assert len(df) == 4 and set(df["status"]) <= MEASURED
+    assert (df["gpu_memory_max_mb"] > 0).all()
+    _, baseline = load_results(tmp_path / "out")
+    assert len(baseline) == 2
