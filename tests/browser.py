@@ -230,6 +230,20 @@ def open_in_lab(page: Any, lab: Any, name: str, cells: Sequence[str | tuple[str,
     return notebook
 
 
+def choose_the_kernel_when_asked(page: Any) -> None:
+    """On a busy machine JupyterLab sometimes asks for the kernel although the notebook names
+    it and its kernel is already up; the dialog then blocks every click. Playwright runs this
+    handler whenever the dialog shows before an action, so a test neither waits for a dialog
+    that usually never comes nor fails on one that does."""
+    dialog = page.locator(".jp-Dialog").filter(has_text="Select Kernel")
+    page.add_locator_handler(dialog, lambda found: found.get_by_role("button", name="Select").click())
+
+
+def button(scope: Any, label: str) -> Any:
+    """The button of ``scope`` (a locator) whose whole label is ``label``."""
+    return scope.locator("button").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+
+
 # -- servers -----------------------------------------------------------------------------
 def run_all_cells(page: Any, notebook: Any, *, attempts: int = 3) -> None:
     """Run > Run All Cells through JupyterLab's menu bar, and wait until a cell of
@@ -573,6 +587,7 @@ def chromium_page(request: pytest.FixtureRequest) -> Iterator[Any]:
     page.on("console", lambda msg: console_log.append(f"[{msg.type}] {msg.text}"))
     page.on("pageerror", lambda exc: console_log.append(f"[pageerror] {exc}"))
     page.console_log = console_log
+    choose_the_kernel_when_asked(page)
     try:
         yield page
     finally:

@@ -16,13 +16,13 @@ import pytest
 from browser import (  # noqa: F401
     ARTIFACTS_DIR,
     UI_TIMEOUT_MS,
+    button,
     chromium_page,
     jupyter_lab,
     open_in_lab,
     run_all_cells,
     screenshot,
 )
-from test_browser_plan import _button, _dismiss_kernel_dialog
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.timeout(600)]
 
@@ -43,13 +43,12 @@ def test_the_pack_section_packs_validates_and_draws_the_gpus(jupyter_lab, chromi
 
     page = chromium_page
     notebook = open_in_lab(page, jupyter_lab, "pack.ipynb", CELLS)
-    _dismiss_kernel_dialog(page)
     run_all_cells(page, notebook)
 
     notebook.get_by_text("Pack models onto GPUs").click()
     section = notebook.locator(".aw-pack")
     expect(section).to_be_visible(timeout=UI_TIMEOUT_MS)
-    pack = _button(section, "Pack")
+    pack = button(section, "Pack")
     expect(pack).to_be_disabled()
     expect(section.get_by_text("Type each model's target rate to pack.")).to_be_visible()
     rates = section.locator(".widget-text").filter(has_text="Target rates (infer/s)").locator("input")
@@ -71,7 +70,7 @@ def test_the_pack_section_packs_validates_and_draws_the_gpus(jupyter_lab, chromi
 
     pack.click()
     expect(section.get_by_text(re.compile(r"^Measuring mlp_numpy, mixed_inputs alone"))).to_be_visible(timeout=120_000)
-    expect(_button(section, "Stop pack")).to_be_enabled()
+    expect(button(section, "Stop pack")).to_be_enabled()
     expect(section.get_by_text(re.compile(r"^Pack done: 1 GPU for 2 models in \d+ s; validated\."))).to_be_visible(
         timeout=240_000)
     expect(section.get_by_text(re.compile(r"^1 GPU \(the fewest\): GPU 0 holds mlp_numpy \(40 infer/s\) and "

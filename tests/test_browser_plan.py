@@ -16,6 +16,7 @@ import pytest
 from browser import (  # noqa: F401
     ARTIFACTS_DIR,
     UI_TIMEOUT_MS,
+    button,
     chromium_page,
     jupyter_lab,
     open_in_lab,
@@ -36,22 +37,6 @@ CELLS = [
 BUDGET_MS = "1000"
 
 
-def _dismiss_kernel_dialog(page) -> None:
-    """On a busy machine JupyterLab sometimes asks for the kernel although the notebook names
-    it and its kernel is already up; the dialog then blocks every click. Choose it."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    try:
-        page.locator(".jp-Dialog").filter(has_text="Select Kernel").get_by_role("button", name="Select").click(
-            timeout=8000)
-    except PlaywrightTimeout:
-        pass  # no dialog: the usual case
-
-
-def _button(scope, label: str):
-    return scope.locator("button").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
-
-
 def test_the_plan_section_plans_draws_the_pareto_chart_and_writes_the_config(jupyter_lab, chromium_page,
                                                                               screenshot) -> None:
     from google.protobuf import text_format
@@ -60,19 +45,18 @@ def test_the_plan_section_plans_draws_the_pareto_chart_and_writes_the_config(jup
 
     page = chromium_page
     notebook = open_in_lab(page, jupyter_lab, "plan.ipynb", CELLS)
-    _dismiss_kernel_dialog(page)
     run_all_cells(page, notebook)
 
     notebook.get_by_text("Plan a configuration").click()
     section = notebook.locator(".aw-plan")
     expect(section).to_be_visible(timeout=UI_TIMEOUT_MS)
-    plan = _button(section, "Plan")
+    plan = button(section, "Plan")
     expect(plan).to_be_disabled()
     expect(section.get_by_text("Type a latency budget to plan.")).to_be_visible()
     budget = section.locator(".widget-text").filter(has_text="Budget (ms)").locator("input")
     budget.fill(BUDGET_MS)
     budget.press("Enter")
-    _button(section, "brute").click()
+    button(section, "brute").click()
     section.locator("textarea").fill("instances = [1, 2]")
     expect(section.get_by_text(re.compile(r"The space holds 2 variants: brute measures every one"))).to_be_visible(
         timeout=UI_TIMEOUT_MS)
@@ -81,7 +65,7 @@ def test_the_plan_section_plans_draws_the_pareto_chart_and_writes_the_config(jup
     # Stop stops a plan as it stops a sweep (the section's Stop plan is the panel's Stop)
     plan.click()
     expect(section.get_by_text("variant 1 of 2")).to_be_visible(timeout=120_000)
-    stop = _button(section, "Stop plan")
+    stop = button(section, "Stop plan")
     expect(stop).to_be_enabled()
     stop.click()
     expect(section.get_by_text(re.compile(r"^Plan stopped: \d variants? of mlp_numpy"))).to_be_visible(
@@ -114,7 +98,7 @@ def test_the_plan_section_plans_draws_the_pareto_chart_and_writes_the_config(jup
     assert "budget p99 ≤ 1,000 ms" in words and "recommended:" in words, words
     assert chart.locator(".scatterlayer .trace .points path").count() == drawn + 1  # the variants and the star
 
-    _button(section, "Write config.pbtxt").click()
+    button(section, "Write config.pbtxt").click()
     written = jupyter_lab.root_dir / "exported" / "config.pbtxt"
     expect(section.get_by_text(re.compile(r"^Wrote .*exported/config\.pbtxt"))).to_be_visible(timeout=UI_TIMEOUT_MS)
     config = text_format.Parse(written.read_text(), model_config_pb2.ModelConfig())
