@@ -4,6 +4,7 @@ at once; the pure parts (the split, the slots, the refusals) need no server."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -153,6 +154,19 @@ def test_a_unit_whose_server_is_killed_fails_its_own_rows_only(tmp_path: Path) -
     rows, _ = load_results(tmp_path / "out")
     assert len(rows) == 6
 
+    # resumed, each unit keeps its model's rows measured before and measures its failed ones again
+    seen: list[object] = []
+    again = aw.profile(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY, concurrency=[1, 2, 4], parallel="gpus",
+                       parallel_slots=2, export_path=tmp_path / "out", resume=True, on_event=seen.append, **FAST)
+    redone = again.to_frame()
+    assert len(redone) == 6 and set(redone["status"]) <= MEASURED, redone[["model", "status", "reason"]]
+    kept = df[df["status"].isin(MEASURED)]
+    assert set(zip(kept["model"], kept["concurrency"], kept["started_at"], strict=True)) <= set(
+        zip(redone["model"], redone["concurrency"], redone["started_at"], strict=True))
+    measured_now = [e.row["model"] for e in seen if isinstance(e, events.PointFinished)]
+    assert sorted(measured_now) == ["mlp_numpy"] * len(lost)
+    assert len(load_results(tmp_path / "out")[0]) == 6
+
 
 @pytest.mark.server
 @pytest.mark.gpu
@@ -175,3 +189,18 @@ def test_one_gpu_runs_one_unit_at_a_time_on_that_gpu(tmp_path: Path) -> None:
     assert (df["gpu_memory_max_mb"] > 0).all()
     _, baseline = load_results(tmp_path / "out")
     assert len(baseline) == 2
+
+
+def test_the_cli_says_each_unit_start_and_end() -> None:
+    from analyzer_widgets.cli import Progress
+
+    out = io.StringIO()
+    progress = Progress(out)
+    progress(events.UnitStarted(0, 2, ("mlp_numpy",), 1, "GPU-5b7c0e1a", 4242))
+    progress(events.UnitFinished(0, ("mlp_numpy",), 1, 1, 3, "the server died (signal 9)\nits log: ..."))
+    progress(events.UnitFinished(1, ("mixed_inputs",), 0, 4, 0))
+    assert out.getvalue().splitlines() == [
+        "unit 1/2 (mlp_numpy) started on slot 1 (GPU GPU-5b7c0e1a), worker pid 4242",
+        "unit 1 (mlp_numpy) on slot 1 failed: the server died (signal 9); 1 points measured, 3 failed",
+        "unit 2 (mixed_inputs) on slot 0 done: 4 points measured",
+    ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import queue
-import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -63,12 +62,12 @@ class ParallelRunner(SweepRunner):
 
     def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None) -> None:
         super().__init__(spec, on_event)
-        self._lock = threading.Lock()  # events are handed on from the driver's thread only; kept simple
 
     def emit(self, event: ev.Event) -> None:
-        with self._lock:
-            for handler in self._handlers:
-                handler(event)
+        # every event is handed on from the driver's thread (a handler may emit more: no lock);
+        # the samples come from the units, in their events, not from samplers of its own
+        for handler in self._handlers:
+            handler(event)
 
     def run(self) -> ev.SweepFinished:
         spec = self.spec
