@@ -204,3 +204,23 @@ def test_the_cli_says_each_unit_start_and_end() -> None:
         "unit 1 (mlp_numpy) on slot 1 failed: the server died (signal 9); 1 points measured, 3 failed",
         "unit 2 (mixed_inputs) on slot 0 done: 4 points measured",
     ]
+
+
+@pytest.mark.server
+def test_stop_ends_every_unit_and_starts_no_more(tmp_path: Path) -> None:
+    held: list[aw.SweepRunner] = []
+    seen: list[object] = []
+
+    def stop_after_first_point(event: object) -> None:
+        seen.append(event)
+        if isinstance(event, events.PointFinished) and not held[0].stopping:
+            held[0].stop()
+
+    result = aw.profile(models=[*MODELS, "sequence_mean"], model_repository=aw.EXAMPLE_REPOSITORY,
+                        input_shapes={"SEQUENCE": (8, 32)}, concurrency=[1, 2, 4], parallel="gpus", parallel_slots=2, export_path=tmp_path / "out", runner_hook=held.append,
+                        on_event=stop_after_first_point, **FAST)
+    assert result.cancelled and result.error is None
+    started = [e for e in seen if isinstance(e, events.UnitStarted)]
+    assert len(started) == 2  # the third unit never started
+    assert [e.error for e in seen if isinstance(e, events.UnitFinished)] == [None, None]
+    assert 1 <= len(result.rows) < 6 and all(r["status"] != "failed" for r in result.rows)
