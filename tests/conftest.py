@@ -8,8 +8,10 @@ short baseline.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -228,3 +230,62 @@ def triton_test_image_problem(client: Any) -> str | None:
     except Exception:  # noqa: BLE001 - not found, or the engine refused
         return f"the test image {TRITON_TEST_IMAGE} is not built (scripts/build-triton-test-image.sh)"
     return None
+
+
+# -- the analyzer's own image (tests/test_analyzer_image.py, tests/test_helm.py) ----------------
+ANALYZER_BASE_IMAGE = os.environ.get("ANALYZER_WIDGETS_BASE_IMAGE", "analyzer-widgets/base-py311:bookworm")
+ANALYZER_IMAGE = "analyzer-widgets:test"
+#: the label of every container the image's tests start, removed at the end
+ANALYZER_IMAGE_LABEL = "analyzer-widgets.image-test"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _analyzer_base_problem(client: Any) -> str | None:
+    try:
+        client.images.get(ANALYZER_BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+            return f"the base image {ANALYZER_BASE_IMAGE} is not built and building it needs root and debootstrap"
+    return None
+
+
+@pytest.fixture(scope="session")
+def analyzer_image_docker() -> Iterator[object]:
+    """The Docker client of the analyzer image's tests (tests/test_analyzer_image.py,
+    tests/test_helm.py); skips (fails under CI=true) where Docker or the base build is missing."""
+    yield docker_client(_analyzer_base_problem)
+
+
+def _run_quietly(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def analyzer_image(analyzer_image_docker: Any) -> Iterator[str]:
+    """Build the base (once per machine) and the analyzer image (the top-level Dockerfile),
+    once per test session for every module that runs it; remove it at the end."""
+    client = analyzer_image_docker
+    t = time.monotonic()
+    base = _run_quietly(["bash", str(_REPO_ROOT / "scripts/build-analyzer-base-image.sh"), ANALYZER_BASE_IMAGE], timeout=900)
+    if base.returncode != 0:
+        skip_or_fail(f"the base image did not build: {(base.stdout + base.stderr)[-2000:]}")
+    print(f"base image: {time.monotonic() - t:.1f} s")
+
+    cmd = ["docker", "build", "--force-rm", "--build-arg", f"BASE={ANALYZER_BASE_IMAGE}", "-t", ANALYZER_IMAGE]
+    cas = "".join(Path(f).read_text() for f in sorted(glob.glob("/usr/local/share/ca-certificates/*.crt")))
+    if cas:
+        cmd += ["--build-arg", f"EXTRA_CA_CERTS={cas}"]
+    t = time.monotonic()
+    build = _run_quietly([*cmd, str(_REPO_ROOT)], timeout=900)
+    try:
+        assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
+        size = client.images.get(ANALYZER_IMAGE).attrs["Size"]
+        print(f"analyzer image: built in {time.monotonic() - t:.1f} s, {size / 1e6:.0f} MB")
+        yield ANALYZER_IMAGE
+    finally:
+        for c in client.containers.list(all=True, filters={"label": ANALYZER_IMAGE_LABEL}):
+            c.remove(force=True)
+        try:
+            client.images.remove(ANALYZER_IMAGE, force=True)
+        except Exception:  # noqa: BLE001
+            pass
