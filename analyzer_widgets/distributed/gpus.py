@@ -22,6 +22,7 @@ from typing import Any
 from analyzer_widgets import events as ev
 from analyzer_widgets.config import Load, SweepSpec
 from analyzer_widgets.distributed.units import Slot, Unit, run_unit, split
+from analyzer_widgets.errors import AnalyzerError
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.runner import SweepRunner, expected_points, point_row
 from analyzer_widgets.schema import Status, load_of
@@ -73,7 +74,7 @@ class ParallelRunner(SweepRunner):
         spec = self.spec
         started = time.monotonic()
         self.preflight()
-        units = split(spec, {key: row for key, row in self.earlier.items() if key in self.skip})
+        units = self._units = split(spec, {key: row for key, row in self.earlier.items() if key in self.skip})
         places = slots(spec)
         self._gpus = list(dict.fromkeys(s.gpu for s in places if s.gpu))
         self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
@@ -197,6 +198,12 @@ class ParallelRunner(SweepRunner):
         self._known = True
         if self.on_server_known is not None:
             self.on_server_known(version, self._gpus or gpus)
+        if not self.skip and any(unit.earlier for unit in self._units):
+            # --keep-apart moved the earlier rows away (``skip`` is the folder's set, now
+            # empty), but the units were started told to skip them: they would have no row
+            raise AnalyzerError("the earlier results were moved apart (--keep-apart) once the server was known, "
+                                "after the units had been told to skip the points measured before; run the sweep "
+                                "again with --resume: it now starts over in this folder")
 
     def _unit_done(self, run: _Running, error: str | None) -> None:
         """A unit ended: with an error, each point it had not measured is a failed row
