@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-import traitlets
 
 from analyzer_widgets import api
 from analyzer_widgets import events as ev
@@ -46,12 +44,10 @@ from analyzer_widgets.planning.packing import (
     parse_target_rates,
     target_rates_for,
 )
-from analyzer_widgets.results import ResultCollector
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.ui._fields import declaration_of, setting_widget, widget_value
+from analyzer_widgets.ui._run_section import LABEL_WIDTH, RED, RunSection, red, widened
 from analyzer_widgets.ui.pack_chart import Verdict, packing_figure
-from analyzer_widgets.ui.plan_section import LABEL_WIDTH, PLAN_BUDGET_LABELS, RED
-from analyzer_widgets.ui.static import CONFIG, PLOTLY_MIME, ImageRenderer
 
 if TYPE_CHECKING:
     from analyzer_widgets.ui.dashboard import Dashboard
@@ -203,33 +199,17 @@ class PackProgress:
         return True
 
 
-def _widened(widget: w.ValueWidget) -> w.ValueWidget:
-    widget.style.description_width = LABEL_WIDTH
-    return widget
-
-
-class PackSection:
+class PackSection(RunSection):
     """The Pack section of a :class:`~analyzer_widgets.ui.dashboard.Dashboard` (module docstring)."""
 
     def __init__(self, panel: Dashboard) -> None:
-        self._panel = panel
-        self.result: Any = None  # the PackResult, once a pack has answered
-        #: a pack is the panel's last run: its answer, not a sweep's charts, follows it
-        self.active = False
-        self._due = False  # a pack ran and its answer is not shown yet
-        self._failure: str | None = None
-        self._stop_asked = False
+        super().__init__(panel)
         self._runners: list[SweepRunner] = []
         self._progress = PackProgress()
-        self._changed = False
-        self._started = 0.0
-        self._images = ImageRenderer()
-        self._panel_ok = True
-        self._summary = ""
         self._make_fields()
         self._make_views()
         self.widget = self._layout()
-        self._wire()
+        self._wire((self.target_field, *self.fields.values()))
 
     # -- building ------------------------------------------------------------------------
     def _make_fields(self) -> None:
@@ -246,56 +226,21 @@ class PackSection:
                 field = setting_widget(f, dataclasses.replace(declaration, panel=label), UNSET)
                 if isinstance(field, w.Checkbox):
                     field.indent, field.layout.width = False, "auto"
-                self.fields[f.name] = _widened(field)
+                self.fields[f.name] = widened(field)
         self.errors = {name: w.HTML() for name in ("target_rates", *self.fields)}
 
     def _make_views(self) -> None:
-        panel = self._panel
-        self.about = w.HTML()
-        # the panel's one latency budget, linked both ways to the decision view's, as the Plan section's
-        self.budget_fields: dict[str, w.ValueWidget] = {}
-        for f, declaration in declared(Budget):
-            label = PLAN_BUDGET_LABELS[f.name]
-            self.budget_fields[f.name] = _widened(setting_widget(f, dataclasses.replace(declaration, panel=label),
-                                                                 UNSET))
-            traitlets.link((panel.budget_fields[f.name], "value"), (self.budget_fields[f.name], "value"))
-        self.budget_fields["latency_budget_ms"].placeholder = panel.budget_fields["latency_budget_ms"].placeholder
-        self.pack_button = w.Button(description="Pack", button_style="primary", icon="th-large",
-                                    layout=w.Layout(width="100px", flex="0 0 auto"))
-        # Stop for a pack: the panel's Stop (one run at a time), named so that the page has one "Stop"
-        self.stop_button = w.Button(description="Stop pack", button_style="danger", icon="stop", disabled=True,
-                                    layout=w.Layout(width="110px", flex="0 0 auto"))
-        traitlets.dlink((panel.stop_button, "disabled"), (self.stop_button, "disabled"))
-        self.status = w.HTML()
+        self.pack_button = self._make_run_views("Pack", "th-large")
         self.phase = w.HTML()
-        self.chart_box = w.Output(layout=w.Layout(width="100%"))
-        self.answer = w.HTML()
         self.checks = w.HTML()
         self.table = w.HTML()
 
     def _layout(self) -> w.Accordion:
         row = w.Layout(flex_flow="row wrap")
-        box = w.VBox([
-            self.about,
-            w.HBox(list(self.budget_fields.values()), layout=row),
+        return self._accordion([
             w.HBox([self.target_field, self.errors["target_rates"]], layout=row),
             *(w.HBox([field, self.errors[name]], layout=row) for name, field in self.fields.items()),
-            w.HBox([self.pack_button, self.stop_button, self.status], layout=row),
-            self.phase, self.chart_box, self.answer, self.checks, self.table,
-        ])
-        box.add_class("aw-pack")
-        section = w.Accordion(children=[box])
-        section.set_title(0, TITLE)
-        section.selected_index = None
-        return section
-
-    def _wire(self) -> None:
-        for widget in (self.target_field, *self.fields.values(), *self.budget_fields.values()):
-            widget.observe(lambda _change: self.validate(), names="value")
-        self._panel.model_picker.observe(lambda _change: self.validate(), names="value")
-        self.pack_button.on_click(lambda _b: self.run())
-        self.stop_button.on_click(lambda _b: self._panel.stop())
-        self._panel.theme.observe(lambda _change: self._draw_chart(), names="light")
+        ], [self.phase, self.chart_box, self.answer, self.checks, self.table], "aw-pack", TITLE)
 
     # -- the settings ---------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -305,12 +250,7 @@ class PackSection:
         return chosen
 
     def budget(self) -> Budget:
-        fields = self._panel.budget_fields
-        value = widget_value(fields["latency_budget_ms"], declaration_of(Budget, "latency_budget_ms"))
-        if value is UNSET:
-            raise ConfigError("latency_budget_ms", "", "type the latency budget each model must serve within "
-                                                       "(Budget (ms))")
-        return Budget(value, fields["latency_statistic"].value)
+        return self._budget("each model must serve within")
 
     def own_settings(self) -> dict[str, Any]:
         """The pack's own settings as their fields give them, each checked by its declaration
@@ -328,39 +268,20 @@ class PackSection:
     def settings(self) -> tuple[list[str], dict[str, Any]]:
         """The models and the keyword settings :func:`analyzer_widgets.pack` gets: the panel's
         sweep settings with the panel's budget (in place of its Budget search), and the pack's own."""
-        panel = self._panel
-        settings = panel.spec_settings()
-        models = settings.pop("models")
-        if panel.save_mode.value != "panel":
-            settings.update(export_path=panel.export_field.value, resume=panel.save_mode.value == "resume")
-        budget = self.budget()
-        settings.update(latency_budget_ms=budget.latency_budget_ms, latency_statistic=budget.latency_statistic)
-        settings.update(self.own_settings())
+        models, settings = self._panel_settings()
+        self._with_budget(settings).update(self.own_settings())
         return models, settings
 
     # -- validation -----------------------------------------------------------------------
-    def validate(self, panel_ok: bool | None = None) -> bool:
-        """Check the pack's fields (each error beside its field, named); Pack is enabled when
-        they and the panel's are good, a budget is typed and nothing runs."""
-        if panel_ok is not None:
-            self._panel_ok = panel_ok
-        for error in self.errors.values():
-            error.value = ""
-        chosen = list(self._panel.model_picker.value)
-        self.target_field.placeholder = rates_example(chosen) if chosen else "select models above"
-        self.about.value = self._about(chosen)
-        problem = self._check()
-        ok = not problem and self._panel_ok
-        if not self._panel.running:
-            self.status.value = (self._summary if ok else problem if problem in HINTS
-                                 else f"<span style='{RED}'>{html.escape(problem)}</span>" if problem
-                                 else "<span style='color:#a60'>Fix the panel's fields marked red first.</span>")
-        self.pack_button.disabled = not ok or self._panel.running
-        return ok
+    hints = HINTS
 
     def _check(self) -> str:
         """The first problem with what Pack would run ("" if none), also said beside its field;
-        nothing typed yet is a hint, not an error."""
+        nothing typed yet is a hint, not an error. The models selected give the Target rates
+        field's example and the sentence on what Pack does."""
+        chosen = list(self._panel.model_picker.value)
+        self.target_field.placeholder = rates_example(chosen) if chosen else "select models above"
+        self.about.value = self._about(chosen)
         try:
             self.own_settings()
         except ConfigError as e:
@@ -368,13 +289,9 @@ class PackSection:
                 return NO_RATES
             where = "target_rates" if e.field.startswith("target_rates") or e.field == "models" else e.field
             if where in self.errors:
-                self.errors[where].value = f"<span style='{RED}'>{html.escape(str(e))}</span>"
+                self.errors[where].value = red(str(e))
             return str(e)
-        try:
-            self.budget()
-        except ConfigError as e:
-            return NO_BUDGET if e.value == "" else str(e)
-        return ""
+        return self._budget_problem(NO_BUDGET)
 
     @staticmethod
     def _about(models: Sequence[str]) -> str:
@@ -386,46 +303,23 @@ class PackSection:
                 "and settings above, then each GPU's models are measured together at their planned rates.")
 
     # -- running --------------------------------------------------------------------------
-    def run(self) -> None:
-        """Start a pack with the panel's settings, off the kernel's thread."""
-        panel = self._panel
-        if panel.running:
-            return
-        panel.validate()
-        if self.pack_button.disabled:
-            return  # the section's status line says why
-        try:
-            models, settings = self.settings()
-        except ConfigError as e:
-            self.status.value = f"<span style='{RED}'>{html.escape(str(e))}</span>"
-            return
-        self.widget.selected_index = 0
-        self.active, self._due, self._failure, self._stop_asked = True, True, None, False
-        self.result = None
-        self._summary = ""
+    def _prepare(self) -> tuple[Callable[[], None], str]:
+        models, settings = self.settings()
         self._runners = []
         self._progress = PackProgress()
-        self._changed = True
-        self.chart_box.outputs = ()
-        self.answer.value = self.checks.value = self.table.value = ""
-        self.status.value = f"Packing {html.escape(', '.join(models))}..."
-        self._started = time.monotonic()
-        panel._runner, panel._collector = None, None  # the pack's, once pack() made them (the hook)
-        panel._launch(lambda: self._work(models, settings))
-        self.pack_button.disabled = True
+        self.checks.value = self.table.value = ""
+        return lambda: self._work(models, settings), f"Packing {html.escape(', '.join(models))}..."
 
     def _work(self, models: list[str], settings: dict[str, Any]) -> None:
         """The pack's thread: pack(), its events into the panel's queue; one SweepFinished at the end."""
-        panel = self._panel
         started = time.monotonic()
         try:
             self.result = api.pack(models, on_event=self._event, runner_hook=self._hook, **settings)
         except BaseException as e:  # noqa: BLE001 - shown in the panel, the kernel lives on
-            self._failure = str(e) if isinstance(e, AnalyzerError) else f"{type(e).__name__}: {e}"
-            panel._error = self._failure
+            self._failed(e)
             return
         stopped = any(r.stopping for r in self._runners)
-        panel._events.put(ev.SweepFinished(cancelled=stopped, error=None, elapsed_s=time.monotonic() - started))
+        self._panel._events.put(ev.SweepFinished(cancelled=stopped, error=None, elapsed_s=time.monotonic() - started))
 
     def _event(self, event: object) -> None:
         """An event of the pack (its thread): to the panel, a run's end as this section's own."""
@@ -434,32 +328,12 @@ class PackSection:
         self._panel._events.put(PhaseEnded(event) if isinstance(event, ev.SweepFinished) else event)
 
     def _hook(self, runner: SweepRunner) -> None:
-        """Each runner of the pack, before it starts (pack's thread): Stop reaches it, the live
-        figure reads its samplers, and the panel's table takes the rows of the models measured
+        """Each runner of the pack: the panel's table takes the rows of the models measured
         alone (a co-located run's rows are this section's, at the end)."""
         from analyzer_widgets.colocation import ColocatedRunner
 
         self._runners.append(runner)
-        if not isinstance(runner, ColocatedRunner):
-            collector = ResultCollector(runner.spec)
-            runner.subscribe(collector)
-            self._panel._collector = collector
-        self._panel._runner = runner
-        if self._stop_asked:
-            runner.stop()
-
-    def stop(self) -> None:
-        """Stop asked: the runner in flight stops (the panel's Stop reaches it), and any the
-        pack makes after it stops as soon as it is made."""
-        self._stop_asked = True
-
-    @property
-    def pending(self) -> bool:
-        """Whether the panel should keep polling: an answer or a chart's image to show."""
-        return self._due or self._images.pending
-
-    def wait_images(self, timeout: float) -> bool:
-        return self._images.wait(timeout)
+        self._take_runner(runner, collect=not isinstance(runner, ColocatedRunner))
 
     # -- applying (kernel thread) ---------------------------------------------------------
     def apply(self, event: object) -> None:
@@ -485,14 +359,7 @@ class PackSection:
         if self._changed:
             self._changed = False
             self.phase.value = html.escape(self._progress.text).replace("\n", "<br>") if self._due else ""
-        if self._due and self._panel._finished_shown and not self._panel.running:
-            self._due = False
-            self._show_answer()
-        done = self._images.take()
-        if done is not None:
-            outputs, _ = done
-            self.chart_box.outputs = tuple({"output_type": "display_data", "data": bundle, "metadata": {}}
-                                           for bundle in outputs.values())
+        self._answer_and_images()
 
     def _show_answer(self) -> None:
         result, panel = self.result, self._panel
@@ -500,10 +367,9 @@ class PackSection:
         if result is None:
             why = self._failure or "it ended without an answer"
             if self._stop_asked:  # stopped before there was a plan: no failure
-                message = html.escape(f"Pack stopped: {why}")
+                self._say_summary(html.escape(f"Pack stopped: {why}"))
             else:
-                message = f"<span style='{RED}'>{html.escape(f'Pack failed: {why}')}</span>"
-            self._summary = self.status.value = panel.status.value = message
+                self._say_summary(red(f"Pack failed: {why}"))
             panel.validate()
             return
         plan = result.plan
@@ -522,7 +388,7 @@ class PackSection:
                    + ("not validated." if not result.validate
                       else "re-planned once; " * result.replanned + ("validated." if result.validated
                                                                      else "validation failed.")))
-        self._summary = self.status.value = panel.status.value = html.escape(summary)
+        self._say_summary(html.escape(summary))
         self._draw_chart()
         panel.validate()  # Run, Plan and Pack again
 
@@ -542,14 +408,5 @@ class PackSection:
         return charts
 
     def _draw_chart(self) -> None:
-        """The charts: the figures at once, their images when kaleido has drawn them (what a
-        saved notebook shows without a kernel)."""
-        if self.result is None:
-            return
-        figures = self.figures()
-        self.chart_box.outputs = tuple(
-            {"output_type": "display_data", "metadata": {},
-             "data": {PLOTLY_MIME: {**json.loads(fig.to_json()), "config": CONFIG},
-                      "text/plain": f"<plotly chart: {name} packing plan>"}} for name, fig in figures.items())
-        self._images.submit(figures)
-        self._panel._schedule_tick()
+        if self.result is not None:
+            self._show_figures(self.figures(), lambda name: f"<plotly chart: {name} packing plan>")

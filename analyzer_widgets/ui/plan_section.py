@@ -19,20 +19,18 @@ sentence, and a button that writes the recommended config.pbtxt.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import html
 import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-import traitlets
 
 from analyzer_widgets import events as ev
 from analyzer_widgets.api import plan
@@ -51,12 +49,12 @@ from analyzer_widgets.planning.planner import (
     own_config,
 )
 from analyzer_widgets.planning.space import default_space, read_space, variants
-from analyzer_widgets.results import ResultCollector, write_atomic
+from analyzer_widgets.results import write_atomic
 from analyzer_widgets.runner import SweepRunner
 from analyzer_widgets.schema import load_of
-from analyzer_widgets.ui._fields import declaration_of, setting_widget, widget_value
+from analyzer_widgets.ui._fields import setting_widget, widget_value
+from analyzer_widgets.ui._run_section import LABEL_WIDTH, RunSection, red, widened
 from analyzer_widgets.ui.plan_chart import pareto_figure
-from analyzer_widgets.ui.static import CONFIG, PLOTLY_MIME, ImageRenderer
 
 if TYPE_CHECKING:
     from analyzer_widgets.ui.dashboard import Dashboard
@@ -65,11 +63,7 @@ if TYPE_CHECKING:
 PLAN_SETTINGS = frozenset(f.name for f, _ in declared(PlanSettings))
 SPACE_FILES = (".toml", ".json", ".yaml", ".yml")
 TITLE = "Plan a configuration: which instances, max batch and batching delay serve best within the budget"
-RED = "color:#b00"
 NO_BUDGET = "Type a latency budget to plan."
-LABEL_WIDTH = "160px"
-#: the budget's fields as the Plan section labels them (the decision view's say "Latency ...")
-PLAN_BUDGET_LABELS = {"latency_budget_ms": "Budget (ms)", "latency_statistic": "Budget statistic"}
 
 
 class VariantState(str, enum.Enum):
@@ -296,39 +290,22 @@ def diff_html(result: PlanResult) -> str:
             + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in result.diff) + "</ul>")
 
 
-def _widened(widget: w.ValueWidget) -> w.ValueWidget:
-    """Room for the plan's longer labels ("Target rate (infer/s)")."""
-    widget.style.description_width = LABEL_WIDTH
-    if isinstance(widget, w.ToggleButtons):
-        widget.style.button_width = "110px"
-    return widget
-
-
-class PlanSection:
+class PlanSection(RunSection):
     """The Plan section of a :class:`~analyzer_widgets.ui.dashboard.Dashboard` (module
     docstring). ``given``: the plan settings the panel was made with."""
 
     def __init__(self, panel: Dashboard, given: Mapping[str, Any]) -> None:
         PlanSettings(**given)  # a bad setting is an error now, naming it, not when Plan is pressed
-        self._panel = panel
+        super().__init__(panel)
         self.result: PlanResult | None = None
-        #: a plan is the panel's last run: its answer, not a sweep's charts, follows it
-        self.active = False
-        self._due = False  # a plan ran and its answer is not shown yet
-        self._failure: str | None = None
-        self._stop_asked = False
         self._expected: tuple[int | None, bool] = (None, False)
         self._progress: PlanProgress | None = None
-        self._changed = False
-        self._started = 0.0
-        self._images = ImageRenderer()
         self._gpu_count: int | None = None
-        self._panel_ok = True  # the panel's own fields, as its last validate() found them
-        self._summary = ""  # how the last plan went, while nothing is wrong with the fields
         self._make_fields(given)
         self._make_views()
         self.widget = self._layout()
-        self._wire()
+        self._wire((*self.fields.values(), self.space_field))
+        self.write_button.on_click(lambda _b: self._write_clicked())
 
     # -- building ------------------------------------------------------------------------
     def _make_fields(self, given: Mapping[str, Any]) -> None:
@@ -337,7 +314,7 @@ class PlanSection:
         self.errors: dict[str, w.HTML] = {}
         for f, declaration in declared(PlanSettings):
             if declaration.panel:
-                self.fields[f.name] = _widened(setting_widget(f, declaration, given.get(f.name, UNSET)))
+                self.fields[f.name] = widened(setting_widget(f, declaration, given.get(f.name, UNSET)))
                 self.errors[f.name] = w.HTML()
         space = next((f, s) for f, s in declared(PlanSettings) if f.name == "space")
         # the one plan setting without a panel label (a file on the command line): here it is
@@ -349,29 +326,9 @@ class PlanSection:
         self.errors["space"] = w.HTML()
 
     def _make_views(self) -> None:
-        panel = self._panel
-        self.about = w.HTML()
-        # The panel's one latency budget, shown here too: fields of the same declaration,
-        # linked both ways to the decision view's (one value; distinct labels, so a page has
-        # one field called "Latency budget (ms)")
-        self.budget_fields: dict[str, w.ValueWidget] = {}
-        for f, declaration in declared(Budget):
-            label = PLAN_BUDGET_LABELS[f.name]
-            self.budget_fields[f.name] = setting_widget(f, dataclasses.replace(declaration, panel=label), UNSET)
-            self.budget_fields[f.name].style.description_width = LABEL_WIDTH
-            traitlets.link((panel.budget_fields[f.name], "value"), (self.budget_fields[f.name], "value"))
-        self.budget_fields["latency_budget_ms"].placeholder = panel.budget_fields["latency_budget_ms"].placeholder
-        self.plan_button = w.Button(description="Plan", button_style="primary", icon="search",
-                                    layout=w.Layout(width="100px", flex="0 0 auto"))
-        # Stop for a plan: the panel's Stop (one runs at a time), named so that the page has one "Stop"
-        self.stop_button = w.Button(description="Stop plan", button_style="danger", icon="stop", disabled=True,
-                                    layout=w.Layout(width="110px", flex="0 0 auto"))
-        traitlets.dlink((panel.stop_button, "disabled"), (self.stop_button, "disabled"))
-        self.status = w.HTML()
+        self.plan_button = self._make_run_views("Plan", "search")
         self.count = w.HTML()
         self.progress = w.HTML()
-        self.chart_box = w.Output(layout=w.Layout(width="100%"))
-        self.answer = w.HTML()
         self.config_path = w.Text(description="Config path", style={"description_width": "90px"},
                                   layout=w.Layout(width="420px"),
                                   tooltip="a .pbtxt file, or a folder to put config.pbtxt in; empty: the export folder")
@@ -387,31 +344,11 @@ class PlanSection:
         fields = {name: w.HBox([field, self.errors[name]], layout=row) for name, field in self.fields.items()}
         choices = [box for name, box in fields.items() if not isinstance(self.fields[name], w.Text)]
         numbers = [box for name, box in fields.items() if isinstance(self.fields[name], w.Text)]
-        box = w.VBox([
-            self.about,
-            w.HBox(list(self.budget_fields.values()), layout=row),
-            *choices,
-            w.HBox([self.space_field, self.errors["space"]], layout=row),
-            *numbers,
-            w.HBox([self.plan_button, self.stop_button, self.status], layout=row),
+        return self._accordion([*choices, w.HBox([self.space_field, self.errors["space"]], layout=row), *numbers], [
             self.count, self.progress, self.chart_box, self.answer,
             w.HBox([self.config_path, self.write_button, self.replace_box], layout=row),
             self.write_status,
-        ])
-        box.add_class("aw-plan")
-        section = w.Accordion(children=[box])
-        section.set_title(0, TITLE)
-        section.selected_index = None
-        return section
-
-    def _wire(self) -> None:
-        for widget in (*self.fields.values(), self.space_field, *self.budget_fields.values()):
-            widget.observe(lambda _change: self.validate(), names="value")
-        self._panel.model_picker.observe(lambda _change: self.validate(), names="value")
-        self.plan_button.on_click(lambda _b: self.run())
-        self.stop_button.on_click(lambda _b: self._panel.stop())
-        self.write_button.on_click(lambda _b: self._write_clicked())
-        self._panel.theme.observe(lambda _change: self._draw_chart(), names="light")
+        ], "aw-plan", TITLE)
 
     # -- the settings ---------------------------------------------------------------------
     def model(self) -> str:
@@ -421,13 +358,7 @@ class PlanSection:
         return str(chosen[0])
 
     def budget(self) -> Budget:
-        """The panel's latency budget (the decision's fields): the plan's budget."""
-        fields = self._panel.budget_fields
-        value = widget_value(fields["latency_budget_ms"], declaration_of(Budget, "latency_budget_ms"))
-        if value is UNSET:
-            raise ConfigError("latency_budget_ms", "", "type the latency budget the plan searches each "
-                                                       "variant to (Budget (ms))")
-        return Budget(value, fields["latency_statistic"].value)
+        return self._budget("the plan searches each variant to")
 
     def own_settings(self) -> dict[str, Any]:
         """The plan's own settings as their fields give them, each checked by its declaration
@@ -456,20 +387,13 @@ class PlanSection:
     def sweep_settings(self) -> dict[str, Any]:
         """The panel's settings for the plan's sweep, and where its results go (the panel's
         Results choice)."""
-        panel = self._panel
-        settings = panel.spec_settings()
-        settings.pop("models")
-        if panel.save_mode.value != "panel":
-            settings.update(export_path=panel.export_field.value, resume=panel.save_mode.value == "resume")
-        return settings
+        return self._panel_settings()[1]
 
     def settings(self) -> tuple[str, dict[str, Any]]:
         """The model and the keyword settings :func:`analyzer_widgets.plan` gets: the panel's
         sweep settings with the panel's budget (in place of its Budget search), and the plan's own."""
         model, settings = self.model(), self.sweep_settings()
-        budget = self.budget()
-        settings.update(latency_budget_ms=budget.latency_budget_ms, latency_statistic=budget.latency_statistic)
-        settings.update(self.own_settings())
+        self._with_budget(settings).update(self.own_settings())
         space = self.space()
         if space is not None:
             settings["space"] = space
@@ -481,21 +405,7 @@ class PlanSection:
                            checked.max_memory_mb)
 
     # -- validation -----------------------------------------------------------------------
-    def validate(self, panel_ok: bool | None = None) -> bool:
-        """Check the plan's fields (each error beside its field, named); Plan is enabled when
-        they and the panel's are good, a budget is typed and nothing runs."""
-        if panel_ok is not None:
-            self._panel_ok = panel_ok
-        for error in self.errors.values():
-            error.value = ""
-        problem = self._check()
-        ok = not problem and self._panel_ok
-        if not self._panel.running:
-            self.status.value = (self._summary if ok else NO_BUDGET if problem == NO_BUDGET
-                                 else f"<span style='{RED}'>{html.escape(problem)}</span>" if problem
-                                 else "<span style='color:#a60'>Fix the panel's fields marked red first.</span>")
-        self.plan_button.disabled = not ok or self._panel.running
-        return ok
+    hints = (NO_BUDGET,)
 
     def _check(self) -> str:
         """The first problem with what Plan would run ("" if none), also said beside its field:
@@ -513,16 +423,12 @@ class PlanSection:
             return self._say(e, e.field if e.field in self.errors else "" if e.field in OWNERS else "space")
         except AnalyzerError as e:  # a repository that cannot be read, ...
             return str(e)
-        try:
-            self.budget()
-        except ConfigError as e:
-            return NO_BUDGET if e.value == "" else str(e)  # none typed yet: a hint, not an error
-        return ""
+        return self._budget_problem(NO_BUDGET)
 
     def _say(self, error: ConfigError, where: str) -> str:
         if where in self.errors:
             reason = error.reason if where == error.field else str(error)
-            self.errors[where].value = f"<span style='{RED}'>{html.escape(reason)}</span>"
+            self.errors[where].value = red(reason)
         return str(error)
 
     def _about(self, model: str, settings: Mapping[str, Any]) -> str:
@@ -548,36 +454,15 @@ class PlanSection:
         return text + f" The space holds {len(found)} variant{'s' if len(found) != 1 else ''}: {how}."
 
     # -- running --------------------------------------------------------------------------
-    def run(self) -> None:
-        """Start a plan with the panel's settings, off the kernel's thread."""
-        panel = self._panel
-        if panel.running:
-            return
-        panel.validate()  # the panel's fields and the plan's, each said beside its field
-        if self.plan_button.disabled:
-            return  # the section's status line says why
-        try:
-            model, settings = self.settings()
-            constraints = self.constraints(settings)
-        except ConfigError as e:
-            self.status.value = f"<span style='{RED}'>{html.escape(str(e))}</span>"
-            return
-        self.widget.selected_index = 0
-        self.active, self._due, self._failure, self._stop_asked = True, True, None, False
-        self.result = None
-        self._summary = ""
+    def _prepare(self) -> tuple[Callable[[], None], str]:
+        model, settings = self.settings()
+        constraints = self.constraints(settings)
         self._expected = (None, False)
         objective = Objective(settings.get("objective", Objective.THROUGHPUT))
         self._progress = PlanProgress(constraints, objective)
-        self._changed = True
-        self.chart_box.outputs = ()
-        self.answer.value = self.write_status.value = ""
+        self.write_status.value = ""
         self.write_button.disabled = True
-        self.status.value = f"Planning {html.escape(model)}..."
-        self._started = time.monotonic()
-        panel._runner, panel._collector = None, None  # the plan's exist once plan() made them (the hook)
-        panel._launch(lambda: self._work(model, settings))
-        self.plan_button.disabled = True
+        return lambda: self._work(model, settings), f"Planning {html.escape(model)}..."
 
     def _work(self, model: str, settings: dict[str, Any]) -> None:
         """The plan's thread: plan(), its events into the panel's queue."""
@@ -586,31 +471,13 @@ class PlanSection:
             self.result = plan(model, on_event=lambda e: None if isinstance(e, ev.SamplesTaken)
                                else panel._events.put(e), runner_hook=self._hook, **settings)
         except BaseException as e:  # noqa: BLE001 - shown in the panel, the kernel lives on
-            self._failure = str(e) if isinstance(e, AnalyzerError) else f"{type(e).__name__}: {e}"
-            panel._error = self._failure
+            self._failed(e)
 
     def _hook(self, runner: SweepRunner) -> None:
         """The plan's runner, before it starts (plan's thread): the panel's table and live
-        figure read it as a sweep's, and Stop reaches it."""
-        collector = ResultCollector(runner.spec)  # the panel's rows; plan() keeps its own
-        runner.subscribe(collector)
-        self._panel._collector = collector
-        self._panel._runner = runner
+        figure read it as a sweep's; the count of variants it expects."""
         self._expected = (runner.expected_targets, isinstance(runner.targets, Sequence))
-        if self._stop_asked:
-            runner.stop()
-
-    def stop(self) -> None:
-        """Stop asked: a runner not made yet stops as soon as it is."""
-        self._stop_asked = True
-
-    @property
-    def pending(self) -> bool:
-        """Whether the panel should keep polling: an answer or a chart's image to show."""
-        return self._due or self._images.pending
-
-    def wait_images(self, timeout: float) -> bool:
-        return self._images.wait(timeout)
+        self._take_runner(runner)
 
     # -- applying (kernel thread) ---------------------------------------------------------
     def apply(self, event: object) -> None:
@@ -627,22 +494,12 @@ class PlanSection:
             started = len(progress.lines)
             self.count.value = html.escape(count_text(started, expected, exact)) if self._due and started else ""
             self.progress.value = progress_html(list(progress.lines.values()), "Variants, in the order measured")
-        # once the panel has shown the sweep's end (its status line), and the thread has
-        # ended: plan() answers after the sweep's last event
-        if self._due and self._panel._finished_shown and not self._panel.running:
-            self._due = False
-            self._show_answer()
-        done = self._images.take()
-        if done is not None:
-            outputs, _ = done
-            self.chart_box.outputs = tuple({"output_type": "display_data", "data": bundle, "metadata": {}}
-                                           for bundle in outputs.values())
+        self._answer_and_images()
 
     def _show_answer(self) -> None:
         result, panel = self.result, self._panel
         if result is None:
-            message = f"Plan failed: {self._failure or 'it ended without an answer'}"
-            self._summary = self.status.value = panel.status.value = f"<span style='{RED}'>{html.escape(message)}</span>"
+            self._say_summary(red(f"Plan failed: {self._failure or 'it ended without an answer'}"))
             panel.validate()
             return
         measured = len(result.ranked)
@@ -660,26 +517,21 @@ class PlanSection:
         summary = (f"Plan {'stopped' if stopped else 'done'}: {measured} variant{'s' if measured != 1 else ''} "
                    f"of {result.model} measured in {elapsed:.0f} s; "
                    + (f"recommended: {best.variant}." if best else "none meets the constraints."))
-        self._summary = self.status.value = panel.status.value = html.escape(summary)
+        self._say_summary(html.escape(summary))
         self.write_button.disabled = best is None
         self.config_path.placeholder = str(config_path("", panel.export_field.value))
         self._draw_chart()
         panel.validate()  # Run and Plan again
 
     def _draw_chart(self) -> None:
-        """The Pareto chart: the figure at once (JupyterLab's plotly renderer draws it), its
-        image when kaleido has drawn it (what a saved notebook shows without a kernel)."""
+        """The Pareto chart."""
         result = self.result
         if result is None:
             return
         best = result.best
         fig = pareto_figure(result.model, result.ranked, result.constraints,
                             recommended=best.variant if best else None, light=self._panel.theme.light)
-        figure = {**json.loads(fig.to_json()), "config": CONFIG}
-        self.chart_box.outputs = ({"output_type": "display_data", "metadata": {},
-                                   "data": {PLOTLY_MIME: figure, "text/plain": "<plotly chart: the plan>"}},)
-        self._images.submit({"pareto": fig})
-        self._panel._schedule_tick()
+        self._show_figures({"pareto": fig}, lambda _name: "<plotly chart: the plan>")
 
     # -- the config -----------------------------------------------------------------------
     def write(self, path: Path | str | None = None, *, replace: bool | None = None) -> Path:
@@ -699,4 +551,4 @@ class PlanSection:
         try:
             self.write()
         except AnalyzerError as e:
-            self.write_status.value = f"<span style='{RED}'>{html.escape(str(e))}</span>"
+            self.write_status.value = red(str(e))
