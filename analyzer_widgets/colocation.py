@@ -24,8 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -43,7 +42,7 @@ from analyzer_widgets.errors import (
 from analyzer_widgets.export import COLOCATED_CSV, ExportFolder
 from analyzer_widgets.loadgen import ClientPool, LoadError
 from analyzer_widgets.loadgen.search import highest_within
-from analyzer_widgets.results import ResultCollector, frame
+from analyzer_widgets.results import ResultCollector, RunResult, frame
 from analyzer_widgets.runner import (
     RATE_RESOLUTION,
     SEARCH_RATE_SPAN,
@@ -59,7 +58,6 @@ from analyzer_widgets.schema import (
     COLOCATED_COLUMN,
     COLOCATED_COLUMNS,
     MODEL_COLUMN,
-    SERVER_COLUMNS,
     Row,
     Status,
     load_of,
@@ -510,29 +508,15 @@ def versus_alone(row: Mapping[str, Any], alone: Mapping[str, Any] | None, spec: 
 
 # -- the result -------------------------------------------------------------------------------------------
 @dataclass
-class ColocatedResult:
+class ColocatedResult(RunResult):
     """What :func:`measure_together` measured: ``rows`` (a dict per model per co-located
     point, schema.COLOCATED_COLUMNS), the baseline, and views by group."""
 
-    spec: SweepSpec
-    groups: tuple[Group, ...]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    baseline_row: dict[str, Any] | None = None
-    server_version: str = ""
-    export_path: Path | None = None
-    cancelled: bool = False
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    unavailable: dict[str, str] = field(default_factory=dict)
-    samples: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    groups: tuple[Group, ...] = ()
 
     def to_frame(self) -> pd.DataFrame:
         """A row per model per co-located point (metrics-colocated.csv's columns)."""
         return frame(self.rows, COLOCATED_COLUMNS)
-
-    @property
-    def baseline(self) -> pd.DataFrame:
-        return frame([self.baseline_row] if self.baseline_row else [], SERVER_COLUMNS)
 
     def _group_rows(self, label: str) -> list[dict[str, Any]]:
         if label not in [g.label for g in self.groups]:
@@ -552,11 +536,6 @@ class ColocatedResult:
         """The searched members' answers: each one's highest load within the budget beside
         the others at their loads, by model."""
         return {r["model"]: r for r in self._group_rows(label) if r["searched"] and r["search"] not in ("", "probe")}
-
-    @property
-    def ok(self) -> bool:
-        """True when the run ended and no row failed."""
-        return not self.cancelled and self.error is None and all(r["status"] != Status.FAILED.value for r in self.rows)
 
 
 def measure_together(spec: SweepSpec, groups: Sequence[Group], *, export: ExportSettings | None = None,
@@ -601,8 +580,10 @@ def measure_together(spec: SweepSpec, groups: Sequence[Group], *, export: Export
     finally:
         collector.close()
     swept = collector.result
-    return ColocatedResult(spec, checked, swept.rows, swept.baseline_row, swept.server_version, swept.export_path,
-                           swept.cancelled, swept.error, swept.warnings, swept.unavailable, swept.samples)
+    result = ColocatedResult(**{f.name: getattr(swept, f.name) for f in dataclasses.fields(RunResult) if f.init},
+                             groups=checked)
+    result.samples = swept.samples
+    return result
 
 
 def _wire_folder(runner: SweepRunner, folder: ExportFolder) -> None:

@@ -149,13 +149,9 @@ def read_csv(path: Path | str, columns: Sequence[Column]) -> pd.DataFrame:
 
 
 @dataclass
-class SweepResult:
-    """What a sweep measured. ``to_frame()`` gives one row per point; ``baseline`` the
-    server with no models loaded.
-
-    >>> result = analyzer_widgets.profile(...)  # doctest: +SKIP
-    >>> result.to_frame()[["model", "batch_size", "throughput_infer_per_s"]]  # doctest: +SKIP
-    """
+class RunResult:
+    """What one run on a server measured (a sweep, or models measured together): its rows,
+    the baseline, how it ended and its samples; each kind says how its rows make a frame."""
 
     spec: SweepSpec
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -189,17 +185,27 @@ class SweepResult:
         """Read :attr:`samples` from ``path`` (a samples file) when first asked for."""
         self._samples, self._samples_file = None, Path(path)
 
-    def to_frame(self) -> pd.DataFrame:
-        return frame(self.rows, MODEL_COLUMNS)
-
     @property
     def baseline(self) -> pd.DataFrame:
         return frame([self.baseline_row] if self.baseline_row else [], SERVER_COLUMNS)
 
     @property
     def ok(self) -> bool:
-        """True when the sweep ran to its end and no point failed."""
+        """True when the run went to its end and no row failed."""
         return not self.cancelled and self.error is None and all(r["status"] != Status.FAILED for r in self.rows)
+
+
+@dataclass
+class SweepResult(RunResult):
+    """What a sweep measured. ``to_frame()`` gives one row per point; ``baseline`` the
+    server with no models loaded.
+
+    >>> result = analyzer_widgets.profile(...)  # doctest: +SKIP
+    >>> result.to_frame()[["model", "batch_size", "throughput_infer_per_s"]]  # doctest: +SKIP
+    """
+
+    def to_frame(self) -> pd.DataFrame:
+        return frame(self.rows, MODEL_COLUMNS)
 
     def export(self, directory: Path | str, overwrite: bool = True) -> list[Path]:
         """Write the CSV files (atomically) to ``directory``; returns their paths. The
