@@ -254,17 +254,8 @@ def test_readme_documents_every_value_as_values_yaml_has_it() -> None:
 
 # ---- the Job's containers, run in Docker --------------------------------------------------
 
-from conftest import ANALYZER_IMAGE_LABEL as LABEL  # noqa: E402 - the analyzer image's, as conftest builds it
-
-
-@pytest.fixture
-def client(analyzer_image_docker: Any) -> Any:
-    return analyzer_image_docker
-
-
-@pytest.fixture
-def image(analyzer_image: str) -> str:
-    return analyzer_image
+# the analyzer image's fixtures, as its own tests name conftest's session ones (one build a session)
+from test_analyzer_image import LABEL, client, image  # noqa: E402,F401
 
 
 def _docker_run_args(job: dict[str, Any], container: dict[str, Any], host_dirs: dict[str, Path]) -> list[str]:
