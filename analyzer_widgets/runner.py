@@ -526,8 +526,10 @@ class SweepRunner:
         assert run.ending is not None, "measure_windows ends a load before its visit is taken"
         shown = tuple(reported(run.windows, self.spec.measurement))
         reduced = self.monitors.reduce(shown[0].start, shown[-1].end, MODEL_COLUMNS, model)
-        served = run.snapshots[-1] - run.snapshots[-1 - len(shown)]
-        return Visit(tuple(run.windows), shown, served, reduced, run.ending, run.warmup_s)
+        first = -1 - len(shown)
+        served = run.snapshots[-1] - run.snapshots[first]
+        unpinned_s = (run.read_s[-1] + run.read_s[first]) / 2  # each cut lies somewhere in its read
+        return Visit(tuple(run.windows), shown, served, reduced, run.ending, run.warmup_s, unpinned_s)
 
     def _measure_point(self, loaded: LoadedModel, batch: int, load: Load, earlier: Sequence[Visit] = ()) -> Row:
         """A point's row: its figures over its visit now and any ``earlier`` ones."""
@@ -556,9 +558,10 @@ class SweepRunner:
         )
         return job
 
-    def _snapshot(self, control: TritonControl, job: PointJob, snapshots: list[ModelStats]) -> float:
-        """Read the server's statistics of ``job``'s model, append them to ``snapshots``
-        and return the moment they describe, where the model's window is cut.
+    def _snapshot(self, control: TritonControl, job: PointJob, run: WindowedLoad) -> float:
+        """Read the server's statistics of ``job``'s model, append them (and how long the
+        read took) to ``run``'s and return the moment they describe, where the model's
+        window is cut.
 
         The client's windows are cut at the moment the server's counters are read, not at
         the planned boundary: on a busy host this thread can wake tens of ms late, and the
@@ -575,7 +578,8 @@ class SweepRunner:
             if after - before <= _SNAPSHOT_SPREAD_S:
                 break
         assert best is not None
-        snapshots.append(best[2])
+        run.snapshots.append(best[2])
+        run.read_s.append(best[1] - best[0])
         return (best[0] + best[1]) / 2
 
     def measure_windows(self, runs: Sequence[WindowedLoad], control: TritonControl) -> None:
@@ -614,7 +618,7 @@ class SweepRunner:
                     run.load.stop()
 
     def _cut(self, run: WindowedLoad, control: TritonControl) -> float:
-        return self._snapshot(control, run.job, run.snapshots)
+        return self._snapshot(control, run.job, run)
 
     def _next_window(self, run: WindowedLoad, control: TritonControl) -> None:
         """Cut ``run``'s next window at its model's statistics read, and report it."""
@@ -773,6 +777,7 @@ class WindowedLoad:
     pool: ClientPool  # its client processes: several loads at once need a pool each
     windows: list[Window] = field(default_factory=list)
     snapshots: list[ModelStats] = field(default_factory=list)  # the server's statistics at each cut
+    read_s: list[float] = field(default_factory=list)  # how long each of those reads took
     load: PointLoad | None = None
     warmup_s: float = 0.0
     ending: Ending | None = None
@@ -881,6 +886,8 @@ class Visit:
     reduced: dict[str, float]  # the sampled columns over the reported span
     ending: Ending
     warmup_s: float
+    #: how far the server's counted span may lie from the client's: half of each bounding read
+    unpinned_s: float = 0.0
 
 
 #: when visits ended differently, the row's ending: the first of these that any visit had
@@ -905,7 +912,7 @@ def pooled_figures(visits: Sequence[Visit], settings: MeasurementSettings, basel
     served = visits[0].served
     for visit in visits[1:]:
         served = served + visit.served
-    figures.update(server_figures(served))
+    figures.update(server_figures(served), server_span_unpinned_ms=1000 * math.fsum(v.unpinned_s for v in visits))
     spans = [sum(w.duration_s for w in v.shown) for v in visits]
     reduced = {name: MODEL_COLUMN[name].reduction.combine(  # type: ignore[union-attr]
         [(v.reduced[name], span) for v, span in zip(visits, spans, strict=True)]) for name in visits[0].reduced}

@@ -261,6 +261,9 @@ MODEL_COLUMNS: tuple[Column, ...] = (
     Column("server_inference_count", _I, "inferences the server's statistics counted over the same span"),
     Column("server_request_count", _I, "requests the server counted as successful over the same span (a model's error response, as a Python model returns one, counts there: compare with request_count + error_count)"),
     Column("server_execution_count", _I, "model executions the server ran over the same span (a dynamic batch is one): server_inference_count / server_execution_count is the mean batch the model ran"),
+    Column("server_span_unpinned_ms", _F, "how far the server's counted span may lie from the client's: each end is cut "
+           "at a statistics read, somewhere within it (half of each bounding read, summed over visits); the two counts "
+           "may differ by the inferences of this time and those in flight at the cuts", "ms"),
     Column("window_ms", _I, "length of one measurement window", "ms"),
     Column("window_count", _I, "windows measured (trials), the reported ones included"),
     Column("visit_count", _I, "visits the point was measured in (--visits): its figures pool the reported windows "

@@ -31,6 +31,25 @@ FAST: dict[str, object] = {"window_ms": 300, "baseline_s": 0.5, "max_trials": 6}
 _SERVER_NAMES = ("tritonserver", "triton_python_backend_stub")
 
 
+def assert_counts_agree(row: Any, context: object = "") -> None:
+    """The client's count of inferences over a row's reported windows and the server's
+    statistics over the same span agree as closely as the cuts allow: each cut lies
+    somewhere in its statistics read (``server_span_unpinned_ms``: at the row's rate, that
+    many inferences), and the requests in flight at a cut (at most one per slot each way,
+    at each end of each visit) are counted by one side only. 1% more for the rate not being
+    even over the span. A point that spilled into the next, or lost requests, is off by far more."""
+    get = row.get if hasattr(row, "get") else lambda name: getattr(row, name)
+    client, server = get("client_inference_count"), get("server_inference_count")
+    slots = get("concurrency") or 64  # an open-loop row: the default --max-in-flight
+    in_flight = 2 * 2 * slots * get("batch_size") * max(1, get("visit_count"))
+    unpinned = client / get("measured_s") * get("server_span_unpinned_ms") / 1000
+    slack = in_flight + unpinned + 0.01 * max(client, server)
+    assert client > 0 and server > 0, (context, client, server)
+    assert abs(client - server) <= slack, (
+        f"{context} {get('model')} batch={get('batch_size')} concurrency={get('concurrency')}: client counted "
+        f"{client} inferences, server {server}; allowed {slack:.0f} ({get('server_span_unpinned_ms'):.1f} ms unpinned)")
+
+
 def close_during_send(sender: Any, after_s: float) -> str | None:
     """Start ``sender.send()`` in a thread, close the sender ``after_s`` later while the send
     waits for its answer, and return what the send said. Fails unless close ended it within 1 s."""

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
-from conftest import FAST
+from conftest import FAST, assert_counts_agree
 from torch_models import two_torch_models
 
 import analyzer_widgets as aw
@@ -54,13 +54,6 @@ def fixed() -> tuple[ColocatedResult, list[object]]:
     return measure_together(_spec(), [_group()], on_event=seen.append), seen
 
 
-def _assert_counts_agree(row: dict[str, Any]) -> None:
-    """The client's count and the model's own server statistics over its windows agree:
-    each model's windows were cut at its own statistics read, as a sweep's are."""
-    client, server = row["client_inference_count"], row["server_inference_count"]
-    assert client > 0 and abs(client - server) <= 0.05 * max(client, server), (row["model"], client, server)
-
-
 @pytest.mark.server
 def test_two_models_together_each_against_itself_alone(fixed: tuple[ColocatedResult, list[object]]) -> None:
     result, seen = fixed
@@ -84,7 +77,7 @@ def test_two_models_together_each_against_itself_alone(fixed: tuple[ColocatedRes
     assert together["mixed_inputs"]["neighbours"] == "mlp_numpy: batch 1, concurrency 2"
     assert alone["mlp_numpy"]["neighbours"] == "mixed_inputs: loaded, idle"
     for row in result.rows:
-        _assert_counts_agree(row)
+        assert_counts_agree(row)
         assert row["window_count"] >= 3 and row["throughput_infer_per_s"] > 0
     _assert_ratios_are_the_rows_own(result)
     _assert_memory(result)
@@ -115,7 +108,9 @@ def _assert_memory(result: ColocatedResult) -> None:
     """No GPU here: the stubs' resident memory stands in, each model's its own stub's."""
     for row in result.rows:
         assert row["memory_source"] == "resident"
-        assert row["model_memory_mb"] == row["model_rss_max_mb"] > 0
+        assert row["model_memory_mb"] == row["model_rss_max_mb"] > 0, (  # what to look at if it is NaN
+            row["model"], row["together"], row["server_rss_max_mb"], row["window_count"], row["measured_s"],
+            result.warnings)
         assert row["server_memory_mb"] == row["server_rss_max_mb"]
         assert row["server_memory_mb"] > row["model_memory_mb"], row
         assert math.isnan(row["model_gpu_memory_max_mb"])  # not a false 0
@@ -165,7 +160,7 @@ def test_a_searched_member_finds_its_load_within_the_budget_beside_its_neighbour
                   and r["model"] != "mixed_inputs"]
         assert [(r["model"], r["concurrency"], r["searched"]) for r in beside] == [("mlp_numpy", 2, True)]
         assert beside[0]["neighbours"] == f"mixed_inputs: batch 1, concurrency {probe['concurrency']} (searched)"
-        _assert_counts_agree(beside[0])
+        assert_counts_agree(beside[0])
     _assert_written(result, out)
 
 
