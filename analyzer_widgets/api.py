@@ -26,7 +26,7 @@ from analyzer_widgets.config import (
     make_settings,
     model_names,
 )
-from analyzer_widgets.distributed import ParallelRunner
+from analyzer_widgets.distributed import ParallelRunner, RayRunner
 from analyzer_widgets.errors import ConfigError, SweepCancelled
 from analyzer_widgets.events import EventHandler, Level, Notice, SweepStarted
 from analyzer_widgets.export import ExportFolder, ResultsExist, load_results
@@ -150,7 +150,13 @@ def prepare_sweep(
     if folder is not None and spec.server.log_path is None:
         # keep the server's whole log beside the results it produced
         spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
-    runner = ParallelRunner(spec) if spec.parallel is Parallel.GPUS else SweepRunner(spec)
+    runner: SweepRunner
+    if spec.ray:
+        runner = RayRunner(spec)
+    elif spec.parallel is Parallel.GPUS:
+        runner = ParallelRunner(spec)
+    else:
+        runner = SweepRunner(spec)
     if runner_hook is not None:
         runner_hook(runner)
     runner.preflight()  # bad input fails before the export folder is touched
@@ -207,8 +213,9 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
         raise ConfigError("latency_budget_ms", None, "a plan needs a latency budget: the most latency (p99 unless "
                                                      "latency_statistic says otherwise) a variant may serve at")
     spec, export = make_settings(models=[model], **settings)
-    if spec.parallel is not Parallel.OFF:
-        raise ConfigError("parallel", spec.parallel.value, "splits a sweep by model; a plan's variants are chosen "
+    if spec.parallel is not Parallel.OFF or spec.ray:
+        name, value = ("ray", spec.ray) if spec.ray else ("parallel", spec.parallel.value)
+        raise ConfigError(name, value, "splits a sweep by model; a plan's variants are chosen "
                           "one after another from the ones before, so a plan runs on one server")
     unpowered = nvml_unavailable_reason()
     if plan_settings.objective is planning.Objective.PER_WATT and unpowered:

@@ -122,11 +122,16 @@ class Progress:
             else:
                 self._line(self._bar(note))
         elif isinstance(event, events.UnitStarted):
-            self._message(f"unit {event.unit + 1}/{event.units} ({', '.join(event.models)}) started on slot "
-                          f"{event.slot}{f' (GPU {event.gpu})' if event.gpu else ''}, worker pid {event.worker_pid}")
+            again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+            self._message(f"unit {event.unit + 1}/{event.units} ({', '.join(event.models)}) started{again} on "
+                          f"{event.where}{f' (GPU {event.gpu})' if event.gpu else ''}, worker pid {event.worker_pid}")
+        elif isinstance(event, events.RayJoined):
+            self._message(f"Ray cluster of {event.nodes} nodes, each unit asking for {event.unit_resources}; "
+                          + (f"Ray's dashboard: {event.dashboard_url}" if event.dashboard_url
+                             else "Ray's dashboard is not running"))
         elif isinstance(event, events.UnitFinished):
             said = f"failed: {event.error.splitlines()[0]}; " if event.error else ""
-            self._message(f"unit {event.unit + 1} ({', '.join(event.models)}) on slot {event.slot} {said or 'done: '}"
+            self._message(f"unit {event.unit + 1} ({', '.join(event.models)}) on {event.where} {said or 'done: '}"
                           f"{event.measured} points measured" + (f", {event.failed} failed" if event.failed else ""))
         elif isinstance(event, events.Notice):
             self._message(f"{event.level.value}: {event.message}")

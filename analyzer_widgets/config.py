@@ -332,6 +332,56 @@ def optional_text(name: str, value: object) -> str | None:
     return value.strip() or None
 
 
+def ray_address(name: str, value: object) -> str:
+    """A Ray cluster's address: "" (no Ray), ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(name, value, "must be `auto` or a Ray cluster's address (HOST:PORT or ray://HOST:PORT)")
+    text = value.strip()
+    if text in ("", "auto"):
+        return text
+    host, sep, number = text.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not number.isdigit() or not 0 < int(number) < 65536:
+        raise ConfigError(name, value, "must be `auto` or a Ray cluster's address (HOST:PORT or ray://HOST:PORT)")
+    return text
+
+
+def ray_resources(name: str, value: object) -> dict[str, float]:
+    """What a Ray task asks for: a mapping, or text ``NAME=AMOUNT`` (or ``NAME:AMOUNT``)
+    items separated by commas; each amount a positive number.
+
+    >>> ray_resources("ray_unit_resources", "gpu_slot=1, CPU:2")
+    {'gpu_slot': 1.0, 'CPU': 2.0}
+    """
+    items: list[tuple[str, object]]
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            key, sep, amount = part.replace(":", "=", 1).partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(name, value, f"{part!r} is not NAME=AMOUNT (e.g. GPU=1)")
+            items.append((key.strip(), amount))
+    else:
+        raise ConfigError(name, value, "must be NAME=AMOUNT items separated by commas (e.g. GPU=1)")
+    if not items:
+        raise ConfigError(name, value, "names no resource: a unit must ask for one (e.g. GPU=1)")
+    resources = {}
+    for resource, given in items:
+        number = finite_number(name, given, f"{resource}: the amount must be a positive number")
+        if number <= 0:
+            raise ConfigError(name, value, f"{resource}: the amount must be a positive number")
+        resources[str(resource)] = float(number)
+    return resources
+
+
+def ray_resources_text(resources: Mapping[str, float]) -> str:
+    """``{"GPU": 1.0}`` as ``GPU=1``: how the flag takes it."""
+    return ",".join(f"{k}={v:g}" for k, v in resources.items())
+
+
 def one_of(kind: type[enum.Enum]) -> Check:
     def check(name: str, value: object) -> enum.Enum:
         try:
@@ -909,6 +959,17 @@ class SweepSpec(Checked):
         help="with `--parallel gpus`: how many servers run side by side; GPUs are dealt to them in turn, none where "
              "the host has none (two servers on a CPU machine: how the tests run it)")
 
+    ray: str = setting(
+        "", check=ray_address, flags=("--ray",), panel="Ray cluster", metavar="ADDRESS", default_text="no Ray",
+        help="run the sweep's units (one model's points each) as Ray tasks on a cluster: `auto` (the one this "
+             "machine belongs to, or RAY_ADDRESS) or its address (`HOST:6379`, `ray://HOST:10001`); each unit starts "
+             "its own server on the node Ray gives it (docs/scale-out.md)")
+    ray_unit_resources: Mapping[str, float] = setting(
+        check=ray_resources, flags=("--ray-unit-resources",), metavar="NAME=AMOUNT,...", panel="Ray unit resources",
+        default_text="`GPU=1`",
+        default_factory=lambda: {"GPU": 1.0},
+        help="with `--ray`: what each unit's task asks Ray for, e.g. `GPU=1` or a custom resource `gpu_slot=1`")
+
     def _check_together(self) -> None:
         if self.latency_budget_ms is not None and self.measurement.visits > 1:
             raise ConfigError("visits", self.measurement.visits, "applies to a grid: a --latency-budget-ms search "
@@ -922,6 +983,15 @@ class SweepSpec(Checked):
                               f"a {self.server.launch_mode.value} server is one server")
         if self.parallel_slots and self.parallel is Parallel.OFF:
             raise ConfigError("parallel_slots", self.parallel_slots, "only applies with --parallel gpus")
+        if self.ray and self.parallel is not Parallel.OFF:
+            raise ConfigError("ray", self.ray, "and --parallel gpus were both given: a sweep's units run either on "
+                              "this host's GPUs or on a Ray cluster")
+        if self.ray and self.server.launch_mode is not LaunchMode.LOCAL:
+            raise ConfigError("ray", self.ray, "starts a local server per unit on its node (--launch-mode local); "
+                              f"a {self.server.launch_mode.value} server is one server")
+        if self.ray_unit_resources != {"GPU": 1.0} and not self.ray:
+            raise ConfigError("ray_unit_resources", ray_resources_text(self.ray_unit_resources),
+                              "only applies with --ray")
         if self.model_repository is None and self.server.launch_mode is not LaunchMode.REMOTE:
             raise ConfigError("model_repository", None, "local and docker launch modes need a model repository")
         scheme = split_url(self.server.url)[0] if self.server.url else None

@@ -106,15 +106,32 @@ class ColocatedPointStarted:
 
 @dataclass(frozen=True)
 class UnitStarted:
-    """A unit of a sweep split for ``--parallel gpus`` (analyzer_widgets/distributed) started on its slot, in
-    a worker process of its own; its server's events follow, mixed with the other units'."""
+    """A unit of a sweep split for ``--parallel gpus`` or ``--ray`` (analyzer_widgets/distributed) started
+    on its slot or Ray node, in a worker process of its own; its server's events follow, mixed with the
+    other units'."""
 
     unit: int  # 0-based
     units: int
     models: tuple[str, ...]
-    slot: int
+    slot: int | None  # None for a Ray task: Ray places it (``node``)
     gpu: str  # its server's CUDA_VISIBLE_DEVICES; "" where the slot has no GPU
     worker_pid: int
+    node: str = ""  # a Ray task's node: its IP and the start of its ID
+    attempt: int = 1  # a Ray task run again after its node was lost: 2, 3, ...
+
+    @property
+    def where(self) -> str:
+        return f"node {self.node}" if self.node else f"slot {self.slot}"
+
+
+@dataclass(frozen=True)
+class RayJoined:
+    """A ``--ray`` sweep joined its Ray cluster: how many nodes it has, what each unit asks
+    for, and Ray's dashboard ("" where the cluster runs none)."""
+
+    nodes: int
+    unit_resources: str  # as the flag takes it: GPU=1
+    dashboard_url: str
 
 
 @dataclass(frozen=True)
@@ -124,10 +141,15 @@ class UnitFinished:
 
     unit: int
     models: tuple[str, ...]
-    slot: int
+    slot: int | None
     measured: int
     failed: int
     error: str | None = None
+    node: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"node {self.node}" if self.node else f"slot {self.slot}"
 
 
 @dataclass(frozen=True)
@@ -165,12 +187,12 @@ class SweepFinished:
 
 Event = Union[  # noqa: UP007 - a runtime alias, read by isinstance checks and by mypy
     SweepStarted, ServerReady, BaselineFinished, ModelLoading, ModelLoaded, PointStarted, WindowMeasured,
-    PointFinished, ColocatedPointStarted, SamplesTaken, Notice, SweepFinished, UnitStarted, UnitFinished,
+    PointFinished, ColocatedPointStarted, SamplesTaken, Notice, SweepFinished, UnitStarted, UnitFinished, RayJoined,
 ]
 EventHandler = Callable[[Event], None]
 
 __all__ = [
     "BaselineFinished", "ColocatedPointStarted", "Event", "EventHandler", "Level", "ModelLoaded", "ModelLoading",
-    "Notice", "PointFinished", "PointStarted", "SamplesTaken", "ServerReady", "SweepFinished", "SweepStarted", "UnitFinished", "UnitStarted",
+    "Notice", "PointFinished", "PointStarted", "SamplesTaken", "ServerReady", "SweepFinished", "SweepStarted", "UnitFinished", "UnitStarted", "RayJoined",
     "WindowMeasured",
 ]

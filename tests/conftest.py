@@ -98,15 +98,21 @@ def server_processes() -> set[tuple[int, float]]:
     return found
 
 
+#: the `ray start` processes of the Ray nodes tests/test_ray.py started (kept for the module):
+#: the workers under them come and go as Ray likes; the servers they start are counted by
+#: server_processes wherever they run
+RAY_NODES: set[int] = set()
+
+
 def own_children() -> set[tuple[int, float]]:
     """Live descendants of this test process, less multiprocessing's resource tracker
-    (started once by the first spawn and kept for the life of the interpreter) and the
+    (started once by the first spawn and kept for the life of the interpreter), the
     browser tests' Chromium and Playwright driver (one for the session, tests/browser.py;
-    Chromium starts helper processes of its own whenever it likes)."""
+    Chromium starts helper processes of its own whenever it likes) and those under the Ray test nodes."""
     found = set()
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if proc.status() == psutil.STATUS_ZOMBIE or {p.pid for p in proc.parents()} & RAY_NODES:
                 continue
             cmdline = proc.cmdline()
             if any("resource_tracker" in part for part in cmdline):

@@ -12,6 +12,7 @@ import plotly.io as pio
 import pytest
 
 import analyzer_widgets as aw
+from analyzer_widgets import events
 from analyzer_widgets.machine import nvml_unavailable_reason
 from analyzer_widgets.ui._series import Series, decimate
 from analyzer_widgets.ui.charts import result_figures
@@ -157,6 +158,25 @@ def test_the_live_figure_is_one_figure_on_a_shared_time_axis_with_a_placeholder(
     assert {live.layout[f"xaxis{i if i > 1 else ''}"].matches for i in range(1, rows)} == {f"x{rows}"}
     assert all(trace.showlegend is False for trace in live.data)  # one trace a chart: no legend
     assert any(a.name == "waiting" for a in live.layout.annotations)
+
+
+def test_a_split_sweeps_units_and_its_ray_dashboard_show_under_the_status() -> None:
+    panel = aw.Dashboard(models=["mlp_numpy"])
+    panel._apply(events.RayJoined(2, "aw_slot=1", "http://127.0.0.1:8265"))
+    panel._apply(events.UnitStarted(1, 2, ("mixed_inputs",), None, "", 42, "127.0.0.2 (ab12cd34)", 2))
+    panel._apply(events.UnitStarted(0, 2, ("mlp_numpy",), None, "", 41, "127.0.0.1 (ff00ee11)"))
+    panel._apply(events.UnitFinished(0, ("mlp_numpy",), None, 3, 1, "the server died (signal 9)\nits log", "x"))
+    assert panel.units.value == (
+        "<small>Ray cluster of 2 nodes, each unit asking for aw_slot=1: "
+        "<a href='http://127.0.0.1:8265' target='_blank'>Ray dashboard</a><br>"
+        "unit 1 mlp_numpy: done on node x, 3 points measured, 1 failed (the server died (signal 9))<br>"
+        "unit 2/2 mixed_inputs: running (attempt 2) on node 127.0.0.2 (ab12cd34), worker pid 42</small>")
+    # the live charts stay empty during a split sweep, and say why
+    panel._draw_live()
+    waiting = [a.text for a in panel.live_figure.layout.annotations if a.name == "waiting"]
+    assert len(waiting) == 1 and waiting[0].startswith("Each unit samples its own server")
+    panel._reset()  # the next run starts without them
+    assert panel.units.value == ""
 
 
 def test_the_live_figure_follows_the_pages_theme() -> None:

@@ -46,9 +46,14 @@ def _worker(unit: Unit, slot: Slot, messages: Any, stop: Any) -> None:
 class _Running:
     unit: Unit
     slot: Slot
-    process: Any
+    process: Any  # its worker process; for a Ray task, the task's reference
+    where: str = ""  # where it runs, in words: its slot, or its Ray node
+    node: str = ""  # a Ray task's node (its IP and the start of its ID)
     points: set[tuple[int, Load]] = dataclasses.field(default_factory=set)  # (batch, load) with a row
     finished: bool = False
+
+    def __post_init__(self) -> None:
+        self.where = self.where or self.slot.label
 
 
 class ParallelRunner(SweepRunner):
@@ -75,7 +80,7 @@ class ParallelRunner(SweepRunner):
         started = time.monotonic()
         self.preflight()
         units = self._units = split(spec, {key: row for key, row in self.earlier.items() if key in self.skip})
-        places = slots(spec)
+        places = self._slots()
         self._gpus = list(dict.fromkeys(s.gpu for s in places if s.gpu))
         self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
         self._index = 0
@@ -83,20 +88,15 @@ class ParallelRunner(SweepRunner):
         self._version = ""
         self._unavailable: dict[str, str] = {}
         self.emit(ev.SweepStarted(spec, self._total))
-        self.emit(ev.Notice(f"{len(units)} units (one per model) on {len(places)} slots: "
-                            + ", ".join(s.label for s in places), ev.Level.INFO))
-        ctx = mp.get_context("spawn")
-        messages, stop = ctx.Queue(), ctx.Event()
         self._running: dict[int, _Running] = {}
         error: BaseException | None = None
         try:
-            self._drive(ctx, units, places, messages, stop)
+            self._execute(units, places)
         except BaseException as e:  # a refused resume, Ctrl-C: stop every unit, then end as a sweep does
             error = e
-            self._end_workers(messages, stop)
+            self._abort()
         finally:
-            messages.close()
-            messages.join_thread()
+            self._close()
         finished = ev.SweepFinished(
             cancelled=self.stopping or isinstance(error, KeyboardInterrupt),
             error=None if error is None or isinstance(error, KeyboardInterrupt) else str(error),
@@ -106,6 +106,28 @@ class ParallelRunner(SweepRunner):
         if error is not None:
             raise error
         return finished
+
+    # -- how units run: worker processes here; ray_cluster.RayRunner overrides these four ---------
+    def _slots(self) -> list[Slot]:
+        return slots(self.spec)
+
+    def _execute(self, units: list[Unit], places: list[Slot]) -> None:
+        """Run every unit, handing on what they send, until each has ended."""
+        self.emit(ev.Notice(f"{len(units)} units (one per model) on {len(places)} slots: "
+                            + ", ".join(s.label for s in places), ev.Level.INFO))
+        ctx = mp.get_context("spawn")
+        self._messages, self._workers_stop = ctx.Queue(), ctx.Event()
+        self._drive(ctx, units, places, self._messages, self._workers_stop)
+
+    def _abort(self) -> None:
+        """Stop every unit still running (the sweep ends early)."""
+        self._end_workers(self._messages, self._workers_stop)
+
+    def _close(self) -> None:
+        messages = getattr(self, "_messages", None)
+        if messages is not None:
+            messages.close()
+            messages.join_thread()
 
     def _drive(self, ctx: Any, units: list[Unit], places: list[Slot], messages: Any, stop: Any) -> None:
         """Start a worker for each unit as a slot is free, and hand on what the workers send
@@ -132,19 +154,23 @@ class ParallelRunner(SweepRunner):
                     del running[lost.unit.index]
                     free.append(lost.slot)
                 continue
-            kind, index = message[0], message[1]
-            run = running.get(index)
-            if run is None:
-                continue
-            if kind == "event":
-                self._forward(run, message[2])
-            elif kind == "known":
-                self._server_known(message[2], message[3])
-            elif kind == "done":
-                self._unit_done(run, message[2])
+            run = running.get(message[1])
+            if run is not None and self._handle(run, message):
                 run.process.join()
-                del running[index]
+                del running[run.unit.index]
                 free.append(run.slot)
+
+    def _handle(self, run: _Running, message: tuple[Any, ...]) -> bool:
+        """Hand on one of ``run``'s messages; True when it was the unit's last."""
+        kind = message[0]
+        if kind == "event":
+            self._forward(run, message[2])
+        elif kind == "known":
+            self._server_known(message[2], message[3])
+        elif kind == "done":
+            self._unit_done(run, message[2])
+            return True
+        return False
 
     def _end_workers(self, messages: Any, stop: Any, grace_s: float = 30.0) -> None:
         """Stop every worker still running: asked first (each stops its point within about a
@@ -165,7 +191,7 @@ class ParallelRunner(SweepRunner):
     def _forward(self, run: _Running, event: ev.Event) -> None:
         """A unit's event, as the sweep's: its own start and end are the driver's to say,
         its points are numbered across the sweep, its notices say which unit."""
-        label = f"{run.unit.model} ({run.slot.label})"
+        label = f"{run.unit.model} ({run.where})"
         if isinstance(event, ev.SweepStarted):
             return
         if isinstance(event, ev.SweepFinished):
@@ -225,8 +251,9 @@ class ParallelRunner(SweepRunner):
                     if (batch, load) not in done and not self.stopping:
                         failed += 1
                         self._finish(run, point_row(spec, run.unit.model, "", batch, load, Status.FAILED, reason))
-            self.emit(ev.Notice(f"{run.unit.model} ({run.slot.label}): {error.splitlines()[0]}; "
+            self.emit(ev.Notice(f"{run.unit.model} ({run.where}): {error.splitlines()[0]}; "
                                 f"{failed} of its points failed, the other units go on"))
-        self.emit(ev.UnitFinished(run.unit.index, run.unit.spec.models, run.slot.index, len(run.points) - failed,
-                                  failed, error))
+        slot = run.slot.index if run.slot.index >= 0 else None  # a Ray task has no slot
+        self.emit(ev.UnitFinished(run.unit.index, run.unit.spec.models, slot, len(run.points) - failed,
+                                  failed, error, run.node))
 

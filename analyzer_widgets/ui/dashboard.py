@@ -140,6 +140,39 @@ def _waiting() -> dict[str, Any]:
             "name": "waiting"}
 
 
+def _waiting_for_units() -> dict[str, Any]:
+    """What the live figure says during a sweep split into units: each samples on its own
+    server, in its own process or on its own node, and the panel's charts read this kernel's
+    samplers (docs/scale-out.md)."""
+    return {**_waiting(), "text": "Each unit samples its own server: the samples are in metrics-samples.csv "
+                                  "as the units hand them on (the live charts show a one-server sweep)"}
+
+
+def units_html(joined: ev.RayJoined | None, units: Mapping[int, str]) -> str:
+    """The Ray cluster joined (with its dashboard as a link) and a line per unit of a split
+    sweep, as the panel shows them under its status."""
+    lines = []
+    if joined is not None:
+        link = (f"<a href='{html.escape(joined.dashboard_url)}' target='_blank'>Ray dashboard</a>"
+                if joined.dashboard_url else "Ray's dashboard is not running")
+        lines.append(f"Ray cluster of {joined.nodes} nodes, each unit asking for {html.escape(joined.unit_resources)}: "
+                     f"{link}")
+    lines.extend(units[k] for k in sorted(units))
+    return "<small>" + "<br>".join(lines) + "</small>" if lines else ""
+
+
+def unit_line(event: ev.UnitStarted | ev.UnitFinished) -> str:
+    """One unit's state in words (HTML-escaped)."""
+    models = ", ".join(event.models)
+    if isinstance(event, ev.UnitStarted):
+        again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+        gpu = f", GPU {event.gpu}" if event.gpu else ""
+        return html.escape(f"unit {event.unit + 1}/{event.units} {models}: running{again} on {event.where}{gpu}, "
+                           f"worker pid {event.worker_pid}")
+    failed = f", {event.failed} failed ({event.error.splitlines()[0]})" if event.error else ""
+    return html.escape(f"unit {event.unit + 1} {models}: done on {event.where}, {event.measured} points measured{failed}")
+
+
 def point_marks(marks: list[tuple[float, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A dotted line across every chart at each point's start, and its label above the
     plot area, horizontal, alternating between two heights so neighbours do not collide;
@@ -332,6 +365,9 @@ class Dashboard:
         self.status = w.HTML("Ready.")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="460px"))
         self.notice = w.HTML()
+        self.units = w.HTML()  # a split sweep's units (--parallel gpus, --ray), a line each
+        self._unit_lines: dict[int, str] = {}
+        self._ray_joined: ev.RayJoined | None = None
         self.table = w.HTML()
         self.export_field = w.Text(value=export_path, description="Export to")
         self.export_button = w.Button(description="Export CSV", icon="download",
@@ -376,7 +412,7 @@ class Dashboard:
             self.input_error,
             self.settings_box,
             w.HBox([self.run_button, self.stop_button, self.save_mode], layout=w.Layout(flex_flow="row wrap")),
-            self.progress, self.status, self.notice,
+            self.progress, self.status, self.units, self.notice,
             w.HTML(f"<small>{html.escape(TRUST_NOTE)}</small>"),
             self.live_figure,
             self.table,
@@ -585,6 +621,9 @@ class Dashboard:
         self._finished_shown = False
         self._stopping = False
         self._marked_model = ""
+        self._unit_lines.clear()
+        self._ray_joined = None
+        self.units.value = ""
         self.results_box.outputs = ()
         self.table.value = ""
         self.export_status.value = ""
@@ -668,6 +707,8 @@ class Dashboard:
             self._marks.append((self._point_started, f"{event.model} {label}" if first else label))
         elif isinstance(event, ev.ModelLoading):
             self._current = f"loading {event.model}"
+        elif isinstance(event, ev.RayJoined | ev.UnitStarted | ev.UnitFinished):
+            self._show_unit(event)
         elif isinstance(event, ev.PointFinished):
             self._done = event.index + 1
             if event.row["status"] != "skipped":
@@ -678,6 +719,13 @@ class Dashboard:
             self._current = event.message  # a long start (an image pull) says what it is doing
         elif isinstance(event, ev.Notice) and event.level is ev.Level.WARNING:
             self.notice.value += f"<br><span style='color:#a60'>{html.escape(event.message)}</span>"
+
+    def _show_unit(self, event: ev.RayJoined | ev.UnitStarted | ev.UnitFinished) -> None:
+        if isinstance(event, ev.RayJoined):
+            self._ray_joined = event
+        else:  # the live charts stay empty, and say why (_draw_live)
+            self._unit_lines[event.unit] = unit_line(event)
+        self.units.value = units_html(self._ray_joined, self._unit_lines)
 
     def _update_status(self) -> None:
         if not self.running and self._thread is None:
@@ -743,7 +791,7 @@ class Dashboard:
                                     "text": f"baseline (no models) {level:,.0f} MB", "showarrow": False,
                                     "xanchor": "left", "yanchor": "bottom", "font": {"size": 10, "color": "#4a7500"}})
             if not any(d.x is not None and len(d.x) for d in fig.data):
-                annotations.append(_waiting())
+                annotations.append(_waiting_for_units() if self._unit_lines else _waiting())
             fig.layout.shapes = shapes
             fig.layout.annotations = [*self._chart_titles, *annotations]
 
