@@ -213,10 +213,10 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
         raise ConfigError("latency_budget_ms", None, "a plan needs a latency budget: the most latency (p99 unless "
                                                      "latency_statistic says otherwise) a variant may serve at")
     spec, export = make_settings(models=[model], **settings)
-    if spec.parallel is not Parallel.OFF or spec.ray:
-        name, value = ("ray", spec.ray) if spec.ray else ("parallel", spec.parallel.value)
-        raise ConfigError(name, value, "splits a sweep by model; a plan's variants are chosen "
-                          "one after another from the ones before, so a plan runs on one server")
+    if (spec.parallel is not Parallel.OFF or spec.ray) and plan_settings.strategy is not planning.Strategy.BRUTE:
+        split_by = f"--ray {spec.ray}" if spec.ray else f"--parallel {spec.parallel.value}"
+        raise ConfigError("strategy", plan_settings.strategy.value, f"chooses each variant from the ones measured "
+                          f"before it, so its variants cannot run side by side ({split_by}): use --search brute")
     unpowered = nvml_unavailable_reason()
     if plan_settings.objective is planning.Objective.PER_WATT and unpowered:
         raise ConfigError("objective", plan_settings.objective.value,

@@ -332,6 +332,10 @@ def optional_text(name: str, value: object) -> str | None:
     return value.strip() or None
 
 
+#: what a --ray unit's task asks Ray for unless --ray-unit-resources says otherwise
+RAY_UNIT_RESOURCES: Mapping[str, float] = {"GPU": 1.0}
+
+
 def ray_address(name: str, value: object) -> str:
     """A Ray cluster's address: "" (no Ray), ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``."""
     if value is None:
@@ -967,7 +971,7 @@ class SweepSpec(Checked):
     ray_unit_resources: Mapping[str, float] = setting(
         check=ray_resources, flags=("--ray-unit-resources",), metavar="NAME=AMOUNT,...", panel="Ray unit resources",
         default_text="`GPU=1`",
-        default_factory=lambda: {"GPU": 1.0},
+        default_factory=lambda: dict(RAY_UNIT_RESOURCES),
         help="with `--ray`: what each unit's task asks Ray for, e.g. `GPU=1` or a custom resource `gpu_slot=1`")
 
     def _check_together(self) -> None:
@@ -989,7 +993,7 @@ class SweepSpec(Checked):
         if self.ray and self.server.launch_mode is not LaunchMode.LOCAL:
             raise ConfigError("ray", self.ray, "starts a local server per unit on its node (--launch-mode local); "
                               f"a {self.server.launch_mode.value} server is one server")
-        if self.ray_unit_resources != {"GPU": 1.0} and not self.ray:
+        if self.ray_unit_resources != RAY_UNIT_RESOURCES and not self.ray:
             raise ConfigError("ray_unit_resources", ray_resources_text(self.ray_unit_resources),
                               "only applies with --ray")
         if self.model_repository is None and self.server.launch_mode is not LaunchMode.REMOTE:

@@ -50,6 +50,18 @@ def assert_counts_agree(row: Any, context: object = "") -> None:
         f"{client} inferences, server {server}; allowed {slack:.0f} ({get('server_span_unpinned_ms'):.1f} ms unpinned)")
 
 
+def stop_after_first_point(held: list[Any], seen: list[object]) -> Callable[[object], None]:
+    """An event handler that keeps every event in ``seen`` and stops the runner ``held[0]``
+    (a ``runner_hook`` appends it) once the first point has finished."""
+    from analyzer_widgets import events
+
+    def handle(event: object) -> None:
+        seen.append(event)
+        if isinstance(event, events.PointFinished) and not held[0].stopping:
+            held[0].stop()
+    return handle
+
+
 def close_during_send(sender: Any, after_s: float) -> str | None:
     """Start ``sender.send()`` in a thread, close the sender ``after_s`` later while the send
     waits for its answer, and return what the send said. Fails unless close ended it within 1 s."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import FAST
+from conftest import FAST, stop_after_first_point
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
@@ -72,7 +72,8 @@ def test_refusals_name_the_field() -> None:
         aw.make_spec(models="a", launch_mode="remote", url="localhost:8001", parallel="gpus")
     with pytest.raises(ConfigError, match="parallel.*one of"):
         aw.make_spec(models="a", model_repository=".", parallel="ray")
-    with pytest.raises(ConfigError, match="parallel.*plan runs on one server"):
+    with pytest.raises(ConfigError, match="strategy='quick': chooses each variant from the ones measured before it, "
+                                          r"so its variants cannot run side by side \(--parallel gpus\): use --search brute"):
         aw.plan("mlp_numpy", model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=5, parallel="gpus")
 
 
@@ -191,6 +192,31 @@ def test_one_gpu_runs_one_unit_at_a_time_on_that_gpu(tmp_path: Path) -> None:
     assert len(baseline) == 2
 
 
+@pytest.mark.server
+def test_a_brute_plans_variants_run_side_by_side_one_unit_each(tmp_path: Path) -> None:
+    """A plan's variants are units: each loaded by config override on a server of its own,
+    two at once on the two slots, ranked into one answer from the one set of files."""
+    seen: list[object] = []
+    space = {"instances": [1, 2], "max_batch_size": [16]}
+    result = aw.plan("mlp_numpy", model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=10_000,
+                     concurrency=[1, 2], space=space, strategy="brute", parallel="gpus", parallel_slots=2,
+                     export_path=tmp_path / "plan", on_event=seen.append, window_ms=200, stable_windows=2,
+                     max_trials=4, baseline_s=0.3)
+    started = [e for e in seen if isinstance(e, events.UnitStarted)]
+    assert sorted(e.models for e in started) == [("mlp_numpy i1_b16",), ("mlp_numpy i2_b16",), ("mlp_numpy original",)]
+    assert {e.slot for e in started} == {0, 1}
+    finished = [e for e in seen if isinstance(e, events.UnitFinished)]
+    assert all(e.error is None and e.measured >= 2 for e in finished) and len(finished) == 3
+    table = result.to_frame()
+    assert set(table["variant"]) == {"original", "i1_b16", "i2_b16"} and table["meets"].all()
+    rows = result.sweep.to_frame()
+    assert sorted(set(zip(rows["variant"], rows["concurrency"], strict=True))) == [
+        (v, c) for v in ("i1_b16", "i2_b16", "original") for c in (1, 2)]  # each variant's probes, once
+    assert result.best is not None and (tmp_path / "plan" / "config.pbtxt").exists()
+    _, baseline = load_results(tmp_path / "plan")
+    assert len(baseline) == 3  # each variant's server, its own baseline
+
+
 def test_the_cli_says_each_unit_start_and_end() -> None:
     from analyzer_widgets.cli import Progress
 
@@ -211,14 +237,9 @@ def test_stop_ends_every_unit_and_starts_no_more(tmp_path: Path) -> None:
     held: list[aw.SweepRunner] = []
     seen: list[object] = []
 
-    def stop_after_first_point(event: object) -> None:
-        seen.append(event)
-        if isinstance(event, events.PointFinished) and not held[0].stopping:
-            held[0].stop()
-
     result = aw.profile(models=[*MODELS, "sequence_mean"], model_repository=aw.EXAMPLE_REPOSITORY,
                         input_shapes={"SEQUENCE": (8, 32)}, concurrency=[1, 2, 4], parallel="gpus", parallel_slots=2, export_path=tmp_path / "out", runner_hook=held.append,
-                        on_event=stop_after_first_point, **FAST)
+                        on_event=stop_after_first_point(held, seen), **FAST)
     assert result.cancelled and result.error is None
     started = [e for e in seen if isinstance(e, events.UnitStarted)]
     assert len(started) == 2  # the third unit never started

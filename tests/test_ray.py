@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FAST, RAY_NODES
+from conftest import FAST, RAY_NODES, stop_after_first_point
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
@@ -61,7 +61,7 @@ def test_refusals_name_the_field() -> None:
         aw.make_spec(models="a", model_repository=".", ray="auto", ray_unit_resources="GPU=0")
     with pytest.raises(ConfigError, match="ray_unit_resources='GPU': 'GPU' is not NAME=AMOUNT"):
         aw.make_spec(models="a", model_repository=".", ray="auto", ray_unit_resources="GPU")
-    with pytest.raises(ConfigError, match="ray='auto': splits a sweep by model"):
+    with pytest.raises(ConfigError, match=r"strategy='quick': .* \(--ray auto\): use --search brute"):
         aw.plan("mlp_numpy", model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=5, ray="auto")
 
 
@@ -131,6 +131,37 @@ def test_a_sweep_split_over_two_ray_nodes(cluster: LocalRayCluster, tmp_path: Pa
     assert sorted(zip(rows["model"], rows["batch_size"], rows["concurrency"], strict=True)) == points
     assert len(baseline) == 2  # a baseline per unit's server
     assert len(list((tmp_path / "out").glob("tritonserver-unit*.log"))) == 2  # the nodes share this machine
+
+
+@pytest.mark.distributed
+@pytest.mark.server
+def test_a_brute_plans_variants_as_ray_tasks(cluster: LocalRayCluster, tmp_path: Path) -> None:
+    seen: list[object] = []
+    result = aw.plan("mlp_numpy", model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=10_000,
+                     concurrency=[1, 2], space={"instances": [1, 2]}, strategy="brute", ray=cluster.address,
+                     ray_unit_resources=f"{SLOT_RESOURCE}=1", export_path=tmp_path / "plan", on_event=seen.append,
+                     window_ms=200, stable_windows=2, max_trials=4, baseline_s=0.3)
+    started = [e for e in seen if isinstance(e, events.UnitStarted)]
+    # the model's own config (one instance) is i1: two variants, one on each node at once
+    assert sorted(e.models[0] for e in started) == ["mlp_numpy i1", "mlp_numpy i2"]
+    assert len({e.node for e in started}) == 2
+    table = result.to_frame()
+    assert set(table["variant"]) == {"i1", "i2"} and table["meets"].all()
+    assert result.best is not None and (tmp_path / "plan" / "plan.json").exists()
+
+
+@pytest.mark.distributed
+@pytest.mark.server
+def test_stop_ends_every_ray_unit(cluster: LocalRayCluster, tmp_path: Path) -> None:
+    held: list[aw.SweepRunner] = []
+    seen: list[object] = []
+
+    result = aw.profile(**{**GRID, "concurrency": [1, 2, 4, 8]}, ray=cluster.address, export_path=tmp_path / "out",
+                        runner_hook=held.append, on_event=stop_after_first_point(held, seen))
+    assert result.cancelled and result.error is None
+    # each unit's point in flight ended, and its task with it: the rest are left for --resume
+    assert [e.error for e in seen if isinstance(e, events.UnitFinished)] == [None, None]
+    assert 1 <= len(result.rows) < 16 and all(r["status"] != "failed" for r in result.rows)
 
 
 @pytest.mark.distributed

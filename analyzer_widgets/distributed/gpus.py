@@ -16,7 +16,7 @@ import dataclasses
 import multiprocessing as mp
 import queue
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from analyzer_widgets import events as ev
@@ -78,8 +78,16 @@ class ParallelRunner(SweepRunner):
     def run(self) -> ev.SweepFinished:
         spec = self.spec
         started = time.monotonic()
-        self.preflight()
-        units = self._units = split(spec, {key: row for key, row in self.earlier.items() if key in self.skip})
+        try:
+            self.preflight()
+            # a plan's variants are units of their own (split refuses quick's, chosen one by one);
+            # a sweep's targets are its models as the repository has them
+            targets = self.targets
+            given = None if isinstance(targets, Sequence) and not any(t.variant for t in targets) else targets
+            units = self._units = split(spec, {k: row for k, row in self.earlier.items() if k in self.skip}, given)
+        except BaseException:
+            self._close()  # a Ray cluster joined in preflight is let go of, also here
+            raise
         places = self._slots()
         self._gpus = list(dict.fromkeys(s.gpu for s in places if s.gpu))
         self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
@@ -143,7 +151,7 @@ class ParallelRunner(SweepRunner):
                                       name=f"analyzer-widgets-unit-{unit.index}")
                 process.start()  # not daemonic: a unit's client processes are its children
                 running[unit.index] = _Running(unit, slot, process)
-                self.emit(ev.UnitStarted(unit.index, len(units), unit.spec.models, slot.index, slot.gpu or "",
+                self.emit(ev.UnitStarted(unit.index, len(units), (unit.name,), slot.index, slot.gpu or "",
                                          process.pid or 0))
             try:
                 message = messages.get(timeout=0.5)
@@ -191,7 +199,7 @@ class ParallelRunner(SweepRunner):
     def _forward(self, run: _Running, event: ev.Event) -> None:
         """A unit's event, as the sweep's: its own start and end are the driver's to say,
         its points are numbered across the sweep, its notices say which unit."""
-        label = f"{run.unit.model} ({run.where})"
+        label = f"{run.unit.name} ({run.where})"
         if isinstance(event, ev.SweepStarted):
             return
         if isinstance(event, ev.SweepFinished):
@@ -250,10 +258,11 @@ class ParallelRunner(SweepRunner):
                 for load in loads:
                     if (batch, load) not in done and not self.stopping:
                         failed += 1
-                        self._finish(run, point_row(spec, run.unit.model, "", batch, load, Status.FAILED, reason))
-            self.emit(ev.Notice(f"{run.unit.model} ({run.where}): {error.splitlines()[0]}; "
+                        self._finish(run, point_row(spec, run.unit.model, run.unit.variant, batch, load,
+                                                    Status.FAILED, reason))
+            self.emit(ev.Notice(f"{run.unit.name} ({run.where}): {error.splitlines()[0]}; "
                                 f"{failed} of its points failed, the other units go on"))
         slot = run.slot.index if run.slot.index >= 0 else None  # a Ray task has no slot
-        self.emit(ev.UnitFinished(run.unit.index, run.unit.spec.models, slot, len(run.points) - failed,
+        self.emit(ev.UnitFinished(run.unit.index, (run.unit.name,), slot, len(run.points) - failed,
                                   failed, error, run.node))
 

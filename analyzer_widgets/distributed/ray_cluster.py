@@ -128,7 +128,7 @@ def _unit_task(unit: Unit, attempt: int, mailbox: Any) -> None:
 def _task_options(resources: Mapping[str, float], unit: Unit) -> dict[str, Any]:
     """Ray's options for a unit's task: GPU and CPU are Ray's own arguments, any other name a
     custom resource. No retries by Ray: the driver reruns a lost unit itself (module doc)."""
-    options: dict[str, Any] = {"max_retries": 0, "name": f"analyzer-widgets unit {unit.index} ({unit.model})"}
+    options: dict[str, Any] = {"max_retries": 0, "name": f"analyzer-widgets unit {unit.index} ({unit.name})"}
     custom = {k: v for k, v in resources.items() if k not in ("GPU", "CPU")}
     if "GPU" in resources:
         options["num_gpus"] = resources["GPU"]
@@ -256,7 +256,7 @@ class RayRunner(ParallelRunner):
             if message[0] == "started":
                 _, _, node, pid, gpus = message
                 task.where, task.node = f"node {node}", node
-                self.emit(ev.UnitStarted(index, len(self._units), task.unit.spec.models, None, gpus, pid, node,
+                self.emit(ev.UnitStarted(index, len(self._units), (task.unit.name,), None, gpus, pid, node,
                                          attempt))
             elif self._handle(task, message):
                 del self._running[index]
@@ -275,10 +275,10 @@ class RayRunner(ParallelRunner):
             self._unit_done(task, why)
             del self._running[task.unit.index]
             return
-        arrived = tuple(row for row in self.rows if row["model"] == task.unit.model)
+        arrived = tuple(row for row in self.rows if task.unit.owns(row))
         again = _Task(dataclasses.replace(task.unit, earlier=task.unit.earlier + arrived), task.slot, None,
                       where="a Ray node", points=task.points, attempt=task.attempt + 1)
-        self.emit(ev.Notice(f"{task.unit.model} ({task.where}): {why}; its points not yet measured run again "
+        self.emit(ev.Notice(f"{task.unit.name} ({task.where}): {why}; its points not yet measured run again "
                             f"(attempt {again.attempt} of {MAX_ATTEMPTS}), the {len(arrived)} rows that arrived are kept"))
         self._submit(again)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analyzer_widgets.config import Parallel, SweepSpec
-from analyzer_widgets.runner import SweepRunner
+from analyzer_widgets.config import RAY_UNIT_RESOURCES, Parallel, SweepSpec
+from analyzer_widgets.errors import ConfigError
+from analyzer_widgets.runner import SweepRunner, Target
 from analyzer_widgets.schema import PointKey, point_key
 
 
@@ -46,21 +47,45 @@ class Unit:
     spec: SweepSpec  # the sweep's, with this unit's model only
     #: the points of this model an earlier run measured (a resume), with their rows
     earlier: tuple[Mapping[str, Any], ...] = ()
+    #: a plan's unit: the config variant it measures (loaded by config override); None: the
+    #: model as its repository has it
+    target: Target | None = None
 
     @property
     def model(self) -> str:
         return self.spec.models[0]
 
+    @property
+    def variant(self) -> str:
+        return self.target.variant if self.target is not None else ""
 
-def split(spec: SweepSpec, earlier: Mapping[PointKey, Mapping[str, Any]] | None = None) -> list[Unit]:
-    """The sweep's units: one per model, in the spec's order. Each measures with the sweep's
-    settings, on a server of its own, and skips what an earlier run measured of its model."""
+    @property
+    def name(self) -> str:
+        """The unit in words: its model, and its variant where it is a plan's."""
+        return f"{self.model} {self.variant}" if self.variant else self.model
+
+    def owns(self, row: Mapping[str, Any]) -> bool:
+        """Whether ``row`` is one of this unit's points."""
+        return row.get("model") == self.model and (row.get("variant") or "") == self.variant
+
+
+def split(spec: SweepSpec, earlier: Mapping[PointKey, Mapping[str, Any]] | None = None,
+          targets: Iterable[Target] | None = None) -> list[Unit]:
+    """The sweep's units: one per model, in the spec's order, or, for a plan's ``targets``
+    (brute: every variant known at the start), one per variant. Each measures with the sweep's
+    settings, on a server of its own, and skips what an earlier run measured of its points."""
     kept = earlier or {}
+    chosen = [t for t in (targets or ()) if t.variant]
+    if targets is not None and not isinstance(targets, Sequence):
+        raise ConfigError("strategy", "quick", "chooses each variant from the ones measured before it, so its "
+                                               "variants cannot be run side by side: use --search brute")
     units = []
-    for index, model in enumerate(spec.models):
-        own = dataclasses.replace(spec, models=(model,), parallel=Parallel.OFF, parallel_slots=0,
-                                  check_environment=False)  # checked once, by the driver
-        units.append(Unit(index, own, tuple(dict(row) for key, row in kept.items() if key[0] == model)))
+    for index, target in enumerate(chosen or [Target(m) for m in spec.models]):
+        own = dataclasses.replace(spec, models=(target.model,), parallel=Parallel.OFF, parallel_slots=0, ray="",
+                                  ray_unit_resources=dict(RAY_UNIT_RESOURCES),
+                                  check_environment=False)  # a unit does not split again; checked once, by the driver
+        unit = Unit(index, own, target=target if target.variant else None)
+        units.append(dataclasses.replace(unit, earlier=tuple(dict(row) for row in kept.values() if unit.owns(row))))
     return units
 
 
@@ -84,6 +109,8 @@ def run_unit(unit: Unit, slot: Slot, send: Callable[[Message], None], stopping: 
             spec.server, log_path=log.with_name(f"{log.stem}-unit{unit.index}{log.suffix}")))
     error: str | None = None
     runner = SweepRunner(spec, on_event=lambda event: send(("event", unit.index, event)))
+    if unit.target is not None:
+        runner.targets = [unit.target]
     runner.skip = {point_key(row) for row in unit.earlier}
     runner.earlier = {point_key(row): row for row in unit.earlier}
     runner.on_server_known = lambda version, gpus: send(("known", unit.index, version, gpus))
