@@ -12,6 +12,7 @@ display the panel and start nothing.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import socket
@@ -44,8 +45,11 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CHART_TITLES = ("Recorded during the sweep", "Throughput vs p99 latency", "memory vs p99 latency",
                 "Where the time goes")
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-#: the most the executed quickstart may weigh (issue 16: it was 25.4 MB, then 14.7 MiB)
-MAX_EXECUTED_BYTES = 6_000_000
+#: the most the executed quickstart may weigh beside plotly's widget bundle (the live
+#: figure's ``_esm``, 5.1 MB with plotly 6, saved once): the panel's other widgets, the
+#: recorded samples and the outputs (issue 16: the whole was 25.4 MB, then 14.7 MiB; with
+#: 6 MB for the whole it was 5.98-6.02 MB as run lengths vary, 0.93 MB beside the bundle)
+MAX_BESIDE_BUNDLE_BYTES = 1_200_000
 #: the sweep the quickstart runs: 2 models x batch 1,8 x concurrency 1,2
 QUICKSTART_POINTS = 8
 #: set in the environment of every kernel (and Voila) these tests start, to find what they leave behind
@@ -174,8 +178,12 @@ def test_quickstart_runs_and_keeps_the_charts_under_the_panel(quickstart: tuple[
     saved = ARTIFACTS / "quickstart.ipynb"
     nbformat.write(nb, saved)
     size = saved.stat().st_size
-    print(f"executed quickstart: {size:,} bytes")
-    assert size <= MAX_EXECUTED_BYTES, f"the executed quickstart weighs {size:,} bytes"
+    states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+    # anywidgets' code: plotly's bundle (megabytes) and the panel's theme detector (a few hundred bytes)
+    bundles = [n for w in states if "_esm" in w["state"] and (n := len(json.dumps(w["state"]["_esm"]))) > 1_000_000]
+    print(f"executed quickstart: {size:,} bytes, {sum(bundles):,} of them plotly's widget bundle")
+    assert len(bundles) == 1, f"plotly's widget bundle is saved {len(bundles)} times"
+    assert size - bundles[0] <= MAX_BESIDE_BUNDLE_BYTES, f"the executed quickstart weighs {size:,} bytes"
 
     run_cell = cell_with(nb, "panel.wait()")
     said = "".join(o.get("text", "") for o in run_cell.outputs if o.output_type == "stream")
