@@ -47,10 +47,16 @@ def _interrupted_sweep(repo: Path, out: Path, after: int) -> None:
 
 
 #: the sweep of _sweep, in a process of its own for a test to kill
+#: windows long enough that a point outlasts the samples' way to the file (handed on at most
+#: every 2 s, 1 s after they were taken): the kill, once a point's samples are in the file,
+#: lands before the points after the next have ended (with 300 ms windows a busy CI machine
+#: saw the whole grid done before the kill, and the resume had nothing left to measure)
+KILL_WINDOW_MS = 800
 KILLABLE_SWEEP = f"""
 import sys
 import analyzer_widgets as aw
-aw.profile(models=["mlp_numpy"], model_repository=sys.argv[1], export_path=sys.argv[2], **{ {**GRID, **FAST}!r})
+aw.profile(models=["mlp_numpy"], model_repository=sys.argv[1], export_path=sys.argv[2],
+           **{ {**GRID, **FAST, "window_ms": KILL_WINDOW_MS}!r})
 """
 
 
@@ -237,7 +243,7 @@ def test_a_sweep_killed_mid_way_leaves_a_readable_samples_file_and_its_resume_ad
     assert {(1, 1), (1, 2)} <= set(zip(before["batch_size"], before["concurrency"], strict=True))
 
     seen: list = []
-    _sweep(repo, out, seen, resume=True)
+    _sweep(repo, out, seen, resume=True, window_ms=KILL_WINDOW_MS)
     assert samples_csv.read_text().count("time_s,") == 1
     after = aw.load_samples(out)
     # the killed run's samples as they were, then this run's, of each point it measured
