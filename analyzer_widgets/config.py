@@ -340,14 +340,15 @@ def ray_address(name: str, value: object) -> str:
     """A Ray cluster's address: "" (no Ray), ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``."""
     if value is None:
         return ""
+    reason = "must be `auto` or a Ray cluster's address (HOST:PORT or ray://HOST:PORT)"
     if not isinstance(value, str):
-        raise ConfigError(name, value, "must be `auto` or a Ray cluster's address (HOST:PORT or ray://HOST:PORT)")
+        raise ConfigError(name, value, reason)
     text = value.strip()
     if text in ("", "auto"):
         return text
     host, sep, number = text.removeprefix("ray://").rpartition(":")
     if not sep or not host or not number.isdigit() or not 0 < int(number) < 65536:
-        raise ConfigError(name, value, "must be `auto` or a Ray cluster's address (HOST:PORT or ray://HOST:PORT)")
+        raise ConfigError(name, value, reason)
     return text
 
 
@@ -970,7 +971,7 @@ class SweepSpec(Checked):
              "its own server on the node Ray gives it (docs/scale-out.md)")
     ray_unit_resources: Mapping[str, float] = setting(
         check=ray_resources, flags=("--ray-unit-resources",), metavar="NAME=AMOUNT,...", panel="Ray unit resources",
-        default_text="`GPU=1`",
+        default_text=f"`{ray_resources_text(RAY_UNIT_RESOURCES)}`",
         default_factory=lambda: dict(RAY_UNIT_RESOURCES),
         help="with `--ray`: what each unit's task asks Ray for, e.g. `GPU=1` or a custom resource `gpu_slot=1`")
 

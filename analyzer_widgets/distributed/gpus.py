@@ -16,7 +16,7 @@ import dataclasses
 import multiprocessing as mp
 import queue
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from analyzer_widgets import events as ev
@@ -80,11 +80,9 @@ class ParallelRunner(SweepRunner):
         started = time.monotonic()
         try:
             self.preflight()
-            # a plan's variants are units of their own (split refuses quick's, chosen one by one);
-            # a sweep's targets are its models as the repository has them
-            targets = self.targets
-            given = None if isinstance(targets, Sequence) and not any(t.variant for t in targets) else targets
-            units = self._units = split(spec, {k: row for k, row in self.earlier.items() if k in self.skip}, given)
+            # a plan's variants are units of their own (split refuses quick's, chosen one by one)
+            units = self._units = split(spec, {k: row for k, row in self.earlier.items() if k in self.skip},
+                                        self.targets)
         except BaseException:
             self._close()  # a Ray cluster joined in preflight is let go of, also here
             raise

@@ -75,10 +75,10 @@ def split(spec: SweepSpec, earlier: Mapping[PointKey, Mapping[str, Any]] | None 
     (brute: every variant known at the start), one per variant. Each measures with the sweep's
     settings, on a server of its own, and skips what an earlier run measured of its points."""
     kept = earlier or {}
-    chosen = [t for t in (targets or ()) if t.variant]
-    if targets is not None and not isinstance(targets, Sequence):
+    if targets is not None and not isinstance(targets, Sequence):  # checked before it is drawn from
         raise ConfigError("strategy", "quick", "chooses each variant from the ones measured before it, so its "
                                                "variants cannot be run side by side: use --search brute")
+    chosen = [t for t in (targets or ()) if t.variant]  # none: a sweep's own models
     units = []
     for index, target in enumerate(chosen or [Target(m) for m in spec.models]):
         own = dataclasses.replace(spec, models=(target.model,), parallel=Parallel.OFF, parallel_slots=0, ray="",
