@@ -139,6 +139,18 @@ def test_a_model_passes_within_the_budget_at_its_rate_its_interval_allowing_for_
     assert judge_model("a", 100, 1, _row(100.0, BUDGET_MS), CONSTRAINTS).passed  # at the budget is within it
 
 
+def test_a_short_span_may_be_an_answer_or_those_in_flight_short_of_its_rate_but_not_saturated() -> None:
+    # 29 answers of 30 over 0.75 s at 40/s (seen on a busy CI machine): one send at the cut
+    short = {**_row(38.67, 3.0, high=39.5), "measured_s": 0.75, "in_flight_mean": 0.4}
+    assert judge_model("a", 40, 1, short, CONSTRAINTS).passed
+    assert not judge_model("a", 40, 1, {**short, "measured_s": 30.0}, CONSTRAINTS).passed  # over 30 s, a real shortfall
+    assert judge_model("a", 40, 8, {**short, "measured_s": 30.0}, CONSTRAINTS).passed  # a request is 8 inferences
+    unknown_in_flight = {**short, "in_flight_mean": math.nan, "measured_s": 3.0, "throughput_ci_high_infer_per_s": 39.0}
+    assert not judge_model("a", 40, 1, unknown_in_flight, CONSTRAINTS).passed  # one send is 0.33 infer/s over 3 s
+    saturated = judge_model("a", 40, 1, {**short, "schedule": "saturated"}, CONSTRAINTS)
+    assert not saturated.passed and saturated.reason == "a: its requests piled up without bound (schedule saturated)"
+
+
 @pytest.mark.parametrize(("row", "words"), [
     (_row(100.0, 25.0), "a: p90 25 ms, beyond the budget of 20 ms"),
     (_row(80.0, 3.0, high=90.0), "a: served 80 infer/s (at most 90 by its interval) of the 100 planned"),

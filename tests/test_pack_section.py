@@ -208,7 +208,8 @@ def test_a_real_pack_through_the_panel_validates_and_draws_the_gpu(no_images: No
     assert any(s.startswith("Measuring together at their planned rates: GPU 0 (mlp_numpy, mixed_inputs)")
                for s in steps), steps
     result = section.result
-    assert result is not None and result.plan.gpu_count == 1 and result.validated
+    assert result is not None and result.plan.gpu_count == 1
+    assert result.validated, [c.reason for c in result.first_checks + result.checks] + list(result.notes)
     assert all(n.capacity > 0 for n in result.plan.needs)
     assert section.status.value.startswith("Pack done: 1 GPU for 2 models in ") and "validated." in section.status.value
     assert panel.status.value == section.status.value and section.phase.value == ""
