@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from analyzer_widgets import events as ev
-from analyzer_widgets.config import ExportSettings, Load, SweepSpec
+from analyzer_widgets.config import ExportSettings, Load, Parallel, SweepSpec
 from analyzer_widgets.errors import (
     AnalyzerError,
     ConfigError,
@@ -181,6 +181,43 @@ def _true(value: Any) -> bool:
     return value is True or value == 1 or value == "true"
 
 
+def alone_key(member: Member) -> AloneKey:
+    return member.model, member.batch, member.load
+
+
+def expected_counts(groups: Sequence[Group], alone: bool, given: Mapping[AloneKey, Any]) -> tuple[int, int]:
+    """The rows and the co-located points that measuring ``groups`` is expected to give
+    (``alone``: each member alone first, where ``given`` has no row of it; a searched
+    member's search counted as about two probes per doubling of its load)."""
+    rows = points = 0
+    for group in groups:
+        n = len(group.members)
+        before = [m for m in group.members if n > 1 and (alone or alone_key(m) in given)]
+        measured_alone = sum(1 for m in before if alone_key(m) not in given)
+        probes = sum(_probes(m) - 1 for m in group.members if m.search)  # the first is the fixed point
+        rows += len(before) + n + probes * n + sum(1 for m in group.members if m.search)
+        points += measured_alone + 1 + probes
+    return rows, points
+
+
+def _probes(member: Member) -> int:
+    start, limit, _ = search_range((member.load,))
+    return 2 * max(1, math.ceil(math.log2(limit / start)))
+
+
+def colocated_row(spec: SweepSpec, group: Group, member: Member, load: Load, together: bool, point: int,
+                  searched: Member | None = None) -> Row:
+    """A co-located row not yet measured (failed until its figures come): ``member`` of
+    ``group`` at ``load``, in co-located point ``point``."""
+    row = Row(COLOCATED_COLUMNS)
+    row.update(group=group.label, colocated_point=point, together=together, searched=searched is not None,
+               model=member.model, batch_size=member.batch, concurrency=load.concurrency,
+               request_rate_per_s=load.rate_per_s if load.open_loop else math.nan, status=Status.FAILED.value,
+               search="probe" if searched is member else "", window_ms=spec.measurement.window_ms,
+               latency_statistic=spec.latency_statistic.value, started_at=utc_now())
+    return row
+
+
 # -- the runner -------------------------------------------------------------------------------------------
 def _said(model: str, batch: int, load: Load) -> str:
     return f"{model}: batch {batch}, {load}"
@@ -211,20 +248,8 @@ class ColocatedRunner(SweepRunner):
 
     # -- what SweepRunner.run calls
     def _expected_total(self) -> int:
-        rows = points = 0
-        for group in self.groups:
-            n = len(group.members)
-            alone = [m for m in group.members if n > 1 and (self.alone or self._key(m) in self.given)]
-            measured_alone = sum(1 for m in alone if self._key(m) not in self.given)
-            probes = sum(self._probes(m) - 1 for m in group.members if m.search)  # the first is the fixed point
-            rows += len(alone) + n + probes * n + sum(1 for m in group.members if m.search)
-            points += measured_alone + 1 + probes
-        self._points_total = points
+        rows, self._points_total = expected_counts(self.groups, self.alone, self.given)
         return rows
-
-    def _probes(self, member: Member) -> int:
-        start, limit, _ = search_range((member.load,))
-        return 2 * max(1, math.ceil(math.log2(limit / start)))
 
     def _start_clients(self, stack: ExitStack) -> None:
         """A pool of client processes per member position (the models of a point run their
@@ -243,7 +268,7 @@ class ColocatedRunner(SweepRunner):
 
     @staticmethod
     def _key(member: Member) -> AloneKey:
-        return member.model, member.batch, member.load
+        return alone_key(member)
 
     # -- a group
     def _run_group(self, group: Group) -> None:
@@ -435,13 +460,7 @@ class ColocatedRunner(SweepRunner):
         return figures
 
     def _row(self, group: Group, member: Member, load: Load, together: bool, searched: Member | None = None) -> Row:
-        row = Row(COLOCATED_COLUMNS)
-        row.update(group=group.label, colocated_point=self._points, together=together, searched=searched is not None,
-                   model=member.model, batch_size=member.batch, concurrency=load.concurrency,
-                   request_rate_per_s=load.rate_per_s if load.open_loop else math.nan, status=Status.FAILED.value,
-                   search="probe" if searched is member else "", window_ms=self.spec.measurement.window_ms,
-                   latency_statistic=self.spec.latency_statistic.value, started_at=utc_now())
-        return row
+        return colocated_row(self.spec, group, member, load, together, self._points, searched)
 
     # -- a searched member
     def _search_member(self, group: Group, member: Member, loaded: Mapping[str, LoadedModel],
@@ -565,7 +584,14 @@ def measure_together(spec: SweepSpec, groups: Sequence[Group], *, export: Export
     if folder is not None and spec.server.log_path is None:
         # keep the server's whole log beside the results it produced
         spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
-    runner = ColocatedRunner(spec, checked, alone=alone, alone_rows=given)
+    runner: SweepRunner
+    if spec.ray or spec.parallel is not Parallel.OFF:
+        # a group per unit, each on a server (and GPU) of its own (docs/scale-out.md); imported
+        # here, as the units build on this module
+        from analyzer_widgets.distributed import ParallelRunner, RayRunner
+        runner = (RayRunner if spec.ray else ParallelRunner)(spec, groups=checked, alone=alone, given=given)
+    else:
+        runner = ColocatedRunner(spec, checked, alone=alone, alone_rows=given)
     if runner_hook is not None:
         runner_hook(runner)
     runner.preflight()  # bad input fails before the export folder is touched

@@ -16,10 +16,12 @@ from conftest import FAST, stop_after_first_point
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
-from analyzer_widgets.config import Load, Parallel, SweepSpec
+from analyzer_widgets.colocation import Group, Member, measure_together
+from analyzer_widgets.config import ExportSettings, Load, Parallel, SweepSpec, make_settings
 from analyzer_widgets.distributed import slots, split
 from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.export import load_results
+from analyzer_widgets.export import SERVER_CSV, load_colocated, load_results, read_csv
+from analyzer_widgets.schema import SERVER_COLUMNS
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.results import read_samples
 
@@ -54,6 +56,21 @@ def test_split_one_unit_per_model_with_its_earlier_rows() -> None:
     assert units[0].earlier == () and units[1].earlier == ({"model": "b", "batch_size": 1, "concurrency": 1},)
     # a unit is one server's sweep: it does not split again, and its settings are the sweep's
     assert all(u.spec.parallel is Parallel.OFF and u.spec.batch_sizes == spec.batch_sizes for u in units)
+
+
+def test_split_one_unit_per_group_with_its_members_given_rows() -> None:
+    spec = SweepSpec(models=("a", "b", "c"), model_repository=Path("."), parallel=Parallel.GPUS, parallel_slots=2)
+    groups = (Group((Member("a", 1, Load(concurrency=2)), Member("b", 4, Load(rate_per_s=50))), "GPU 0"),
+              Group((Member("c", 1, Load(concurrency=1)),), "GPU 1"))
+    given = {("b", 4, Load(rate_per_s=50)): {"model": "b", "batch_size": 4, "request_rate_per_s": 50.0},
+             ("b", 1, Load(concurrency=1)): {"model": "b", "batch_size": 1, "concurrency": 1}}  # no member's load
+    units = split(spec, groups=groups, alone=False, given=given)
+    assert [(u.group, u.spec.models, u.alone) for u in units] == [(groups[0], ("a", "b"), False),
+                                                                  (groups[1], ("c",), False)]
+    assert units[0].earlier == ({"model": "b", "batch_size": 4, "request_rate_per_s": 50.0},) and units[1].earlier == ()
+    assert [u.name for u in units] == ["GPU 0 (a, b)", "GPU 1 (c)"]
+    assert units[0].owns({"group": "GPU 0", "model": "c"}) and not units[1].owns({"group": "GPU 0", "model": "c"})
+    assert all(u.spec.parallel is Parallel.OFF for u in units)
 
 
 def test_slots_on_a_machine_without_gpus() -> None:
@@ -215,6 +232,55 @@ def test_a_brute_plans_variants_run_side_by_side_one_unit_each(tmp_path: Path) -
     assert result.best is not None and (tmp_path / "plan" / "config.pbtxt").exists()
     _, baseline = load_results(tmp_path / "plan")
     assert len(baseline) == 3  # each variant's server, its own baseline
+
+
+@pytest.mark.server
+def test_groups_measured_together_run_side_by_side_one_unit_each(tmp_path: Path) -> None:
+    """A co-located measurement's groups (a packing plan's GPUs) are units: each group's
+    models together on a server of their own, both servers at once, the co-located points
+    numbered across the run, the rows in one metrics-colocated.csv."""
+    spec, _ = make_settings(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY, window_ms=250,
+                            baseline_s=FAST["baseline_s"], max_trials=FAST["max_trials"], parallel="gpus",
+                            parallel_slots=2)
+    groups = [Group((Member("mlp_numpy", 1, Load(concurrency=2)), Member("mixed_inputs", 1, Load(concurrency=1))),
+                    "GPU 0"),
+              Group((Member("mlp_numpy", 4, Load(concurrency=1)), Member("mixed_inputs", 1, Load(rate_per_s=20))),
+                    "GPU 1")]
+    seen: list[object] = []
+    workers: list[int] = []
+    up_at_once: list[int] = []
+
+    def watch(event: object) -> None:
+        seen.append(event)
+        if isinstance(event, events.UnitStarted):
+            workers.append(event.worker_pid)
+        elif isinstance(event, events.ServerReady):
+            up_at_once.append(len(servers_under(workers)))
+
+    result = measure_together(spec, groups, export=ExportSettings(export_path=tmp_path / "out"), on_event=watch)
+    assert result.error is None and not result.cancelled, result.error
+    df = result.to_frame()
+    assert set(df["status"]) <= MEASURED, df[["group", "model", "together", "status", "reason"]]
+    for group in groups:
+        assert set(result.together(group.label)) == set(result.alone(group.label)) == set(MODELS)
+        together = result.together(group.label)
+        assert together["mlp_numpy"]["colocated_point"] == together["mixed_inputs"]["colocated_point"]
+        assert together["mlp_numpy"]["neighbours"] == {"GPU 0": "mixed_inputs: batch 1, concurrency 1",
+                                                       "GPU 1": "mixed_inputs: batch 1, 20 req/s"}[group.label]
+    # a point is one group's: 2 alone and 1 together per group, numbered once across the run
+    points = df.groupby("colocated_point")["group"].nunique()
+    assert sorted(points.index) == list(range(6)) and (points == 1).all()
+    started = [e for e in seen if isinstance(e, events.UnitStarted)]
+    assert sorted(e.models for e in started) == [("GPU 0 (mlp_numpy, mixed_inputs)",),
+                                                 ("GPU 1 (mlp_numpy, mixed_inputs)",)]
+    assert {e.slot for e in started} == {0, 1} and max(up_at_once) == 2, up_at_once
+    assert [(e.measured, e.failed, e.error) for e in seen if isinstance(e, events.UnitFinished)] == [(4, 0, None)] * 2
+    started_points = sorted(e.index for e in seen if isinstance(e, events.ColocatedPointStarted))
+    assert started_points == list(range(6))
+    # the one file, as one server's run writes it; each server's baseline
+    written = load_colocated(tmp_path / "out")
+    assert len(written) == 8 and sorted(written["colocated_point"]) == sorted(df["colocated_point"])
+    assert len(read_csv(tmp_path / "out" / SERVER_CSV, SERVER_COLUMNS)) == 2
 
 
 def test_the_cli_says_each_unit_start_and_end() -> None:

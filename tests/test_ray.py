@@ -16,9 +16,11 @@ from conftest import FAST, RAY_NODES, stop_after_first_point
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
+from analyzer_widgets.colocation import Group, Member, measure_together
+from analyzer_widgets.config import ExportSettings, Load, make_settings
 from analyzer_widgets.distributed.local_cluster import SLOT_RESOURCE, LocalRayCluster
 from analyzer_widgets.errors import ConfigError
-from analyzer_widgets.export import load_results
+from analyzer_widgets.export import load_colocated, load_results
 from analyzer_widgets.schema import MODEL_COLUMNS
 
 MEASURED = {"ok", "unstable"}
@@ -148,6 +150,27 @@ def test_a_brute_plans_variants_as_ray_tasks(cluster: LocalRayCluster, tmp_path:
     table = result.to_frame()
     assert set(table["variant"]) == {"i1", "i2"} and table["meets"].all()
     assert result.best is not None and (tmp_path / "plan" / "plan.json").exists()
+
+
+@pytest.mark.distributed
+@pytest.mark.server
+def test_groups_measured_together_as_ray_tasks(cluster: LocalRayCluster, tmp_path: Path) -> None:
+    """A pack's validation over a Ray cluster: each GPU's models together on a node of its own."""
+    spec, _ = make_settings(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY, window_ms=250,
+                            baseline_s=FAST["baseline_s"], max_trials=FAST["max_trials"], ray=cluster.address,
+                            ray_unit_resources=f"{SLOT_RESOURCE}=1")
+    groups = [Group((Member("mlp_numpy", 1, Load(concurrency=2)), Member("mixed_inputs", 1, Load(rate_per_s=20))),
+                    f"GPU {i}") for i in range(2)]
+    seen: list[object] = []
+    result = measure_together(spec, groups, alone=False, export=ExportSettings(export_path=tmp_path / "out"),
+                              on_event=seen.append)
+    assert result.error is None, result.error
+    df = result.to_frame()
+    assert sorted(zip(df["group"], df["model"], strict=True)) == sorted((g.label, m) for g in groups for m in MODELS)
+    assert set(df["status"]) <= MEASURED and df["together"].all(), df[["group", "model", "status", "reason"]]
+    assert sorted(set(df["colocated_point"])) == [0, 1]  # one point per group, numbered across the run
+    started = [e for e in seen if isinstance(e, events.UnitStarted)]
+    assert len({e.node for e in started}) == 2 and len(load_colocated(tmp_path / "out")) == 4
 
 
 @pytest.mark.distributed

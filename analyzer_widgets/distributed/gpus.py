@@ -16,10 +16,11 @@ import dataclasses
 import multiprocessing as mp
 import queue
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from analyzer_widgets import events as ev
+from analyzer_widgets.colocation import AloneKey, Group, colocated_row, expected_counts
 from analyzer_widgets.config import Load, SweepSpec
 from analyzer_widgets.distributed.units import Slot, Unit, run_unit, split
 from analyzer_widgets.errors import AnalyzerError
@@ -49,8 +50,10 @@ class _Running:
     process: Any  # its worker process; for a Ray task, the task's reference
     where: str = ""  # where it runs, in words: its slot, or its Ray node
     node: str = ""  # a Ray task's node (its IP and the start of its ID)
-    points: set[tuple[int, Load]] = dataclasses.field(default_factory=set)  # (batch, load) with a row
+    #: what has a row: (batch, load); a group's, each row's identity (:func:`_colocated_identity`)
+    points: set[tuple[Any, ...]] = dataclasses.field(default_factory=set)
     finished: bool = False
+    attempt: int = 1  # a Ray task's: 2, 3, ... after its node was lost
 
     def __post_init__(self) -> None:
         self.where = self.where or self.slot.label
@@ -64,10 +67,18 @@ class ParallelRunner(SweepRunner):
     :class:`~analyzer_widgets.events.SweepFinished` with every row. A unit whose server or
     worker dies fails its own remaining points, with the reason; the others go on. It is a
     runner to whoever holds one (``subscribe``, ``stop``, ``rows``, ``skip``, ``earlier``,
-    ``on_server_known``); its ``monitors`` stay idle, as each unit samples in its own process."""
+    ``on_server_known``); its ``monitors`` stay idle, as each unit samples in its own process.
 
-    def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None) -> None:
+    With ``groups`` (checked: colocation.check_groups) it drives a co-located measurement
+    instead, a unit per group (``alone`` and ``given`` as for
+    :class:`~analyzer_widgets.colocation.ColocatedRunner`), the co-located points numbered
+    across the run."""
+
+    def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None, *,
+                 groups: tuple[Group, ...] | None = None, alone: bool = True,
+                 given: Mapping[AloneKey, Mapping[str, Any]] | None = None) -> None:
         super().__init__(spec, on_event)
+        self.groups, self.alone, self.given = groups, alone, dict(given or {})
 
     def emit(self, event: ev.Event) -> None:
         # every event is handed on from the driver's thread (a handler may emit more: no lock);
@@ -82,14 +93,19 @@ class ParallelRunner(SweepRunner):
             self.preflight()
             # a plan's variants are units of their own (split refuses quick's, chosen one by one)
             units = self._units = split(spec, {k: row for k, row in self.earlier.items() if k in self.skip},
-                                        self.targets)
+                                        self.targets, self.groups, self.alone, self.given)
         except BaseException:
             self._close()  # a Ray cluster joined in preflight is let go of, also here
             raise
         places = self._slots()
         self._gpus = list(dict.fromkeys(s.gpu for s in places if s.gpu))
-        self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
+        if self.groups is not None:
+            self._total, self._colocated_total = expected_counts(self.groups, self.alone, self.given)
+        else:
+            self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
         self._index = 0
+        #: a co-located point's number across the run, by (unit, attempt, its number in its unit)
+        self._colocated: dict[tuple[int, int, int], int] = {}
         self._known = False
         self._version = ""
         self._unavailable: dict[str, str] = {}
@@ -119,7 +135,8 @@ class ParallelRunner(SweepRunner):
 
     def _execute(self, units: list[Unit], places: list[Slot]) -> None:
         """Run every unit, handing on what they send, until each has ended."""
-        self.emit(ev.Notice(f"{len(units)} units (one per model) on {len(places)} slots: "
+        each = "group measured together" if self.groups is not None else "variant" if units[0].variant else "model"
+        self.emit(ev.Notice(f"{len(units)} units (one per {each}) on {len(places)} slots: "
                             + ", ".join(s.label for s in places), ev.Level.INFO))
         ctx = mp.get_context("spawn")
         self._messages, self._workers_stop = ctx.Queue(), ctx.Event()
@@ -208,6 +225,9 @@ class ParallelRunner(SweepRunner):
             event = dataclasses.replace(event, message=f"{label}: {event.message}")
         elif isinstance(event, ev.PointStarted):
             event = dataclasses.replace(event, index=self._index, total=max(self._total, self._index + 1))
+        elif isinstance(event, ev.ColocatedPointStarted):
+            number = self._colocated_number(run, event.index)
+            event = dataclasses.replace(event, index=number, total=max(self._colocated_total, number + 1))
         elif isinstance(event, ev.PointFinished):
             self._finish(run, dict(event.row))
             return
@@ -215,8 +235,21 @@ class ParallelRunner(SweepRunner):
             self._version = self._version or event.server_version
         self.emit(event)
 
+    def _colocated_number(self, run: _Running, index: int) -> int:
+        """A unit's co-located point ``index`` numbered across the run (-1, a given row's, kept)."""
+        if index < 0:
+            return index
+        return self._colocated.setdefault((run.unit.index, run.attempt, index), len(self._colocated))
+
     def _finish(self, run: _Running, row: dict[str, Any]) -> None:
-        run.points.add((int(row["batch_size"]), load_of(row)))
+        if run.unit.group is not None:
+            identity = _colocated_identity(row)
+            if identity in run.points:
+                return  # a rerun's row of what an attempt before it handed on (its node was lost)
+            run.points.add(identity)
+            row["colocated_point"] = self._colocated_number(run, int(row["colocated_point"]))
+        else:
+            run.points.add((int(row["batch_size"]), load_of(row)))
         self.rows.append(row)
         self.emit(ev.PointFinished(row, self._index, max(self._total, self._index + 1)))
         self._index += 1
@@ -230,7 +263,7 @@ class ParallelRunner(SweepRunner):
         self._known = True
         if self.on_server_known is not None:
             self.on_server_known(version, self._gpus or gpus)
-        if not self.skip and any(unit.earlier for unit in self._units):
+        if not self.skip and any(unit.earlier for unit in self._units if unit.group is None):
             # --keep-apart moved the earlier rows away (``skip`` is the folder's set, now
             # empty), but the units were started told to skip them: they would have no row
             raise AnalyzerError("the earlier results were moved apart (--keep-apart) once the server was known, "
@@ -244,7 +277,9 @@ class ParallelRunner(SweepRunner):
             return
         run.finished = True
         failed = 0
-        if error is not None:
+        if error is not None and run.unit.group is not None:
+            failed = self._group_failed_rows(run, error)
+        elif error is not None:
             spec = run.unit.spec
             earlier = {(int(r["batch_size"]), load_of(r)) for r in run.unit.earlier}
             done = run.points | earlier
@@ -258,9 +293,39 @@ class ParallelRunner(SweepRunner):
                         failed += 1
                         self._finish(run, point_row(spec, run.unit.model, run.unit.variant, batch, load,
                                                     Status.FAILED, reason))
+        if error is not None:
             self.emit(ev.Notice(f"{run.unit.name} ({run.where}): {error.splitlines()[0]}; "
                                 f"{failed} of its points failed, the other units go on"))
         slot = run.slot.index if run.slot.index >= 0 else None  # a Ray task has no slot
         self.emit(ev.UnitFinished(run.unit.index, (run.unit.name,), slot, len(run.points) - failed,
                                   failed, error, run.node))
 
+
+    def _group_failed_rows(self, run: _Running, error: str) -> int:
+        """A group's unit ended with an error: each member without its row measured
+        together gets a failed one saying why, in a co-located point of their own; returns
+        how many."""
+        group = run.unit.group
+        assert group is not None
+        if self.stopping:
+            return 0
+        together = len(group.members) > 1
+        measured = {r["model"] for r in self.rows if run.unit.owns(r) and r["together"] == together and not r["searched"]}
+        missing = [m for m in group.members if m.model not in measured]
+        point = len(self._colocated)
+        self._colocated[(run.unit.index, run.attempt, -2)] = point  # the failed point's number, taken
+        for member in missing:
+            row = colocated_row(run.unit.spec, group, member, member.load, together, point)
+            row["reason"] = f"its unit failed: {error.splitlines()[0]}"
+            self.rows.append(dict(row))
+            run.points.add(_colocated_identity(row))
+            self.emit(ev.PointFinished(dict(row), self._index, max(self._total, self._index + 1)))
+            self._index += 1
+        return len(missing)
+
+
+def _colocated_identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a co-located row is a measurement of: a rerun's row with the same identity as
+    one handed on is the same point measured again."""
+    return (row["model"], int(row["batch_size"]), load_of(row), bool(row["together"]), bool(row["searched"]),
+            row.get("search") or "")

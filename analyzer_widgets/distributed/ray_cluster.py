@@ -139,19 +139,14 @@ def _task_options(resources: Mapping[str, float], unit: Unit) -> dict[str, Any]:
     return options
 
 
-@dataclasses.dataclass
-class _Task(_Running):
-    attempt: int = 1
-
-
 class RayRunner(ParallelRunner):
     """Runs a sweep's units as Ray tasks and hands their events on as one sweep's, as
     :class:`~.gpus.ParallelRunner` does with worker processes. Connects in :meth:`preflight`
     (so a wrong address or resources no node has fail before the export folder is touched),
     and lets go of the cluster at the end if it made the connection."""
 
-    def __init__(self, spec: SweepSpec, on_event: Any = None) -> None:
-        super().__init__(spec, on_event)
+    def __init__(self, spec: SweepSpec, on_event: Any = None, **split: Any) -> None:
+        super().__init__(spec, on_event, **split)
         self._ray: Any = None
         self._owned = False
         self._mailbox: Any = None
@@ -219,9 +214,9 @@ class RayRunner(ParallelRunner):
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=head, soft=False)).remote()
         self._task = ray.remote(_unit_task)
         self.emit(ev.RayJoined(len(self._nodes()), ray_resources_text(self.spec.ray_unit_resources), self.dashboard_url))
-        self._refs: dict[Any, _Task] = {}
+        self._refs: dict[Any, _Running] = {}
         for unit in units:
-            self._submit(_Task(unit, Slot(-1), None, where="a Ray node"))
+            self._submit(_Running(unit, Slot(-1), None, where="a Ray node"))
         stop_asked = False
         while self._running:
             if self.stopping and not stop_asked:
@@ -237,7 +232,7 @@ class RayRunner(ParallelRunner):
             for ref in ready:
                 self._ended(ref, self._refs.pop(ref))
 
-    def _submit(self, task: _Task) -> None:
+    def _submit(self, task: _Running) -> None:
         self._running[task.unit.index] = task
         options = _task_options(self.spec.ray_unit_resources, task.unit)
         self.unit_times[(task.unit.index, task.attempt)] = {"submitted": time.monotonic()}
@@ -249,7 +244,7 @@ class RayRunner(ParallelRunner):
         self.received += len(taken)
         for index, attempt, message in taken:
             task = self._running.get(index)
-            if not isinstance(task, _Task) or task.attempt != attempt:
+            if not isinstance(task, _Running) or task.attempt != attempt:
                 continue  # a lost attempt's, arriving late: its points run again
             if message[0] in ("started", "done"):
                 self.unit_times[(index, attempt)][message[0]] = time.monotonic()
@@ -261,7 +256,7 @@ class RayRunner(ParallelRunner):
             elif self._handle(task, message):
                 del self._running[index]
 
-    def _ended(self, ref: Any, task: _Task) -> None:
+    def _ended(self, ref: Any, task: _Running) -> None:
         """A task's reference is ready: fine if its unit said "done"; otherwise its node or
         worker was lost, and the unit runs again with the rows that arrived kept."""
         if task.finished or self._running.get(task.unit.index) is not task:
@@ -276,7 +271,7 @@ class RayRunner(ParallelRunner):
             del self._running[task.unit.index]
             return
         arrived = tuple(row for row in self.rows if task.unit.owns(row))
-        again = _Task(dataclasses.replace(task.unit, earlier=task.unit.earlier + arrived), task.slot, None,
+        again = _Running(dataclasses.replace(task.unit, earlier=task.unit.earlier + arrived), task.slot, None,
                       where="a Ray node", points=task.points, attempt=task.attempt + 1)
         self.emit(ev.Notice(f"{task.unit.name} ({task.where}): {why}; its points not yet measured run again "
                             f"(attempt {again.attempt} of {MAX_ATTEMPTS}), the {len(arrived)} rows that arrived are kept"))
