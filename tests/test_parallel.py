@@ -21,9 +21,9 @@ from analyzer_widgets.config import ExportSettings, Load, Parallel, SweepSpec, m
 from analyzer_widgets.distributed import slots, split
 from analyzer_widgets.errors import ConfigError
 from analyzer_widgets.export import SERVER_CSV, load_colocated, load_results, read_csv
-from analyzer_widgets.schema import SERVER_COLUMNS
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.results import read_samples
+from analyzer_widgets.schema import SERVER_COLUMNS
 
 MEASURED = {"ok", "unstable"}
 MODELS = ["mlp_numpy", "mixed_inputs"]
