@@ -75,7 +75,7 @@ class Progress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def _bar(self, note: str = "") -> str:
+    def _bar(self, note: str = "", what: str | None = None) -> str:
         width = 24
         filled = int(width * self.done / self.total) if self.total else 0
         elapsed = time.monotonic() - self.started
@@ -83,7 +83,7 @@ class Progress:
         if self.durations and self.total:
             per_point = sum(self.durations) / len(self.durations)
             left = f", ~{per_point * (self.total - self.done):.0f}s left"
-        return f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.current}{note} ({elapsed:.0f}s{left})"
+        return f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.current if what is None else what}{note} ({elapsed:.0f}s{left})"
 
     def __call__(self, event: object) -> None:
         if isinstance(event, events.SweepStarted):
@@ -120,7 +120,10 @@ class Progress:
             if self.live:
                 self._line(self._bar())
             else:
-                self._line(self._bar(note))
+                # the row's own point: with units side by side, or models measured together,
+                # the point started last may be another's
+                variant = f" {row['variant']}" if row.get("variant") else ""
+                self._line(self._bar(note, f"{row['model']}{variant} batch={row['batch_size']} {load_of(row)}"))
         elif isinstance(event, events.UnitStarted):
             again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
             self._message(f"unit {event.unit + 1}/{event.units} ({', '.join(event.models)}) started{again} on "

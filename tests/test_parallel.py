@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -296,6 +297,21 @@ def test_the_cli_says_each_unit_start_and_end() -> None:
         "unit 1 (mlp_numpy) on slot 1 failed: the server died (signal 9); 1 points measured, 3 failed",
         "unit 2 (mixed_inputs) on slot 0 done: 4 points measured",
     ]
+
+
+def test_the_cli_names_a_finished_row_by_its_own_point_not_the_point_started_last() -> None:
+    from analyzer_widgets.cli import Progress
+
+    out = io.StringIO()
+    progress = Progress(out)
+    progress(events.SweepStarted(SweepSpec(models=("mlp_numpy", "mixed_inputs"), model_repository=Path(".")), 2))
+    progress(events.PointStarted("mlp_numpy", 1, 2, 0, 2))
+    progress(events.PointStarted("mixed_inputs", 4, 1, 1, 2))  # another unit's point, started meanwhile
+    row = {"model": "mlp_numpy", "variant": "i2", "batch_size": 1, "concurrency": 2, "request_rate_per_s": math.nan,
+           "status": "ok", "throughput_infer_per_s": 812.4, "latency_p99_ms": 3.5, "reason": ""}
+    progress(events.PointFinished(row, 0, 2))
+    assert out.getvalue().splitlines()[-1].startswith("[############............] 1/2 mlp_numpy i2 batch=1 "
+                                                      "concurrency 2 -> ok, 812 infer/s, p99 3.50 ms (")
 
 
 @pytest.mark.server

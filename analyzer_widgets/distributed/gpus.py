@@ -136,7 +136,7 @@ class ParallelRunner(SweepRunner):
     def _execute(self, units: list[Unit], places: list[Slot]) -> None:
         """Run every unit, handing on what they send, until each has ended."""
         each = "group measured together" if self.groups is not None else "variant" if units[0].variant else "model"
-        self.emit(ev.Notice(f"{len(units)} units (one per {each}) on {len(places)} slots: "
+        self.emit(ev.Notice(f"{len(units)} unit{'s' if len(units) != 1 else ''} (one per {each}) on {len(places)} slots: "
                             + ", ".join(s.label for s in places), ev.Level.INFO))
         ctx = mp.get_context("spawn")
         self._messages, self._workers_stop = ctx.Queue(), ctx.Event()
