@@ -161,9 +161,12 @@ class SamplesTaken:
     in the sweep, in the file's order (NaN where a sample has no value)."""
 
     samples: pd.DataFrame = field(compare=False)
+    #: a split sweep's (``--parallel gpus``, ``--ray``): the unit on whose server and in whose
+    #: process they were taken, its ``time_s`` counting from that unit's start; None: this process's
+    unit: int | None = None
 
     def __repr__(self) -> str:
-        return f"SamplesTaken({len(self.samples)} samples)"
+        return f"SamplesTaken({len(self.samples)} samples" + (f" of unit {self.unit})" if self.unit is not None else ")")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import plotly.io as pio
 import pytest
 
@@ -171,12 +172,45 @@ def test_a_split_sweeps_units_and_its_ray_dashboard_show_under_the_status() -> N
         "<a href='http://127.0.0.1:8265' target='_blank'>Ray dashboard</a><br>"
         "unit 1 mlp_numpy: done on node x, 3 points measured, 1 failed (the server died (signal 9))<br>"
         "unit 2/2 mixed_inputs: running (attempt 2) on node 127.0.0.2 (ab12cd34), worker pid 42</small>")
-    # the live charts stay empty during a split sweep, and say why
+    # until a unit's samples come the live charts say where they will come from
     panel._draw_live()
     waiting = [a.text for a in panel.live_figure.layout.annotations if a.name == "waiting"]
-    assert len(waiting) == 1 and waiting[0].startswith("Each unit samples its own server")
+    assert waiting == ["Each unit samples its own server: its lines appear as it hands its samples on"]
     panel._reset()  # the next run starts without them
     assert panel.units.value == ""
+
+
+def test_each_units_samples_are_its_own_lines_on_the_live_charts() -> None:
+    """A split sweep's units sample their own servers and hand the samples on: the panel
+    draws each unit's as lines of its own colour, on every chart whose metric they have,
+    placed on the panel's axis by when the first arrived."""
+    panel = aw.Dashboard(models=["mlp_numpy"])
+    own = len(panel.live_figure.data)
+    template = [c.traces[0] for c in panel._charts]
+    for unit in (0, 1):
+        panel._apply(events.UnitStarted(unit, 2, (f"m{unit}",), unit, "", 40 + unit))
+
+    def samples(unit: int, times: list[float], value: float) -> events.SamplesTaken:
+        frame = pd.DataFrame({"time_s": times, "source": [template[0].source] * len(times),
+                              template[0].key: [value] * len(times)})
+        return events.SamplesTaken(frame, unit)
+
+    panel._apply(samples(0, [0.5, 1.0], 10.0))
+    panel._apply(samples(1, [0.2], 20.0))
+    panel._apply(samples(0, [1.5], 11.0))  # the same unit's next: the same line, the same offset
+    panel._draw_live()
+    lines = panel.live_figure.data[own:]
+    # the first chart's metric only (the frames have no other): a line per unit, each named in the legend
+    assert [(d.name, d.showlegend, d.yaxis) for d in lines] == [("unit 1 (slot 0)", True, "y"),
+                                                               ("unit 2 (slot 1)", True, "y")]
+    assert lines[0].line.color != lines[1].line.color
+    assert list(lines[0].y) == [10.0, 10.0, 11.0] and list(lines[1].y) == [20.0]
+    xs = list(lines[0].x)
+    assert xs[1] - xs[0] == pytest.approx(0.5) and xs[2] - xs[1] == pytest.approx(0.5)
+    assert not any(a.name == "waiting" for a in panel.live_figure.layout.annotations)
+    panel._reset()
+    panel._draw_live()  # the next sweep's figure starts without the last one's unit lines
+    assert len(panel.live_figure.data) == own
 
 
 def test_the_live_figure_follows_the_pages_theme() -> None:

@@ -233,6 +233,8 @@ class ParallelRunner(SweepRunner):
             return
         elif isinstance(event, ev.ServerReady):
             self._version = self._version or event.server_version
+        elif isinstance(event, ev.SamplesTaken):
+            event = dataclasses.replace(event, unit=run.unit.index)  # the panel draws each unit's own lines
         self.emit(event)
 
     def _colocated_number(self, run: _Running, index: int) -> int:

@@ -140,12 +140,15 @@ def _waiting() -> dict[str, Any]:
             "name": "waiting"}
 
 
+#: a split sweep's units, a line colour each (plotly's default cycle)
+UNIT_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+
+
 def _waiting_for_units() -> dict[str, Any]:
-    """What the live figure says during a sweep split into units: each samples on its own
-    server, in its own process or on its own node, and the panel's charts read this kernel's
-    samplers (docs/scale-out.md)."""
-    return {**_waiting(), "text": "Each unit samples its own server: the samples are in metrics-samples.csv "
-                                  "as the units hand them on (the live charts show a one-server sweep)"}
+    """What the live figure says during a sweep split into units until their first samples
+    come: each samples its own server, in its own process or on its own node, and hands them
+    on every few seconds (docs/scale-out.md)."""
+    return {**_waiting(), "text": "Each unit samples its own server: its lines appear as it hands its samples on"}
 
 
 def units_html(joined: ev.RayJoined | None, units: Mapping[int, str]) -> str:
@@ -272,6 +275,11 @@ class Dashboard:
         self._collector: ResultCollector | None = None
         self._error: str | None = None
         self._series: dict[tuple[str, str], Series] = {}
+        #: a split sweep's: each unit's series per chart row, and where each unit's clock starts
+        #: on the panel's axis (:meth:`_take_unit_samples`); its name in the legend
+        self._unit_series: dict[tuple[int, int], Series] = {}
+        self._unit_offsets: dict[int, float] = {}
+        self._unit_where: dict[int, str] = {}
         self._last_sample_t: dict[str, float] = {}
         self._marks: list[tuple[float, str]] = []
         self._baseline_levels: dict[str, float] = {}
@@ -550,11 +558,17 @@ class Dashboard:
         self._collector = collector
         # the only thing the sweep thread does to the panel; samples are the samples file's (the
         # live charts read the samplers), and a kernel busy with a cell would pile them up here
-        runner.subscribe(lambda event: None if isinstance(event, ev.SamplesTaken) else self._events.put(event))
+        runner.subscribe(self._queue_event)
         self._runner = runner
         for section in self._sections:
             section.active = False
         self._launch(self._run_sweep)
+
+    def _queue_event(self, event: object) -> None:
+        # this process's samples are the live charts' already (they read the samplers), and a
+        # kernel busy with a cell would pile them up here; a unit's are drawn as its own lines
+        if not isinstance(event, ev.SamplesTaken) or event.unit is not None:
+            self._events.put(event)
 
     def _launch(self, work: Callable[[], None]) -> None:
         """Run ``work`` (a sweep, or the Plan section's plan) in the panel's thread, the panel
@@ -611,6 +625,9 @@ class Dashboard:
 
     def _reset(self) -> None:
         self._series.clear()
+        self._unit_series.clear()
+        self._unit_offsets.clear()
+        self._unit_where.clear()
         self._last_sample_t.clear()
         self._marks.clear()
         self._baseline_levels.clear()
@@ -709,6 +726,8 @@ class Dashboard:
             self._current = f"loading {event.model}"
         elif isinstance(event, ev.RayJoined | ev.UnitStarted | ev.UnitFinished):
             self._show_unit(event)
+        elif isinstance(event, ev.SamplesTaken) and event.unit is not None:
+            self._take_unit_samples(event.unit, event.samples)
         elif isinstance(event, ev.PointFinished):
             self._done = event.index + 1
             if event.row["status"] != "skipped":
@@ -723,9 +742,29 @@ class Dashboard:
     def _show_unit(self, event: ev.RayJoined | ev.UnitStarted | ev.UnitFinished) -> None:
         if isinstance(event, ev.RayJoined):
             self._ray_joined = event
-        else:  # the live charts stay empty, and say why (_draw_live)
+        else:
             self._unit_lines[event.unit] = unit_line(event)
+            if isinstance(event, ev.UnitStarted):
+                self._unit_where[event.unit] = f"unit {event.unit + 1} ({event.where})"
         self.units.value = units_html(self._ray_joined, self._unit_lines)
+
+    def _take_unit_samples(self, unit: int, samples: pd.DataFrame) -> None:
+        """A unit's samples (a split sweep): its own series per chart, of the chart's first
+        trace's key (a unit's server has one GPU, its gpu0). A unit counts time from its own
+        start, in its own process or on its own node, so its samples are placed on the panel's
+        axis by when the first of them arrived: at most a second or two late (they are handed
+        on every 2 s, each a second old)."""
+        if samples.empty:
+            return
+        offset = self._unit_offsets.setdefault(unit, self._t(time.monotonic()) - float(samples["time_s"].max()))
+        for row, chart in enumerate(self._charts):
+            template = chart.traces[0]
+            if template.key not in samples.columns:
+                continue
+            taken = samples[samples["source"] == template.source]
+            if not taken.empty:
+                self._unit_series.setdefault((unit, row), Series()).extend(
+                    list(taken["time_s"] + offset), list(taken[template.key]))
 
     def _update_status(self) -> None:
         if not self.running and self._thread is None:
@@ -776,11 +815,14 @@ class Dashboard:
         marks = [(self._t(t), label) for t, label in self._marks]
         traces = [trace for chart in self._charts for trace in chart.traces]
         fig = self.live_figure
+        units = self._unit_traces(len(traces))
         with fig.batch_update():
-            for trace, data in zip(traces, fig.data, strict=True):
+            for trace, data in zip(traces, fig.data[:len(traces)], strict=True):
                 series = self._series.get((trace.source, trace.key))
                 if series is not None:
                     data.x, data.y = series.view(MAX_CHART_POINTS)
+            for key, data in units.items():
+                data.x, data.y = self._unit_series[key].view(MAX_CHART_POINTS)
             shapes, annotations = point_marks(marks)
             level = self._baseline_levels.get("gpu" if self.has_gpu else "host")
             if level is not None:
@@ -790,10 +832,29 @@ class Dashboard:
                 annotations.append({"xref": "paper", "yref": f"y{row if row > 1 else ''}", "x": 0, "y": level,
                                     "text": f"baseline (no models) {level:,.0f} MB", "showarrow": False,
                                     "xanchor": "left", "yanchor": "bottom", "font": {"size": 10, "color": "#4a7500"}})
-            if not any(d.x is not None and len(d.x) for d in fig.data):
+            if not any(len(series) for series in (*self._series.values(), *self._unit_series.values())):
                 annotations.append(_waiting_for_units() if self._unit_lines else _waiting())
             fig.layout.shapes = shapes
             fig.layout.annotations = [*self._chart_titles, *annotations]
+
+    def _unit_traces(self, own: int) -> dict[tuple[int, int], Any]:
+        """The live figure's line of each unit's series (after its ``own`` traces), added as a
+        unit's first samples come: one colour per unit, named once in the legend; a new
+        sweep's figure drops the last one's."""
+        fig = self.live_figure
+        if not self._unit_series and len(fig.data) > own:
+            fig.data = fig.data[:own]
+        firsts = [sum(len(c.traces) for c in self._charts[:row]) for row in range(len(self._charts))]
+        named = {(d.legendgroup, d.yaxis) for d in fig.data[own:]}
+        for unit, row in sorted(self._unit_series):
+            group, axes = f"unit {unit}", fig.data[firsts[row]]
+            if (group, axes.yaxis) not in named:
+                fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=self._unit_where.get(unit, group),
+                                         legendgroup=group, showlegend=row == 0, xaxis=axes.xaxis, yaxis=axes.yaxis,
+                                         line={"color": UNIT_COLOURS[unit % len(UNIT_COLOURS)]}))
+                named.add((group, axes.yaxis))
+        lines = {(d.legendgroup, d.yaxis): d for d in fig.data[own:]}
+        return {(unit, row): lines[(f"unit {unit}", fig.data[firsts[row]].yaxis)] for unit, row in self._unit_series}
 
     def _finish(self, finished: ev.SweepFinished | None) -> None:
         self.stop_button.disabled = True
