@@ -200,3 +200,32 @@ def test_a_batch_size_above_every_models_max_is_stopped_in_the_form(voila_app, c
     expect(page.get_by_text(re.compile(r"^mlp_numpy would skip 128 \(max batch \d+\)$"))).to_be_visible(
         timeout=UI_TIMEOUT_MS)
     expect(run).to_be_enabled()
+
+
+def test_a_sweep_split_over_two_slots_draws_each_units_lines(voila_app, chromium_page, screenshot, tmp_path) -> None:
+    """--parallel gpus in the panel (two slots standing in for two GPUs): a line per unit
+    under the status, and on the live charts each unit's own samples, named in the legend."""
+    from playwright.sync_api import expect
+
+    page = chromium_page
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    cell = ("import analyzer_widgets as aw\n"
+            "panel = aw.Dashboard(models=['mlp_numpy', 'mixed_inputs'], batch_sizes='1', concurrency='1,2', "
+            "window_ms=300, baseline_s=1, max_trials=6, parallel='gpus', parallel_slots=2)\n"
+            "panel")
+    server = voila_app(write_notebook(tmp_path / "split" / "panel.ipynb", [cell]))
+    page.goto(server.url())
+    run = page.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
+    expect(run).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    run.click()
+    expect(page.get_by_text(re.compile(r"Done: 4 points"))).to_be_visible(timeout=240_000)
+    for unit in ("unit 1 mlp_numpy: done on slot 0, 2 points measured",
+                 "unit 2 mixed_inputs: done on slot 1, 2 points measured"):
+        expect(page.get_by_text(unit)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # the live figure's legend names both units, and each drew a line on every chart (3 here)
+    legend = page.locator(".js-plotly-plot").first.locator(".legend .legendtext")
+    expect(legend).to_have_text(["unit 1 (slot 0)", "unit 2 (slot 1)"], timeout=UI_TIMEOUT_MS)
+    drawn = page.locator(".js-plotly-plot").first.evaluate(
+        "plot => plot.data.filter(t => (t.legendgroup || '').startsWith('unit ') && t.x && t.x.length > 2).length")
+    assert drawn == 6, drawn
+    screenshot(page, "panel-split-sweep-units", full_page=False)

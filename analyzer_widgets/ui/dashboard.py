@@ -850,7 +850,8 @@ class Dashboard:
             group, axes = f"unit {unit}", fig.data[firsts[row]]
             if (group, axes.yaxis) not in named:
                 fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=self._unit_where.get(unit, group),
-                                         legendgroup=group, showlegend=row == 0, xaxis=axes.xaxis, yaxis=axes.yaxis,
+                                         legendgroup=group, legendrank=unit + 1,  # in unit order, whichever came first
+                                         showlegend=row == 0, xaxis=axes.xaxis, yaxis=axes.yaxis,
                                          line={"color": UNIT_COLOURS[unit % len(UNIT_COLOURS)]}))
                 named.add((group, axes.yaxis))
         lines = {(d.legendgroup, d.yaxis): d for d in fig.data[own:]}
