@@ -43,9 +43,10 @@ class LocalRayCluster:
     exists in ``~/.ray``, which would make the cluster differ from machine to machine."""
 
     def __init__(self, nodes: int = 2, slots_per_node: int = 1, cpus_per_node: int = 1,
-                 timeout_s: float = 180.0) -> None:
+                 timeout_s: float = 180.0, gpus_per_node: int = 0, dashboard: bool = True) -> None:
         self._ray = str(Path(sys.executable).with_name("ray"))
         self._slots, self._cpus, self._timeout_s = slots_per_node, cpus_per_node, timeout_s
+        self._gpus = gpus_per_node  # a GPU host's: units then ask for GPU=1 (Ray sets CUDA_VISIBLE_DEVICES)
         self._auth_mode = os.environ.get("RAY_AUTH_MODE")
         os.environ["RAY_AUTH_MODE"] = "disabled"
         self._env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -56,9 +57,10 @@ class LocalRayCluster:
         #: the `ray start` process of each node, the head first
         self.nodes: list[subprocess.Popen[bytes]] = []
         try:
-            self._start(["--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=true",
-                         "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                         f"--temp-dir={self.temp}"])
+            # without the dashboard, Ray's [default] extra is not needed (the GPU host carries Ray's core only)
+            shown = (["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                      f"--dashboard-port={self.dashboard_port}"] if dashboard else ["--include-dashboard=false"])
+            self._start(["--head", "--node-ip-address=127.0.0.1", f"--port={port}", *shown, f"--temp-dir={self.temp}"])
             for _ in range(nodes - 1):
                 self.add_node()
         except BaseException:
@@ -77,8 +79,8 @@ class LocalRayCluster:
         log = self.temp / f"node{len(self.nodes)}.log"
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                [self._ray, "start", "--block", f"--num-cpus={self._cpus}",
-                 f'--resources={{"{SLOT_RESOURCE}": {self._slots}}}', *args],
+                [self._ray, "start", "--block", f"--num-cpus={self._cpus}", f"--num-gpus={self._gpus}",
+                 *([f'--resources={{"{SLOT_RESOURCE}": {self._slots}}}'] if self._slots else []), *args],
                 stdout=out, stderr=subprocess.STDOUT, env=self._env, start_new_session=True)
         self.nodes.append(process)
         deadline = time.monotonic() + self._timeout_s
