@@ -6,7 +6,8 @@
 >>> result.to_frame()  # doctest: +SKIP
 
 Also ``aw.plan`` (one model's best configuration within a latency budget) and ``aw.pack``
-(several models onto the fewest GPUs, measured together).
+(several models onto the fewest GPUs, measured together), and ``aw.measure_together`` (groups of
+models loaded on one server each, measured together and against each alone).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analyzer_widgets import events
-from analyzer_widgets.api import make_spec, pack, plan, profile
+from analyzer_widgets.api import make_spec, measure_together, pack, plan, profile
 from analyzer_widgets.config import (
     ExportSettings,
     LaunchMode,
@@ -103,6 +104,7 @@ __all__ = [
     "load_results",
     "load_samples",
     "make_spec",
+    "measure_together",
     "pack",
     "PackingPlan",
     "PackResult",

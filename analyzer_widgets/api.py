@@ -11,9 +11,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psutil
 
-from analyzer_widgets.colocation import ColocatedResult, Group, Member, measure_together
+from analyzer_widgets.colocation import (
+    ColocatedResult,
+    ColocatedRunner,
+    Group,
+    Member,
+    alone_index,
+    check_groups,
+    run_together,
+)
 from analyzer_widgets.config import (
     OWNERS,
     SETTINGS_CLASSES,
@@ -29,7 +38,7 @@ from analyzer_widgets.config import (
 from analyzer_widgets.distributed import ParallelRunner, RayRunner
 from analyzer_widgets.errors import ConfigError, SweepCancelled
 from analyzer_widgets.events import EventHandler, Level, Notice, SweepStarted
-from analyzer_widgets.export import ExportFolder, ResultsExist, load_results
+from analyzer_widgets.export import COLOCATED_CSV, ExportFolder, ResultsExist, load_results
 from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 from analyzer_widgets.planning import packing
 from analyzer_widgets.planning import planner as planning
@@ -259,6 +268,48 @@ def plan(model: str, *, on_event: EventHandler | Iterable[EventHandler] | None =
 #: server log and rows, so that none replaces the models' rows measured alone beside them)
 TOGETHER_FOLDERS = {"validate": "together", "capacity": "together-capacity", "revalidate": "together-replanned"}
 PACK_JSON = "pack.json"
+
+
+def measure_together(spec: SweepSpec, groups: Sequence[Group], *, export: ExportSettings | None = None,
+                     alone: bool = True, alone_rows: Sequence[Mapping[str, Any]] | pd.DataFrame = (),
+                     on_event: EventHandler | Iterable[EventHandler] | None = None,
+                     runner_hook: Callable[[Any], None] | None = None) -> ColocatedResult:
+    """Measure each group's models together on one server (analyzer_widgets/colocation.py,
+    docs/packing.md). ``spec``'s models are the groups' models, its measurement settings
+    the windows', its ``latency_budget_ms`` what a searched member searches within and
+    ``latency_statistic`` what ``latency_ratio`` compares. ``alone``: measure each member
+    alone at its load just before its group, where ``alone_rows`` (earlier rows of the
+    models alone: a sweep's) have no row of that model, batch size and load; False: only
+    the given rows are compared with (the ratios are NaN where there is none).
+    With ``export`` (a folder), the rows go to metrics-colocated.csv as they are measured,
+    with the baseline and samples as a sweep writes them. ``runner_hook`` gets the runner
+    (its ``stop()`` ends the run) before it starts. With ``spec.parallel`` or ``spec.ray``
+    each group is a unit of its own, measured on a server (and GPU) of its own, side by side
+    (docs/scale-out.md).
+
+    >>> result = measure_together(spec, [Group((Member("mlp_numpy", 1, Load(concurrency=2)),  # doctest: +SKIP
+    ...                                         Member("mixed_inputs", 1, Load(concurrency=1))), "GPU 0")])
+    >>> result.together("GPU 0")["mlp_numpy"]["throughput_ratio"]  # doctest: +SKIP
+    """
+    checked = check_groups(spec, groups)
+    given = alone_index(alone_rows)
+    export = export or ExportSettings()
+    run_facts = {"colocated": [[str(m) for m in g.members] for g in checked], "alone": alone}
+    folder = ExportFolder(export, spec, run_facts, rows_file=COLOCATED_CSV) if export.directory is not None else None
+    if folder is not None and spec.server.log_path is None:
+        # keep the server's whole log beside the results it produced
+        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
+    runner: SweepRunner
+    if spec.ray:
+        runner = RayRunner(spec, groups=checked, alone=alone, given=given)
+    elif spec.parallel is Parallel.GPUS:
+        runner = ParallelRunner(spec, groups=checked, alone=alone, given=given)
+    else:
+        runner = ColocatedRunner(spec, checked, alone=alone, alone_rows=given)
+    if runner_hook is not None:
+        runner_hook(runner)
+    runner.preflight()  # bad input fails before the export folder is touched
+    return run_together(runner, spec, checked, folder, on_event)
 
 
 def pack(models: Sequence[str] | str, *, target_rates: Mapping[str, float] | str,

@@ -10,9 +10,11 @@ latency budget while the others hold theirs; and unloads them before the next gr
 a group's memory is its own. The windows are the sweep's (:meth:`SweepRunner.measure_windows`
 cuts every model's load at each boundary, each at the moment its statistics are read),
 and so are the stop rule, the rows' figures and the events. docs/packing.md ("Measuring
-models together") says what the rows mean.
+models together") says what the rows mean. The entry point is
+:func:`analyzer_widgets.measure_together` (api.py: it picks this runner, or a unit per group
+with ``--parallel gpus`` or ``--ray``):
 
-    result = measure_together(spec, [Group((Member("a", 1, Load(concurrency=2)),
+    result = aw.measure_together(spec, [Group((Member("a", 1, Load(concurrency=2)),
                                             Member("b", 4, Load(rate_per_s=100))), "GPU 0")])
     result.together("GPU 0")["a"]["throughput_ratio"]
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from analyzer_widgets import events as ev
-from analyzer_widgets.config import ExportSettings, Load, Parallel, SweepSpec
+from analyzer_widgets.config import Load, SweepSpec
 from analyzer_widgets.errors import (
     AnalyzerError,
     ConfigError,
@@ -39,7 +41,7 @@ from analyzer_widgets.errors import (
     ServerError,
     SweepCancelled,
 )
-from analyzer_widgets.export import COLOCATED_CSV, ExportFolder
+from analyzer_widgets.export import ExportFolder
 from analyzer_widgets.loadgen import ClientPool, LoadError
 from analyzer_widgets.loadgen.search import highest_within
 from analyzer_widgets.results import ResultCollector, RunResult, frame
@@ -63,7 +65,7 @@ from analyzer_widgets.schema import (
     load_of,
 )
 
-__all__ = ["ColocatedResult", "ColocatedRunner", "Group", "Member", "check_groups", "measure_together"]
+__all__ = ["ColocatedResult", "ColocatedRunner", "Group", "Member", "check_groups", "run_together"]
 
 #: the statuses whose figures an interference ratio may use
 _MEASURED = (Status.OK.value, Status.UNSTABLE.value)
@@ -557,44 +559,12 @@ class ColocatedResult(RunResult):
         return {r["model"]: r for r in self._group_rows(label) if r["searched"] and r["search"] not in ("", "probe")}
 
 
-def measure_together(spec: SweepSpec, groups: Sequence[Group], *, export: ExportSettings | None = None,
-                     alone: bool = True, alone_rows: Sequence[Mapping[str, Any]] | pd.DataFrame = (),
-                     on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None,
-                     runner_hook: Callable[[Any], None] | None = None) -> ColocatedResult:
-    """Measure each group's models together on one server (see the module's docstring and
-    docs/packing.md). ``spec``'s models are the groups' models, its measurement settings
-    the windows', its ``latency_budget_ms`` what a searched member searches within and
-    ``latency_statistic`` what ``latency_ratio`` compares. ``alone``: measure each member
-    alone at its load just before its group, where ``alone_rows`` (earlier rows of the
-    models alone: a sweep's) have no row of that model, batch size and load; False: only
-    the given rows are compared with (the ratios are NaN where there is none).
-    With ``export`` (a folder), the rows go to metrics-colocated.csv as they are measured,
-    with the baseline and samples as a sweep writes them. ``runner_hook`` gets the runner
-    (its ``stop()`` ends the run) before it starts.
-
-    >>> result = measure_together(spec, [Group((Member("mlp_numpy", 1, Load(concurrency=2)),  # doctest: +SKIP
-    ...                                         Member("mixed_inputs", 1, Load(concurrency=1))), "GPU 0")])
-    >>> result.together("GPU 0")["mlp_numpy"]["throughput_ratio"]  # doctest: +SKIP
-    """
-    checked = check_groups(spec, groups)
-    given = alone_index(alone_rows)
-    export = export or ExportSettings()
-    run_facts = {"colocated": [[str(m) for m in g.members] for g in checked], "alone": alone}
-    folder = ExportFolder(export, spec, run_facts, rows_file=COLOCATED_CSV) if export.directory is not None else None
-    if folder is not None and spec.server.log_path is None:
-        # keep the server's whole log beside the results it produced
-        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
-    runner: SweepRunner
-    if spec.ray or spec.parallel is not Parallel.OFF:
-        # a group per unit, each on a server (and GPU) of its own (docs/scale-out.md); imported
-        # here, as the units build on this module
-        from analyzer_widgets.distributed import ParallelRunner, RayRunner
-        runner = (RayRunner if spec.ray else ParallelRunner)(spec, groups=checked, alone=alone, given=given)
-    else:
-        runner = ColocatedRunner(spec, checked, alone=alone, alone_rows=given)
-    if runner_hook is not None:
-        runner_hook(runner)
-    runner.preflight()  # bad input fails before the export folder is touched
+def run_together(runner: SweepRunner, spec: SweepSpec, checked: tuple[Group, ...],
+                 folder: ExportFolder | None, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None
+                 ) -> ColocatedResult:
+    """Run ``runner`` (a :class:`ColocatedRunner`, or a driver of a unit per group: what
+    :func:`analyzer_widgets.api.measure_together` chose, checked in preflight) into its
+    collector and ``folder``, and the result."""
     collector = ResultCollector(spec, folder)
     try:
         if folder is not None:

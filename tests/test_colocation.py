@@ -21,7 +21,8 @@ from torch_models import two_torch_models
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
-from analyzer_widgets.colocation import ColocatedResult, Group, Member, measure_together, versus_alone
+from analyzer_widgets.api import measure_together
+from analyzer_widgets.colocation import ColocatedResult, Group, Member, versus_alone
 from analyzer_widgets.config import ExportSettings, Load, make_settings
 from analyzer_widgets.errors import ConfigError, ServerError
 from analyzer_widgets.export import COLOCATED_CSV, SERVER_CSV, ResultsExist, load_colocated

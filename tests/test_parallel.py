@@ -17,7 +17,8 @@ from conftest import FAST, stop_after_first_point
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
-from analyzer_widgets.colocation import Group, Member, measure_together
+from analyzer_widgets.api import measure_together
+from analyzer_widgets.colocation import Group, Member
 from analyzer_widgets.config import ExportSettings, Load, Parallel, SweepSpec, make_settings
 from analyzer_widgets.distributed import slots, split
 from analyzer_widgets.errors import ConfigError
