@@ -48,6 +48,23 @@ def servers_under(pids: list[int]) -> list[int]:
     return found
 
 
+class UnitsWatch:
+    """An event handler keeping every event, each unit's worker pid, and how many of the
+    units' servers were alive each time one said it was ready."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+        self.workers: list[int] = []
+        self.up_at_once: list[int] = []
+
+    def __call__(self, event: object) -> None:
+        self.seen.append(event)
+        if isinstance(event, events.UnitStarted):
+            self.workers.append(event.worker_pid)
+        elif isinstance(event, events.ServerReady):
+            self.up_at_once.append(len(servers_under(self.workers)))
+
+
 # -- pure parts ------------------------------------------------------------------------------------
 def test_split_one_unit_per_model_with_its_earlier_rows() -> None:
     spec = SweepSpec(models=("a", "b"), model_repository=Path("."), parallel=Parallel.GPUS, parallel_slots=2)
@@ -102,16 +119,8 @@ def test_two_slots_give_the_one_server_rows_in_one_set_of_files(tmp_path: Path) 
     grid = {"models": MODELS, "model_repository": aw.EXAMPLE_REPOSITORY, "batch_sizes": [1, 4], "concurrency": [1, 2],
             **FAST}
     alone = aw.profile(**grid, export_path=tmp_path / "one")
-    seen: list[object] = []
-    workers: list[int] = []
-    up_at_once: list[int] = []
-
-    def watch(event: object) -> None:
-        seen.append(event)
-        if isinstance(event, events.UnitStarted):
-            workers.append(event.worker_pid)
-        elif isinstance(event, events.ServerReady):
-            up_at_once.append(len(servers_under(workers)))
+    watch = UnitsWatch()
+    seen, workers, up_at_once = watch.seen, watch.workers, watch.up_at_once
 
     both = aw.profile(**grid, parallel="gpus", parallel_slots=2, export_path=tmp_path / "two", on_event=watch)
     assert both.error is None and not both.cancelled
@@ -248,16 +257,8 @@ def test_groups_measured_together_run_side_by_side_one_unit_each(tmp_path: Path)
                     "GPU 0"),
               Group((Member("mlp_numpy", 4, Load(concurrency=1)), Member("mixed_inputs", 1, Load(rate_per_s=20))),
                     "GPU 1")]
-    seen: list[object] = []
-    workers: list[int] = []
-    up_at_once: list[int] = []
-
-    def watch(event: object) -> None:
-        seen.append(event)
-        if isinstance(event, events.UnitStarted):
-            workers.append(event.worker_pid)
-        elif isinstance(event, events.ServerReady):
-            up_at_once.append(len(servers_under(workers)))
+    watch = UnitsWatch()
+    seen, up_at_once = watch.seen, watch.up_at_once
 
     result = measure_together(spec, groups, export=ExportSettings(export_path=tmp_path / "out"), on_event=watch)
     assert result.error is None and not result.cancelled, result.error
