@@ -92,6 +92,35 @@ def test_split_one_unit_per_group_with_its_members_given_rows() -> None:
     assert all(u.spec.parallel is Parallel.OFF for u in units)
 
 
+def test_a_failed_group_units_members_without_their_together_row_fail_saying_why() -> None:
+    from analyzer_widgets.colocation import check_groups, colocated_row
+    from analyzer_widgets.distributed.gpus import ParallelRunner, _Running
+    from analyzer_widgets.distributed.units import Slot
+
+    spec = SweepSpec(models=("a", "b"), model_repository=Path("."), parallel=Parallel.GPUS, parallel_slots=2)
+    groups = check_groups(spec, [Group((Member("a", 1, Load(concurrency=2)), Member("b", 1, Load(concurrency=1))),
+                                       "GPU 0"), Group((Member("a", 4, Load(concurrency=1)),), "GPU 1")])
+    runner = ParallelRunner(spec, groups=groups)
+    seen: list[object] = []
+    runner.subscribe(seen.append)
+    runner._colocated, runner._index, runner._total, runner._colocated_total = {}, 0, 5, 4
+    pair, single = (_Running(unit, Slot(unit.index), None) for unit in split(spec, groups=groups))
+    alone_a = colocated_row(spec, groups[0], groups[0].members[0], Load(concurrency=2), False, 0)
+    runner._finish(pair, dict(alone_a, status="ok"))  # a alone arrived, then the unit's server died
+    runner._finish(single, dict(colocated_row(spec, groups[1], groups[1].members[0], Load(concurrency=1), True, 0),
+                                status="ok"))  # a group of one: its one row is its together row
+    runner._unit_done(pair, "the server died (signal 9)\nits log: ...")
+    runner._unit_done(single, "its worker process ended (exit code -9)")
+    failed = [r for r in runner.rows if r["status"] == "failed"]
+    assert [(r["group"], r["model"], r["together"], r["reason"]) for r in failed] == [
+        ("GPU 0", "a", True, "its unit failed: the server died (signal 9)"),
+        ("GPU 0", "b", True, "its unit failed: the server died (signal 9)")]
+    # the failed point has a number of its own, after the two points that arrived
+    assert sorted(r["colocated_point"] for r in runner.rows) == [0, 1, 2, 2]
+    ends = [(e.measured, e.failed) for e in seen if isinstance(e, events.UnitFinished)]
+    assert ends == [(1, 2), (1, 0)]
+
+
 def test_slots_on_a_machine_without_gpus() -> None:
     if nvml_unavailable_reason() is None:
         pytest.skip("this machine has GPUs: the slots are dealt them")

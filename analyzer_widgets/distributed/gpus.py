@@ -311,8 +311,10 @@ class ParallelRunner(SweepRunner):
         assert group is not None
         if self.stopping:
             return 0
-        together = len(group.members) > 1
-        measured = {r["model"] for r in self.rows if run.unit.owns(r) and r["together"] == together and not r["searched"]}
+        together = len(group.members) > 1  # as ColocatedRunner fails a group that would not load
+        # a group of one's row is its together row (marked so), whatever ``together`` says here
+        measured = {r["model"] for r in self.rows
+                    if run.unit.owns(r) and not r["searched"] and (r["together"] or not together)}
         missing = [m for m in group.members if m.model not in measured]
         point = len(self._colocated)
         self._colocated[(run.unit.index, run.attempt, -2)] = point  # the failed point's number, taken
