@@ -231,6 +231,8 @@ class ColocatedRunner(SweepRunner):
     server, the baseline, the windows, the rows' figures, stop and the events are the
     sweep's; what differs is what is loaded and how many loads run at once."""
 
+    measures_together = True
+
     def __init__(self, spec: SweepSpec, groups: Sequence[Group], *, alone: bool = True,
                  alone_rows: Mapping[AloneKey, Mapping[str, Any]] | None = None,
                  on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None) -> None:

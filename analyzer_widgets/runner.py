@@ -89,6 +89,9 @@ class SweepRunner:
     >>> runner.run()  # doctest: +SKIP
     """
 
+    #: whether its rows are co-located rows (models measured together), not a sweep's
+    measures_together: bool = False
+
     def __init__(self, spec: SweepSpec, on_event: ev.EventHandler | Iterable[ev.EventHandler] | None = None,
                  server: TritonServer | None = None, targets: Iterable[Target] | None = None,
                  expected_targets: int | None = None) -> None:

@@ -247,3 +247,33 @@ def test_stop_ends_a_real_pack_while_the_models_are_measured_alone(no_images: No
     assert section.result is None
     assert section.status.value.startswith("Pack stopped: the pack was stopped while measuring the models alone")
     assert not section.pack_button.disabled and not panel.run_button.disabled
+
+
+@pytest.mark.server
+def test_a_pack_split_over_two_slots_shows_its_units_and_keeps_the_tables_apart(no_images: None) -> None:
+    """--parallel gpus in the panel's settings: the pack's steps run as units (the models
+    alone, a unit each; the GPU measured together, a unit), the panel shows a line per unit
+    and each unit's samples on the live charts, its table takes the rows alone only (the
+    co-located rows are the section's), and the answer is validated as on one server."""
+    panel = aw.Dashboard(models=MODELS, parallel="gpus", parallel_slots=2, **FAST)
+    panel.budget_fields["latency_budget_ms"].value = "1000"
+    panel.pack_section.target_field.value = "mlp_numpy=40, mixed_inputs=20"
+    panel.pack_section.fields["interval_low"].value = False
+    section = panel.pack_section
+    section.run()
+    unit_lines: set[str] = set()
+    while panel.running:
+        panel.poll()
+        unit_lines.update(panel.units.value.removeprefix("<small>").removesuffix("</small>").split("<br>"))
+        time.sleep(0.1)
+    assert panel.wait(120)
+    result = section.result
+    assert result is not None and result.plan.gpu_count == 1
+    assert result.validated, [c.reason for c in result.first_checks + result.checks] + list(result.notes)
+    assert {line.split(":")[0] for line in unit_lines if line} >= {
+        "unit 1/2 mlp_numpy", "unit 2/2 mixed_inputs", "unit 1/1 GPU 0 (mlp_numpy, mixed_inputs)"}, unit_lines
+    # the panel's table: the models' rows alone (at concurrencies), not the co-located ones (at their rates)
+    assert set(panel.results["model"]) == set(MODELS) and panel.results["request_rate_per_s"].isna().all()
+    assert len(result.colocated) == 2 and {r["group"] for r in result.colocated} == {"GPU 0"}
+    drawn = [d for d in panel.live_figure.data if (d.legendgroup or "").startswith("unit ")]
+    assert drawn and all(len(d.x) > 0 for d in drawn)

@@ -79,6 +79,7 @@ class ParallelRunner(SweepRunner):
                  given: Mapping[AloneKey, Mapping[str, Any]] | None = None) -> None:
         super().__init__(spec, on_event)
         self.groups, self.alone, self.given = groups, alone, dict(given or {})
+        self.measures_together = groups is not None
 
     def emit(self, event: ev.Event) -> None:
         # every event is handed on from the driver's thread (a handler may emit more: no lock);

@@ -323,17 +323,13 @@ class PackSection(RunSection):
 
     def _event(self, event: object) -> None:
         """An event of the pack (its thread): to the panel, a run's end as this section's own."""
-        if isinstance(event, ev.SamplesTaken):
-            return
-        self._panel._events.put(PhaseEnded(event) if isinstance(event, ev.SweepFinished) else event)
+        self._panel._queue_event(PhaseEnded(event) if isinstance(event, ev.SweepFinished) else event)
 
     def _hook(self, runner: SweepRunner) -> None:
         """Each runner of the pack: the panel's table takes the rows of the models measured
         alone (a co-located run's rows are this section's, at the end)."""
-        from analyzer_widgets.colocation import ColocatedRunner
-
         self._runners.append(runner)
-        self._take_runner(runner, collect=not isinstance(runner, ColocatedRunner))
+        self._take_runner(runner, collect=not runner.measures_together)
 
     # -- applying (kernel thread) ---------------------------------------------------------
     def apply(self, event: object) -> None:

@@ -468,8 +468,7 @@ class PlanSection(RunSection):
         """The plan's thread: plan(), its events into the panel's queue."""
         panel = self._panel
         try:
-            self.result = plan(model, on_event=lambda e: None if isinstance(e, ev.SamplesTaken)
-                               else panel._events.put(e), runner_hook=self._hook, **settings)
+            self.result = plan(model, on_event=panel._queue_event, runner_hook=self._hook, **settings)
         except BaseException as e:  # noqa: BLE001 - shown in the panel, the kernel lives on
             self._failed(e)
 
