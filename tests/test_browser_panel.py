@@ -72,6 +72,10 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     expect(notebook.get_by_text("Live GPU and server samples appear here")).to_be_visible(timeout=UI_TIMEOUT_MS)
 
     run.click()
+    # the pointer out of the notebook (onto the top bar, which does not scroll): where Run left
+    # it, the charts scrolled into view below pass under it, and plotly's extension then swaps
+    # a chart's image for its figure before the test looks at the image (seen in CI)
+    page.mouse.move(0, 0)
     # the live chart's trace grows while the sweep runs
     page.wait_for_function(
         "() => { const p = document.querySelector('.js-plotly-plot .scatterlayer .trace path.js-line');"
@@ -95,6 +99,7 @@ def test_panel_runs_a_sweep_in_jupyterlab(jupyter_lab, chromium_page, screenshot
     for i, title in enumerate(("Recorded during the sweep", "Throughput vs p99 latency", "memory vs p99 latency",
                                "Where the time goes")):
         chart = charts.nth(i)
+        page.mouse.move(0, 0)  # off the last chart hovered, which the scroll would bring under the next
         chart.scroll_into_view_if_needed()
         expect(chart.locator("img.plot-img")).to_be_visible()
         assert chart.locator("img.plot-img").evaluate("img => img.naturalWidth") > 0
