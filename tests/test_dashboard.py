@@ -185,6 +185,8 @@ def test_each_units_samples_are_its_own_lines_on_the_live_charts() -> None:
     draws each unit's as lines of its own colour, on every chart whose metric they have,
     placed on the panel's axis by when the first arrived."""
     panel = aw.Dashboard(models=["mlp_numpy"])
+    started = time.monotonic()
+    panel._t = lambda monotonic: monotonic - started  # type: ignore[method-assign]  # as a run's clock
     own = len(panel.live_figure.data)
     template = [c.traces[0] for c in panel._charts]
     for unit in (0, 1):
@@ -208,6 +210,14 @@ def test_each_units_samples_are_its_own_lines_on_the_live_charts() -> None:
     xs = list(lines[0].x)
     assert xs[1] - xs[0] == pytest.approx(0.5) and xs[2] - xs[1] == pytest.approx(0.5)
     assert not any(a.name == "waiting" for a in panel.live_figure.layout.annotations)
+    # unit 1 started again (a pack's next step, a Ray task's next attempt): its clock restarts,
+    # and its next samples are placed afresh, after the ones before, not on top of them
+    panel._apply(events.UnitStarted(0, 1, ("GPU 0",), 0, "", 50))
+    time.sleep(0.7)  # past the last sample placed (0.5 s after the first arrived)
+    panel._apply(samples(0, [0.1], 12.0))
+    panel._draw_live()
+    assert list(panel.live_figure.data[own].y) == [10.0, 10.0, 11.0, 12.0]
+    assert panel.live_figure.data[own].x[-1] > xs[-1]
     panel._reset()
     panel._draw_live()  # the next sweep's figure starts without the last one's unit lines
     assert len(panel.live_figure.data) == own

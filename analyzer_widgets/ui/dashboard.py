@@ -746,6 +746,9 @@ class Dashboard:
             self._unit_lines[event.unit] = unit_line(event)
             if isinstance(event, ev.UnitStarted):
                 self._unit_where[event.unit] = f"unit {event.unit + 1} ({event.where})"
+                # a unit started again (a Ray task's next attempt, a pack's next step) counts its
+                # time from its new start: placed afresh by its first samples
+                self._unit_offsets.pop(event.unit, None)
         self.units.value = units_html(self._ray_joined, self._unit_lines)
 
     def _take_unit_samples(self, unit: int, samples: pd.DataFrame) -> None:
