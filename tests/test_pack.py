@@ -141,8 +141,12 @@ def test_a_model_passes_within_the_budget_at_its_rate_its_interval_allowing_for_
 
 def test_a_short_span_may_be_an_answer_or_those_in_flight_short_of_its_rate_but_not_saturated() -> None:
     # 29 answers of 30 over 0.75 s at 40/s (seen on a busy CI machine): one send at the cut
-    short = {**_row(38.67, 3.0, high=39.5), "measured_s": 0.75, "in_flight_mean": 0.4}
+    short = {**_row(38.67, 3.0, high=39.5), "measured_s": 0.75, "in_flight_mean": 0.4, "schedule": "kept"}
     assert judge_model("a", 40, 1, short, CONSTRAINTS).passed
+    # a server that fell behind: what is in flight is its queue, not the next span's answers
+    behind = {**_row(80.0, 3.0, high=85.0), "measured_s": 0.75, "in_flight_mean": 30.0, "schedule": "slots_full"}
+    assert not judge_model("a", 120, 1, behind, CONSTRAINTS).passed
+    assert judge_model("a", 120, 1, {**behind, "schedule": "kept"}, CONSTRAINTS).passed  # the same, had it kept up
     assert not judge_model("a", 40, 1, {**short, "measured_s": 30.0}, CONSTRAINTS).passed  # over 30 s, a real shortfall
     assert judge_model("a", 40, 8, {**short, "measured_s": 30.0}, CONSTRAINTS).passed  # a request is 8 inferences
     unknown_in_flight = {**short, "in_flight_mean": math.nan, "measured_s": 3.0, "throughput_ci_high_infer_per_s": 39.0}
