@@ -489,7 +489,7 @@ def _sleeper(repo: Path, name: str, sleep_ms: float) -> None:
 @pytest.mark.slow
 def test_a_pack_validates_while_its_models_hold_and_fails_and_re_plans_once_they_slow_down(tmp_path: Path) -> None:
     """Validation checks what the needs claim. Two models measured alone at 2 ms a request
-    (about 350-400 infer/s each within the budget): packed from those results at 120 infer/s
+    (about 350 infer/s each within the budget on a quiet machine): packed from those results at 120 infer/s
     each, they share one GPU and, measured together, pass (waiting, not computing, they
     hardly slow each other). Then they become 10 ms models (at most 100 infer/s: one
     instance, serial), as a new version would; packed from the same earlier results, both
@@ -506,7 +506,9 @@ def test_a_pack_validates_while_its_models_hold_and_fails_and_re_plans_once_they
     earlier = aw.profile(models=names, batch_sizes=[1], concurrency=[1, 16], **settings)
     capacities = {str(r["model"]): float(r["throughput_infer_per_s"]) for r in earlier.rows if r["search"] == "answer"}
     print(f"alone at 2 ms a request: {capacities}")
-    assert set(capacities) == set(names) and all(c > 300 for c in capacities.values()), capacities
+    # the premise: each serves more than the 240 infer/s that holds both at 120 on one GPU (about
+    # 350 on a quiet machine, 265-315 on a busy one, against the 500 that 2 ms a request allows)
+    assert set(capacities) == set(names) and all(c > 240 for c in capacities.values()), capacities
     # one GPU holds both at 120 infer/s when each capacity is at least 240: at its figure and with
     # no headroom (a busy CI machine measured 313 with its interval's low end at 266, where 10%
     # headroom would need 267 and split them)
