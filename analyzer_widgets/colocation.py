@@ -270,10 +270,6 @@ class ColocatedRunner(SweepRunner):
         for group in self.groups:
             self._run_group(group)
 
-    @staticmethod
-    def _key(member: Member) -> AloneKey:
-        return alone_key(member)
-
     # -- a group
     def _run_group(self, group: Group) -> None:
         """Load the group's models, measure them alone, together, and search; unload them
@@ -347,7 +343,7 @@ class ColocatedRunner(SweepRunner):
         if len(group.members) == 1:
             return out
         for member in group.members:
-            key = self._key(member)
+            key = alone_key(member)
             if key in self.given:
                 row = self._row(group, member, member.load, together=False)
                 row.update(self.given[key], colocated_point=-1)

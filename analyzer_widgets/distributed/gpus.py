@@ -253,6 +253,10 @@ class ParallelRunner(SweepRunner):
             row["colocated_point"] = self._colocated_number(run, int(row["colocated_point"]))
         else:
             run.points.add((int(row["batch_size"]), load_of(row)))
+        self._hand_on(row)
+
+    def _hand_on(self, row: dict[str, Any]) -> None:
+        """A row of the run: kept, and handed on as the sweep's next point."""
         self.rows.append(row)
         self.emit(ev.PointFinished(row, self._index, max(self._total, self._index + 1)))
         self._index += 1
@@ -322,10 +326,8 @@ class ParallelRunner(SweepRunner):
         for member in missing:
             row = colocated_row(run.unit.spec, group, member, member.load, together, point)
             row["reason"] = f"its unit failed: {error.splitlines()[0]}"
-            self.rows.append(dict(row))
             run.points.add(_colocated_identity(row))
-            self.emit(ev.PointFinished(dict(row), self._index, max(self._total, self._index + 1)))
-            self._index += 1
+            self._hand_on(dict(row))
         return len(missing)
 
 
