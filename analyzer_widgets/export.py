@@ -326,9 +326,10 @@ class Manifest:
 
     def server_differences(self, server_version: str, gpus: list[str]) -> list[str]:
         changes = []
-        if self.server_version and server_version != self.server_version:
+        # an empty version now: no server started (a split run whose every unit failed first)
+        if self.server_version and server_version and server_version != self.server_version:
             changes.append(f"server version: {self.server_version!r} then, {server_version!r} now")
-        if self.server_version and list(gpus) != list(self.gpus):
+        if self.server_version and server_version and list(gpus) != list(self.gpus):
             changes.append(f"GPUs: {self.gpus or 'none'} then, {list(gpus) or 'none'} now")
         return changes
 
@@ -500,7 +501,7 @@ class ExportFolder:
                 self.done.clear()
                 self._resumed = False
                 notes.append(f"earlier results moved to {moved} ({'; '.join(changes)}); starting over")
-        self._manifest.server_version = server_version
+        self._manifest.server_version = server_version or (self._previous.server_version if self._previous else "")
         self._manifest.gpus = list(gpus)
         self._manifest.save(self.directory)
         # an earlier plan's answer does not describe this run's rows (overwritten, or a

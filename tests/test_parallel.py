@@ -9,6 +9,7 @@ import json
 import math
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -227,6 +228,36 @@ def test_a_unit_whose_server_is_killed_fails_its_own_rows_only(tmp_path: Path) -
 
 
 @pytest.mark.server
+def test_a_unit_that_fails_before_any_server_is_known_keeps_its_failed_rows(tmp_path: Path) -> None:
+    """The export folder's files start when the first unit's server is known: a unit that
+    fails before that (here its worker killed as it starts) has its failed rows handed on
+    once another unit's server is known, or, where none ever is, at the run's end. Found on
+    the GPU host, where the rows reached the folder before it had started and ended the run."""
+
+    def kill_workers_of(models: set[str]) -> Callable[[object], None]:
+        def on_event(event: object) -> None:
+            if isinstance(event, events.UnitStarted) and event.models[0] in models:
+                os.kill(event.worker_pid, signal.SIGKILL)
+        return on_event
+
+    grid = dict(models=MODELS, model_repository=aw.EXAMPLE_REPOSITORY, concurrency=[1, 2], parallel="gpus",
+                parallel_slots=1, **FAST)
+    first_fails = aw.profile(**grid, export_path=tmp_path / "first", on_event=kill_workers_of({"mlp_numpy"}))
+    df = first_fails.to_frame()
+    lost, measured = df[df["model"] == "mlp_numpy"], df[df["model"] == "mixed_inputs"]
+    assert list(lost["status"]) == ["failed", "failed"], lost[["status", "reason"]]
+    assert lost["reason"].str.contains("worker process ended").all(), lost["reason"].tolist()
+    assert len(measured) == 2 and set(measured["status"]) <= MEASURED, measured[["status", "reason"]]
+    rows, _ = load_results(tmp_path / "first")
+    assert sorted(rows["model"]) == ["mixed_inputs"] * 2 + ["mlp_numpy"] * 2
+
+    all_fail = aw.profile(**grid, export_path=tmp_path / "none", on_event=kill_workers_of(set(MODELS)))
+    assert set(all_fail.to_frame()["status"]) == {"failed"}
+    rows, _ = load_results(tmp_path / "none")
+    assert len(rows) == 4 and set(rows["status"]) == {"failed"}
+
+
+@pytest.mark.server
 @pytest.mark.gpu
 def test_one_gpu_runs_one_unit_at_a_time_on_that_gpu(tmp_path: Path) -> None:
     """On a host with one GPU (the GPU host): one slot, the units one after another, each
@@ -243,7 +274,7 @@ def test_one_gpu_runs_one_unit_at_a_time_on_that_gpu(tmp_path: Path) -> None:
     assert [type(e).__name__ for e in units] == ["UnitStarted", "UnitFinished"] * 2
     assert {e.gpu for e in units if isinstance(e, events.UnitStarted)} == {gpus[0].uuid}
     df = result.to_frame()
-    assert len(df) == 4 and set(df["status"]) <= MEASURED
+    assert len(df) == 4 and set(df["status"]) <= MEASURED, df[["model", "status", "reason"]].to_string()
     assert (df["gpu_memory_max_mb"] > 0).all()
     _, baseline = load_results(tmp_path / "out")
     assert len(baseline) == 2

@@ -108,6 +108,9 @@ class ParallelRunner(SweepRunner):
         #: a co-located point's number across the run, by (unit, attempt, its number in its unit)
         self._colocated: dict[tuple[int, int, int], int] = {}
         self._known = False
+        #: rows that came before any unit's server was known (a unit that failed first): the
+        #: export folder starts when the server is known, so they are handed on then
+        self._waiting: list[dict[str, Any]] = []
         self._version = ""
         self._unavailable: dict[str, str] = {}
         self.emit(ev.SweepStarted(spec, self._total))
@@ -120,6 +123,11 @@ class ParallelRunner(SweepRunner):
             self._abort()
         finally:
             self._close()
+        if self._waiting and not self._known:
+            try:  # no unit's server ever started: the folder starts without a server version
+                self._server_known(self._version, self._gpus)
+            except BaseException as e:  # a refused resume
+                error = error or e
         finished = ev.SweepFinished(
             cancelled=self.stopping or isinstance(error, KeyboardInterrupt),
             error=None if error is None or isinstance(error, KeyboardInterrupt) else str(error),
@@ -256,7 +264,11 @@ class ParallelRunner(SweepRunner):
         self._hand_on(row)
 
     def _hand_on(self, row: dict[str, Any]) -> None:
-        """A row of the run: kept, and handed on as the sweep's next point."""
+        """A row of the run: kept, and handed on as the sweep's next point (once the server
+        is known, as the export folder's files start then)."""
+        if not self._known:
+            self._waiting.append(row)
+            return
         self.rows.append(row)
         self.emit(ev.PointFinished(row, self._index, max(self._total, self._index + 1)))
         self._index += 1
@@ -270,6 +282,9 @@ class ParallelRunner(SweepRunner):
         self._known = True
         if self.on_server_known is not None:
             self.on_server_known(version, self._gpus or gpus)
+        waiting, self._waiting = self._waiting, []
+        for row in waiting:
+            self._hand_on(row)
         if not self.skip and any(unit.earlier for unit in self._units if unit.group is None):
             # --keep-apart moved the earlier rows away (``skip`` is the folder's set, now
             # empty), but the units were started told to skip them: they would have no row

@@ -44,7 +44,9 @@ class LocalRayCluster:
 
     def __init__(self, nodes: int = 2, slots_per_node: int = 1, cpus_per_node: int = 1,
                  timeout_s: float = 180.0, gpus_per_node: int = 0, dashboard: bool = True) -> None:
-        self._ray = str(Path(sys.executable).with_name("ray"))
+        # Ray's command line through this interpreter, not a `ray` script beside it: where Ray
+        # is importable from PYTHONPATH only (the GPU host carries its core), no script exists
+        self._ray = [sys.executable, "-m", "ray.scripts.scripts"]
         self._slots, self._cpus, self._timeout_s = slots_per_node, cpus_per_node, timeout_s
         self._gpus = gpus_per_node  # a GPU host's: units then ask for GPU=1 (Ray sets CUDA_VISIBLE_DEVICES)
         self._auth_mode = os.environ.get("RAY_AUTH_MODE")
@@ -79,7 +81,7 @@ class LocalRayCluster:
         log = self.temp / f"node{len(self.nodes)}.log"
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                [self._ray, "start", "--block", f"--num-cpus={self._cpus}", f"--num-gpus={self._gpus}",
+                [*self._ray, "start", "--block", f"--num-cpus={self._cpus}", f"--num-gpus={self._gpus}",
                  *([f'--resources={{"{SLOT_RESOURCE}": {self._slots}}}'] if self._slots else []), *args],
                 stdout=out, stderr=subprocess.STDOUT, env=self._env, start_new_session=True)
         self.nodes.append(process)
@@ -93,7 +95,7 @@ class LocalRayCluster:
 
     def alive_nodes(self) -> int:
         """How many nodes the cluster counts, as `ray status` says (0 while it does not answer)."""
-        out = subprocess.run([self._ray, "status", f"--address={self.address}"], capture_output=True, text=True,
+        out = subprocess.run([*self._ray, "status", f"--address={self.address}"], capture_output=True, text=True,
                              timeout=60, env=self._env)
         if out.returncode != 0:
             return 0
