@@ -31,11 +31,14 @@ COPY analyzer_widgets /src/analyzer_widgets
 #   docker build --build-arg EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt)" ...
 # It is added to pip's own bundle for this step only and is not left in the image.
 ARG EXTRA_CA_CERTS=""
+# The package's extras: `lab` (JupyterLab); add `ray` for the nodes of a Ray cluster and the
+# Helm chart's Ray mode: docker build --build-arg EXTRAS=lab,ray ...
+ARG EXTRAS=lab
 RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
         { cat "$(python -m pip._vendor.certifi)"; printf '%s\n' "$EXTRA_CA_CERTS"; } >/tmp/pip-ca.pem \
      && export PIP_CERT=/tmp/pip-ca.pem; \
     fi \
- && pip install --no-cache-dir '/src[lab]' \
+ && pip install --no-cache-dir "/src[${EXTRAS}]" \
  && rm -rf /src /tmp/pip-ca.pem
 # the analyzer's own check that the embedded Triton's Python stub finds a shared libpython
 RUN python -c "import sys; from pathlib import Path; \

@@ -102,12 +102,25 @@ def test_chart_lints_and_renders_manifests_the_kubernetes_schemas_accept(values:
     lint = _run_helm("lint", "--strict", str(CHART), *extra)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     docs = render(*([values] if values else []))
-    assert {d["kind"] for d in docs} <= {"Job", "PersistentVolumeClaim"}
+    assert {d["kind"] for d in docs} <= {"Job", "PersistentVolumeClaim", "RayCluster"}
     _job(docs)
     for version in KUBE_VERSIONS:
         for doc in docs:
             # raises ValidationError (naming the field) on anything the schema refuses, unknown fields included
-            kubernetes_validate.validate(doc, version, strict=True)
+            for checked in _kubernetes_objects(doc):
+                kubernetes_validate.validate(checked, version, strict=True)
+
+
+def _kubernetes_objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the Kubernetes schemas can check of a rendered document: itself, or for KubeRay's
+    RayCluster (a custom resource, whose schema is not to be had offline) each of its pod
+    templates, as a core/v1 PodTemplate."""
+    if doc["kind"] != "RayCluster":
+        return [doc]
+    spec = doc["spec"]
+    templates = [spec["headGroupSpec"]["template"], *(g["template"] for g in spec["workerGroupSpecs"])]
+    return [{"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"{doc['metadata']['name']}-{i}"},
+             "template": t} for i, t in enumerate(templates)]
 
 
 def test_schema_check_refuses_a_broken_manifest() -> None:
@@ -225,6 +238,62 @@ def test_plan_runs_plan_with_retries_that_resume() -> None:
     assert job["spec"]["ttlSecondsAfterFinished"] == 86400
 
 
+def test_ray_mode_makes_a_raycluster_whose_workers_measure_and_the_job_drives_it() -> None:
+    docs = render(HELM_DIR / "examples" / "ray-cluster.yaml")
+    job, cluster = _job(docs), next(d for d in docs if d["kind"] == "RayCluster")
+    assert cluster["apiVersion"] == "ray.io/v1" and cluster["spec"]["rayVersion"] == "2.60.0"
+    head = cluster["spec"]["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"  # the mailbox's node runs no unit
+    (workers,) = cluster["spec"]["workerGroupSpecs"]
+    assert workers["replicas"] == workers["minReplicas"] == workers["maxReplicas"] == 2
+    worker = workers["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert workers["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    # the Job connects to KubeRay's head Service (named after the cluster) through Ray's client
+    analyzer = _container(job, "analyzer")
+    assert _flag(analyzer["args"], "--ray") == f"ray://{cluster['metadata']['name']}-head-svc:10001"
+    assert _flag(analyzer["args"], "--ray-unit-resources") == "GPU=1"
+    assert _flag(analyzer["args"], "--launch-mode") == "local"
+    assert "nvidia.com/gpu" not in analyzer["resources"].get("limits", {})  # the workers hold the GPUs
+    assert "nodeSelector" not in job["spec"]["template"]["spec"]
+    # every pod sees the repository where the Job's arguments say it is
+    repository = _flag(analyzer["args"], "--model-folder")
+    for pod in (head["template"], workers["template"]):
+        mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "models")
+        assert mount["mountPath"] == repository and mount["readOnly"] is True
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    wait = _container(job, "wait-for-ray")
+    assert wait["args"][1:] == [f"{cluster['metadata']['name']}-head-svc", "10001", "600"]
+
+
+def test_ray_mode_on_cpu_workers_asks_each_unit_for_cpus() -> None:
+    docs = render(HELM_DIR / "examples" / "ray-cluster.yaml", **{"rayCluster.workers.gpusPerWorker": "0"})
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    worker = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in worker["resources"]["limits"]
+    assert _flag(_container(_job(docs), "analyzer")["args"], "--ray-unit-resources") == "CPU=4"
+
+
+def test_the_jobs_wait_for_ray_ends_when_the_port_answers_and_fails_saying_so_when_not() -> None:
+    """The init container's script, run here as the pod runs it (python -c SCRIPT HOST PORT WAIT)."""
+    import socket
+    import sys
+
+    docs = render(HELM_DIR / "examples" / "ray-cluster.yaml")
+    script = _container(_job(docs), "wait-for-ray")["args"][0]
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        up = subprocess.run([sys.executable, "-c", script, "127.0.0.1", str(port), "5"], capture_output=True,
+                            text=True, timeout=30)
+        assert up.returncode == 0, up.stderr
+    down = subprocess.run([sys.executable, "-c", script, "127.0.0.1", str(port), "1"], capture_output=True,
+                          text=True, timeout=30)
+    assert down.returncode == 1
+    assert f"Ray's head 127.0.0.1:{port} did not answer within 1 s" in down.stderr, down.stderr
+
+
 @pytest.mark.parametrize(("key", "value", "says"), [
     ("command", "serve", 'command: "serve" is not a command the chart runs'),
     ("launchMode", "docker", 'launchMode: "docker" is not a launch mode the chart runs'),
@@ -235,6 +304,13 @@ def test_bad_values_are_refused_naming_the_value(key: str, value: str, says: str
     proc = _run_helm("template", "t", str(CHART), "--set-string", f"{key}={value}")
     assert proc.returncode != 0
     assert says in proc.stderr, proc.stderr
+
+
+def test_ray_mode_with_a_remote_triton_is_refused_naming_both() -> None:
+    proc = _run_helm("template", "t", str(CHART), "--set", "rayCluster.enabled=true", "--set-string",
+                     "launchMode=remote")
+    assert proc.returncode != 0
+    assert "rayCluster.enabled: true needs launchMode: local" in proc.stderr, proc.stderr
 
 
 def test_readme_documents_every_value_as_values_yaml_has_it() -> None:

@@ -54,15 +54,19 @@ class LocalRayCluster:
         self._env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         # a short path: Ray's socket paths live under it, and a Unix socket's path has at most 107 bytes
         self.temp = Path(tempfile.mkdtemp(prefix="awray-", dir="/tmp"))
-        port, self.dashboard_port = _free_port(), _free_port()
+        port, self.dashboard_port, client_port = _free_port(), _free_port(), _free_port()
         self.address = f"127.0.0.1:{port}"
+        #: the address of Ray's client server on the head (a driver on a machine that is no
+        #: node connects through it, as the Helm chart's Job does to a KubeRay head)
+        self.client_address = f"ray://127.0.0.1:{client_port}"
         #: the `ray start` process of each node, the head first
         self.nodes: list[subprocess.Popen[bytes]] = []
         try:
             # without the dashboard, Ray's [default] extra is not needed (the GPU host carries Ray's core only)
             shown = (["--include-dashboard=true", "--dashboard-host=127.0.0.1",
                       f"--dashboard-port={self.dashboard_port}"] if dashboard else ["--include-dashboard=false"])
-            self._start(["--head", "--node-ip-address=127.0.0.1", f"--port={port}", *shown, f"--temp-dir={self.temp}"])
+            self._start(["--head", "--node-ip-address=127.0.0.1", f"--port={port}", *shown, f"--ray-client-server-port={client_port}",
+                         f"--temp-dir={self.temp}"])
             for _ in range(nodes - 1):
                 self.add_node()
         except BaseException:
