@@ -140,6 +140,26 @@ def _signature() -> inspect.Signature:
 profile.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
+def _export_folder(export: ExportSettings | None, spec: SweepSpec, run: Mapping[str, Any] | None,
+                   **folder_options: Any) -> tuple[ExportFolder | None, SweepSpec]:
+    """The run's export folder (None without one), its path checked, and the spec with the
+    server's log kept beside the results it produced."""
+    export = export or ExportSettings()
+    folder = ExportFolder(export, spec, run, **folder_options) if export.directory is not None else None
+    if folder is not None and spec.server.log_path is None:
+        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
+    return folder, spec
+
+
+def _split_runner(spec: SweepSpec, **groups: Any) -> SweepRunner | None:
+    """The driver of a run split into units (``--ray``, ``--parallel gpus``), or None."""
+    if spec.ray:
+        return RayRunner(spec, **groups)
+    if spec.parallel is Parallel.GPUS:
+        return ParallelRunner(spec, **groups)
+    return None
+
+
 def prepare_sweep(
     spec: SweepSpec,
     export: ExportSettings | None = None,
@@ -153,19 +173,9 @@ def prepare_sweep(
     anything is launched. The export folder is locked from here until the sweep ends; call
     ``collector.close()`` when done with the runner (also if it never ran). ``run``: what
     else shapes the rows (a plan's facts), kept with the resume fingerprint."""
-    export = export or ExportSettings()
     # the folder's path first (a file, not writable, inside the repository): nothing started yet
-    folder = ExportFolder(export, spec, run) if export.directory is not None else None
-    if folder is not None and spec.server.log_path is None:
-        # keep the server's whole log beside the results it produced
-        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
-    runner: SweepRunner
-    if spec.ray:
-        runner = RayRunner(spec)
-    elif spec.parallel is Parallel.GPUS:
-        runner = ParallelRunner(spec)
-    else:
-        runner = SweepRunner(spec)
+    folder, spec = _export_folder(export, spec, run)
+    runner = _split_runner(spec) or SweepRunner(spec)
     if runner_hook is not None:
         runner_hook(runner)
     runner.preflight()  # bad input fails before the export folder is touched
@@ -293,19 +303,10 @@ def measure_together(spec: SweepSpec, groups: Sequence[Group], *, export: Export
     """
     checked = check_groups(spec, groups)
     given = alone_index(alone_rows)
-    export = export or ExportSettings()
     run_facts = {"colocated": [[str(m) for m in g.members] for g in checked], "alone": alone}
-    folder = ExportFolder(export, spec, run_facts, rows_file=COLOCATED_CSV) if export.directory is not None else None
-    if folder is not None and spec.server.log_path is None:
-        # keep the server's whole log beside the results it produced
-        spec = dataclasses.replace(spec, server=dataclasses.replace(spec.server, log_path=folder.server_log))
-    runner: SweepRunner
-    if spec.ray:
-        runner = RayRunner(spec, groups=checked, alone=alone, given=given)
-    elif spec.parallel is Parallel.GPUS:
-        runner = ParallelRunner(spec, groups=checked, alone=alone, given=given)
-    else:
-        runner = ColocatedRunner(spec, checked, alone=alone, alone_rows=given)
+    folder, spec = _export_folder(export, spec, run_facts, rows_file=COLOCATED_CSV)
+    runner = (_split_runner(spec, groups=checked, alone=alone, given=given)
+              or ColocatedRunner(spec, checked, alone=alone, alone_rows=given))
     if runner_hook is not None:
         runner_hook(runner)
     runner.preflight()  # bad input fails before the export folder is touched

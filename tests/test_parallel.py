@@ -104,7 +104,8 @@ def test_a_failed_group_units_members_without_their_together_row_fail_saying_why
     runner = ParallelRunner(spec, groups=groups)
     seen: list[object] = []
     runner.subscribe(seen.append)
-    runner._colocated, runner._index, runner._total, runner._colocated_total = {}, 0, 5, 4
+    runner._index, runner._total, runner._colocated_total = 0, 5, 4
+    runner._known = True  # a unit's server has said its version: rows go straight on
     pair, single = (_Running(unit, Slot(unit.index), None) for unit in split(spec, groups=groups))
     alone_a = colocated_row(spec, groups[0], groups[0].members[0], Load(concurrency=2), False, 0)
     runner._finish(pair, dict(alone_a, status="ok"))  # a alone arrived, then the unit's server died

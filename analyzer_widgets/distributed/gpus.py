@@ -80,6 +80,13 @@ class ParallelRunner(SweepRunner):
         super().__init__(spec, on_event)
         self.groups, self.alone, self.given = groups, alone, dict(given or {})
         self.measures_together = groups is not None
+        #: a co-located point's number across the run, by (unit, attempt, its number in its unit)
+        self._colocated: dict[tuple[int, int, int], int] = {}
+        self._colocated_next = 0  # the next co-located point's number (a failed group's takes one too)
+        self._known = False  # a unit's server said its version: the export folder's files have started
+        #: rows that came before any unit's server was known (a unit that failed first): the
+        #: export folder starts when the server is known, so they are handed on then
+        self._waiting: list[dict[str, Any]] = []
 
     def emit(self, event: ev.Event) -> None:
         # every event is handed on from the driver's thread (a handler may emit more: no lock);
@@ -105,12 +112,8 @@ class ParallelRunner(SweepRunner):
         else:
             self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
         self._index = 0
-        #: a co-located point's number across the run, by (unit, attempt, its number in its unit)
-        self._colocated: dict[tuple[int, int, int], int] = {}
-        self._known = False
-        #: rows that came before any unit's server was known (a unit that failed first): the
-        #: export folder starts when the server is known, so they are handed on then
-        self._waiting: list[dict[str, Any]] = []
+        self._colocated, self._colocated_next = {}, 0
+        self._known, self._waiting = False, []
         self._version = ""
         self._unavailable: dict[str, str] = {}
         self.emit(ev.SweepStarted(spec, self._total))
@@ -250,7 +253,14 @@ class ParallelRunner(SweepRunner):
         """A unit's co-located point ``index`` numbered across the run (-1, a given row's, kept)."""
         if index < 0:
             return index
-        return self._colocated.setdefault((run.unit.index, run.attempt, index), len(self._colocated))
+        key = (run.unit.index, run.attempt, index)
+        if key not in self._colocated:
+            self._colocated[key] = self._take_colocated_number()
+        return self._colocated[key]
+
+    def _take_colocated_number(self) -> int:
+        number, self._colocated_next = self._colocated_next, self._colocated_next + 1
+        return number
 
     def _finish(self, run: _Running, row: dict[str, Any]) -> None:
         if run.unit.group is not None:
@@ -336,8 +346,7 @@ class ParallelRunner(SweepRunner):
         measured = {r["model"] for r in self.rows
                     if run.unit.owns(r) and not r["searched"] and (r["together"] or not together)}
         missing = [m for m in group.members if m.model not in measured]
-        point = len(self._colocated)
-        self._colocated[(run.unit.index, run.attempt, -2)] = point  # the failed point's number, taken
+        point = self._take_colocated_number()  # its failed rows' own co-located point
         for member in missing:
             row = colocated_row(run.unit.spec, group, member, member.load, together, point)
             row["reason"] = f"its unit failed: {error.splitlines()[0]}"
