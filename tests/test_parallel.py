@@ -123,6 +123,19 @@ def test_a_failed_group_units_members_without_their_together_row_fail_saying_why
     assert ends == [(1, 2), (1, 0)]
 
 
+def test_slots_that_share_a_gpu_are_said_to_count_each_others_gpu_figures() -> None:
+    """Found in the one-GPU dry run of issue 21's script: two units on one H200 each saw the
+    other's memory above their own baseline (torch_mlp 2,203 MB instead of its 974)."""
+    from analyzer_widgets.distributed.gpus import shared_gpus_notice
+    from analyzer_widgets.distributed.units import Slot
+
+    assert shared_gpus_notice([Slot(0, "GPU-a"), Slot(1, "GPU-b")]) is None
+    assert shared_gpus_notice([Slot(0, None), Slot(1, None)]) is None  # no GPU: nothing sampled
+    said = shared_gpus_notice([Slot(0, "GPU-a"), Slot(1, "GPU-b"), Slot(2, "GPU-a")])
+    assert said is not None and said.startswith("slots 0, 2 on GPU-a: ")
+    assert "the memory above its baseline" in said and "GPU-b" not in said
+
+
 def test_slots_on_a_machine_without_gpus() -> None:
     if nvml_unavailable_reason() is None:
         pytest.skip("this machine has GPUs: the slots are dealt them")

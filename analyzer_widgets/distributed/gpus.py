@@ -37,6 +37,19 @@ def slots(spec: SweepSpec) -> list[Slot]:
     return [Slot(i, gpus[i % len(gpus)] if gpus else None) for i in range(count)]
 
 
+def shared_gpus_notice(places: list[Slot]) -> str | None:
+    """What to say where slots share a GPU (``parallel_slots`` above the GPUs): NVML's figures
+    are the GPU's, so each unit's GPU columns count every unit on it. None where none share."""
+    sharing = {gpu: [s.index for s in places if s.gpu == gpu] for gpu in dict.fromkeys(s.gpu for s in places if s.gpu)}
+    shared = {gpu: indices for gpu, indices in sharing.items() if len(indices) > 1}
+    if not shared:
+        return None
+    where = "; ".join(f"slots {', '.join(map(str, indices))} on {gpu}" for gpu, indices in shared.items())
+    return (f"{where}: units side by side on one GPU share it, so each row's GPU columns (memory, the memory "
+            "above its baseline, utilization) count every unit on that GPU; for a unit's own figures give "
+            "each unit a GPU (parallel_slots at most the GPUs)")
+
+
 def _worker(unit: Unit, slot: Slot, messages: Any, stop: Any) -> None:
     """A worker process's body: one unit, its messages through ``messages`` (a queue)."""
     run_unit(unit, slot, messages.put, stop.is_set)
@@ -150,6 +163,9 @@ class ParallelRunner(SweepRunner):
         each = "group measured together" if self.groups is not None else "variant" if units[0].variant else "model"
         self.emit(ev.Notice(f"{len(units)} unit{'s' if len(units) != 1 else ''} (one per {each}) on {len(places)} slots: "
                             + ", ".join(s.label for s in places), ev.Level.INFO))
+        shared = shared_gpus_notice(places)
+        if shared is not None:
+            self.emit(ev.Notice(shared))
         ctx = mp.get_context("spawn")
         self._messages, self._workers_stop = ctx.Queue(), ctx.Event()
         self._drive(ctx, units, places, self._messages, self._workers_stop)
