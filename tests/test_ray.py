@@ -138,26 +138,6 @@ def test_a_sweep_split_over_two_ray_nodes(cluster: LocalRayCluster, tmp_path: Pa
 
 @pytest.mark.distributed
 @pytest.mark.server
-def test_a_sweep_through_rays_client_as_the_helm_charts_job_connects(cluster: LocalRayCluster, tmp_path: Path) -> None:
-    """The Helm chart's Ray mode points the Job at KubeRay's head through Ray's client
-    (ray://HEAD:10001), as a driver on a machine that is no node of the cluster must."""
-    seen: list[object] = []
-    try:
-        result = aw.profile(**{**GRID, "batch_sizes": [1], "concurrency": [1]}, ray=cluster.client_address,
-                            export_path=tmp_path / "out", on_event=seen.append)
-    except ConfigError as e:  # Ray's client server's own logs say why it would not serve
-        logs = sorted((cluster.temp / "session_latest" / "logs").glob("ray_client_server*"))
-        raise AssertionError(f"{e}\n" + "\n".join(f"== {f.name}\n{f.read_text()[-3000:]}" for f in logs)) from e
-    assert result.error is None, result.error
-    df = result.to_frame()
-    assert sorted(df["model"]) == sorted(MODELS) and set(df["status"]) <= MEASURED, df[["model", "status", "reason"]]
-    started = [e for e in seen if isinstance(e, events.UnitStarted)]
-    assert len(started) == 2 and all(e.node for e in started)
-    assert len(load_results(tmp_path / "out")[0]) == 2
-
-
-@pytest.mark.distributed
-@pytest.mark.server
 def test_a_brute_plans_variants_as_ray_tasks(cluster: LocalRayCluster, tmp_path: Path) -> None:
     seen: list[object] = []
     result = aw.plan("mlp_numpy", model_repository=aw.EXAMPLE_REPOSITORY, latency_budget_ms=10_000,

@@ -170,6 +170,9 @@ class RayRunner(ParallelRunner):
             try:
                 context = ray.init(address=spec.ray, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
+                # a failed join can leave Ray half set up in this process (a failed ray://
+                # connection did: the next ray.init then failed on Ray's own assertion)
+                ray.shutdown()
                 raise ConfigError("ray", spec.ray, f"no Ray cluster could be joined there: {e}") from None
             self._owned = True
             url = getattr(context, "dashboard_url", "") or ""
