@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 
 import psutil
-from _machine import machine_line
+from _machine import gpu_host_header
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
 from analyzer_widgets.distributed.local_cluster import LocalRayCluster
-from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 
 
 def compute_apps() -> list[tuple[int, str, float]]:
@@ -53,13 +52,9 @@ def main() -> int:
     parser.add_argument("--window-ms", type=int, default=500)
     parser.add_argument("--out", type=Path, default=None, help="export folder of the sweep")
     args = parser.parse_args()
-    missing = nvml_unavailable_reason()
-    if missing is not None:
-        print(f"no GPU here: {missing}")
+    gpus = gpu_host_header()
+    if gpus is None:
         return 2
-    gpus = visible_gpus()
-    print(machine_line())
-    print(f"GPUs: {', '.join(f'{g.uuid} ({g.name})' for g in gpus)}")
     #: per unit's worker pid: GPU UUID -> the most MB nvidia-smi showed for its tritonserver there
     seen: dict[int, dict[str, float]] = {}
     stop = threading.Event()

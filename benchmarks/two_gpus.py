@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _machine import machine_line
+from _machine import gpu_host_header
 from ray_gpu import compute_apps, tritonservers
 
 import analyzer_widgets as aw
 from analyzer_widgets import events
-from analyzer_widgets.machine import nvml_unavailable_reason, visible_gpus
 
 MODELS = ("torch_mlp", "torch_deep")
 PACKED = {"torch_mlp": 6000.0, "torch_deep": 3000.0, "torch_mlp_b": 6000.0}
@@ -196,13 +195,9 @@ def main() -> int:
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-pack", action="store_true")
     args = parser.parse_args()
-    missing = nvml_unavailable_reason()
-    if missing is not None:
-        print(f"no GPU here: {missing}")
+    gpus = gpu_host_header()
+    if gpus is None:
         return 2
-    gpus = visible_gpus()
-    print(machine_line())
-    print(f"GPUs: {', '.join(f'{g.uuid} ({g.name})' for g in gpus)}")
     if len(gpus) < 2 and not args.one_gpu:
         print("this run is of two GPUs; with one, --one-gpu runs it as a dry run (two slots on that GPU)")
         return 2

@@ -125,8 +125,6 @@ class ParallelRunner(SweepRunner):
         else:
             self._total = len(units) * expected_points(dataclasses.replace(spec, models=spec.models[:1]))
         self._index = 0
-        self._colocated, self._colocated_next = {}, 0
-        self._known, self._waiting = False, []
         self._version = ""
         self._unavailable: dict[str, str] = {}
         self.emit(ev.SweepStarted(spec, self._total))
@@ -139,7 +137,7 @@ class ParallelRunner(SweepRunner):
             self._abort()
         finally:
             self._close()
-        if self._waiting and not self._known:
+        if self._waiting:
             try:  # no unit's server ever started: the folder starts without a server version
                 self._server_known(self._version, self._gpus)
             except BaseException as e:  # a refused resume
