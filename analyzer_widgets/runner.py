@@ -61,6 +61,9 @@ from analyzer_widgets.server import ModelStats, TritonControl, TritonServer, che
 
 log = logging.getLogger("analyzer_widgets")
 
+#: the baseline goes on (at most this much longer) until each sampler has given a sample in it
+BASELINE_SAMPLES_WAIT_S = 3.0
+
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -327,6 +330,9 @@ class SweepRunner:
         monitors.begin("baseline")
         start = time.monotonic()
         self._wait(self.spec.baseline_s)
+        # a short baseline can end before a starved sampler's first sample: its figures
+        # would be NaN, and every "above the baseline" after them
+        monitors.await_samples(start, BASELINE_SAMPLES_WAIT_S)
         end = time.monotonic()
         row["duration_s"] = end - start
         row.update(monitors.reduce(start, end, SERVER_COLUMNS))

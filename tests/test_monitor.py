@@ -99,6 +99,28 @@ def test_the_session_reduces_each_sampled_column_as_declared_ignoring_nan() -> N
     assert set(session.reduce(0, math.inf, SERVER_COLUMNS)) == {c.name for c in sampled_columns(SERVER_COLUMNS)}
 
 
+class Late(Counting):
+    """A sampler whose thread starts sampling late, as one starved of the interpreter does."""
+
+    def setup(self) -> None:
+        time.sleep(0.4)
+
+
+def test_a_span_waits_for_a_late_sampler_but_not_for_one_that_gave_up() -> None:
+    """The baseline's span is short (0.5 s in the tests): where a sampler's first sample
+    comes after it, the session waits for it, so the baseline's figures are not NaN."""
+    session = MonitorSession()
+    late, broken = Late(0.05), Broken("broken", 0.05)
+    session.host, session.triton = late, broken  # type: ignore[assignment]
+    with late, broken:
+        start = time.monotonic()
+        assert late.between(start, math.inf) == []  # still in its setup
+        session.await_samples(start, 30.0)
+        waited = time.monotonic() - start
+        assert late.between(start, math.inf), "returned before the late sampler's first sample"
+        assert waited < 30.0, "waited its whole bound for the sampler that gave up"
+
+
 def test_parse_metrics_scales_and_combines_gpus() -> None:
     text = (
         "# TYPE nv_gpu_utilization gauge\n"

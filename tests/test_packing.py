@@ -341,8 +341,13 @@ def test_needs_from_results_refuse_a_model_with_no_answer_or_no_memory() -> None
     with pytest.raises(ConfigError, match=r"results\['a'\].*no load within p99 ≤ 20 ms"):
         needs_from_sweep(beyond, {"a": 10}, Constraints(20.0))
     unknown = sweep([row("a", 100.0)])  # no GPU memory, no resident memory
-    with pytest.raises(ConfigError, match=r"memory_mb\['a'\]=nan: is unknown"):
+    with pytest.raises(ConfigError, match=r"memory_mb\['a'\]=nan: is unknown") as caught:
         needs_from_sweep(unknown, {"a": 10}, Constraints(20.0))
+    assert "server_rss_max_mb=nan; baseline no baseline row" in str(caught.value)  # says which figure is missing
+    no_baseline_rss = sweep([row("a", 100.0, server_rss_max_mb=80.0)], {"server_rss_max_mb": math.nan})
+    with pytest.raises(ConfigError, match=r"answer \(concurrency 4\).*server_rss_max_mb=80.0; "
+                                          r"baseline server_rss_max_mb=nan"):
+        needs_from_sweep(no_baseline_rss, {"a": 10}, Constraints(20.0))
     scattered = sweep([row("a", 100.0, 0.0, gpu_memory_above_baseline_mb=1.0)])
     with pytest.raises(ConfigError, match=r"capacity\['a'\]=0.0: the lower end"):
         needs_from_sweep(scattered, {"a": 10}, Constraints(20.0))

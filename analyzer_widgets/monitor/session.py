@@ -139,6 +139,19 @@ class MonitorSession:
         with self._lock:
             self._phases.append(Phase(time.monotonic(), name, model, batch_size, concurrency))
 
+    def await_samples(self, start: float, longest_s: float) -> None:
+        """Wait (at most ``longest_s``) until each running sampler has taken a sample since
+        ``start``. A span as short as the baseline can pass with none from a sampler whose
+        thread did not get the interpreter in time (a long garbage collection in a process
+        that ran a thousand tests did it here), and its figures would be NaN for no reason
+        the machine has; a sampler that gives up (its ``unavailable``) is not waited for."""
+        deadline = time.monotonic() + longest_s
+        waiting = [s for s in (self.nvml, self.host, self.triton) if s is not None and not s.unavailable.get("*")]
+        while waiting and time.monotonic() < deadline:
+            waiting = [s for s in waiting if not s.between(start, math.inf) and not s.unavailable.get("*")]
+            if waiting:
+                time.sleep(0.01)
+
     def unavailable(self) -> dict[str, str]:
         """Why some columns are NaN, by sampler or metric."""
         out = dict(self.reasons)

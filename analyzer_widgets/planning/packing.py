@@ -681,14 +681,22 @@ def need_from_rows(model: str, rows: Sequence[Mapping[str, Any]], baseline: Mapp
     memory = variant_memory_mb(answer, baseline)
     if not math.isfinite(memory):
         raise ConfigError(f"memory_mb[{model!r}]", memory,
-                          "is unknown: its answer has no GPU memory above the baseline, nor a resident memory "
-                          "with a baseline to subtract it from")
+                          f"is unknown: its answer ({load_of(answer)}) has no GPU memory above the baseline, nor "
+                          f"a resident memory with a baseline to subtract it from ({_memory_figures(answer, baseline)})")
     variant = str(answer.get("variant") or "")
     source = (f"{model}{f' variant {variant}' if variant else ''} at batch {answer.get('batch_size')}, "
               f"{load_of(answer)}: {plain_number(throughput)} infer/s"
               + (f" (counted at {plain_number(capacity)}, its interval's low end)" if capacity != throughput else "")
               + f", {plain_number(max(memory, 0.0))} MB")
     return ModelNeed(model, max(memory, 0.0), capacity, target_rate, source)
+
+
+def _memory_figures(answer: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> str:
+    """The figures variant_memory_mb read, for an error that says which one is missing."""
+    def figure(row: Mapping[str, Any] | None, column: str) -> str:
+        return "no baseline row" if row is None else f"{column}={float(row.get(column, math.nan)):.1f}"
+    return (f"answer {figure(answer, 'gpu_memory_above_baseline_mb')}, {figure(answer, 'server_rss_max_mb')}; "
+            f"baseline {figure(baseline, 'server_rss_max_mb')}")
 
 
 def needs_from_sweep(result: SweepResult, target_rates: Mapping[str, float], constraints: Constraints, *,
