@@ -951,7 +951,8 @@ class SweepSpec(Checked):
                               fingerprint=_input_data_fingerprint,
                               help="`random`, `zero`, or a `.npz` file of arrays by input name")
     baseline_s: float = setting(2.0, check=seconds_or_zero, flags=("--baseline-seconds",), demo_default=1.0,
-                                help="how long to record the server with no models")
+                                help="how long to record the server with no models (up to 3 s longer while a "
+                                     "sampler has given no sample in it)")
     check_environment: bool = setting(True, check=flag,
                                       help="check the models' Python (numpy 1.x) before a local sweep")
     parallel: Parallel = setting(
