@@ -233,4 +233,14 @@ def test_a_sweep_split_over_two_slots_draws_each_units_lines(voila_app, chromium
     drawn = page.locator(".js-plotly-plot").first.evaluate(
         "plot => plot.data.filter(t => (t.legendgroup || '').startsWith('unit ') && t.x && t.x.length > 2).length")
     assert drawn == 6, drawn
+    # the points' labels above the charts, as the browser drew them: the two units start
+    # points close together, and no two labels may overlap (dashboard.point_marks)
+    boxes = page.locator(".js-plotly-plot").first.evaluate(
+        "plot => [...plot.querySelectorAll('g.annotation')].map(a => [a.textContent, a.getBoundingClientRect()])"
+        ".filter(([t]) => /b=\\d|baseline end/.test(t)).map(([t, r]) => [t, r.left, r.right, r.top, r.bottom])")
+    assert len(boxes) >= 3, boxes
+    for i, (text, left, right, top, bottom) in enumerate(boxes):
+        for other, left2, right2, top2, bottom2 in boxes[i + 1:]:
+            apart = right <= left2 or right2 <= left or bottom <= top2 or bottom2 <= top
+            assert apart, f"the labels {text!r} and {other!r} overlap on the live chart"
     screenshot(page, "panel-split-sweep-units", full_page=False)

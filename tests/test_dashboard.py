@@ -237,10 +237,30 @@ def test_the_live_figure_follows_the_pages_theme() -> None:
 def test_point_labels_sit_above_the_plots_and_thin_out_when_there_are_many() -> None:
     from analyzer_widgets.ui.dashboard import MAX_MARK_LABELS, point_marks
 
-    shapes, labels = point_marks([(float(i), f"b={i}") for i in range(100)])
+    shapes, labels = point_marks([(float(i), f"mlp_numpy b=1 c={i}") for i in range(100)])
     assert len(shapes) == 100 and len(labels) <= MAX_MARK_LABELS
     assert all(label["y"] > 1 and label["yanchor"] == "bottom" and "textangle" not in label for label in labels)
     assert len({label["y"] for label in labels}) == 2  # neighbours at two heights
+
+
+def test_point_labels_that_would_overlap_take_the_other_height_or_none() -> None:
+    """A split sweep's units start points close together: labels at one height never
+    overlap (by the width estimated from the axis's span), and a third that clears neither
+    height is left out, its line kept."""
+    from analyzer_widgets.ui.dashboard import LIVE_PLOT_WIDTH_PX, MARK_LABEL_CHAR_PX, point_marks
+
+    marks = [(10.0, "mlp_numpy b=1 c=1"), (10.2, "mixed_inputs b=1 c=1"), (10.4, "c=2"), (60.0, "c=4")]
+    shapes, labels = point_marks(marks, x_span=100.0)
+    assert len(shapes) == 4
+    assert [label["text"] for label in labels] == ["mlp_numpy b=1 c=1", "mixed_inputs b=1 c=1", "c=4"]
+    assert labels[0]["y"] != labels[1]["y"] and labels[2]["y"] == labels[0]["y"]
+    per_char = 100.0 * MARK_LABEL_CHAR_PX / LIVE_PLOT_WIDTH_PX
+    for height in {label["y"] for label in labels}:
+        row = [label for label in labels if label["y"] == height]
+        for left, right in zip(row, row[1:]):
+            assert right["x"] >= left["x"] + len(left["text"]) * per_char, (left, right)
+    # zoomed out (an hour on the axis), the point 50 s later falls under the first two labels
+    assert [label["text"] for label in point_marks(marks, x_span=3600.0)[1]] == [text for _, text in marks[:2]]
 
 
 def test_without_a_gpu_the_panel_says_so_and_charts_cpu_and_memory() -> None:

@@ -114,6 +114,12 @@ def _live_charts(gpu_names: list[str] | None) -> list[_Chart]:
 
 #: the most point labels drawn above the live figure; more points are marked, not all labelled
 MAX_MARK_LABELS = 24
+#: the heights (paper units, above the plots) point labels take, the first that is free
+MARK_LABEL_LANES = (1.06, 1.10)
+#: a point label's width per character (9 px text) and the live plot's usual width: the
+#: estimate by which labels are kept apart (the figure's real width is the browser's)
+MARK_LABEL_CHAR_PX = 5.5
+LIVE_PLOT_WIDTH_PX = 800.0
 
 
 def live_figure(charts: list[_Chart]) -> go.FigureWidget:
@@ -176,16 +182,28 @@ def unit_line(event: ev.UnitStarted | ev.UnitFinished) -> str:
     return html.escape(f"unit {event.unit + 1} {models}: done on {event.where}, {event.measured} points measured{failed}")
 
 
-def point_marks(marks: list[tuple[float, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def point_marks(marks: list[tuple[float, str]], x_span: float = 0.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A dotted line across every chart at each point's start, and its label above the
-    plot area, horizontal, alternating between two heights so neighbours do not collide;
-    with many points only every k-th is labelled."""
+    plot area, horizontal, on the first of two heights where it clears the label before it
+    there; a label that clears neither is left out (its line stays). ``x_span``: the time
+    axis's length in seconds, from which a label's width in seconds is estimated (the
+    units of a split sweep start points close together, whose labels overlapped at two
+    alternating heights). With many points only every k-th is a candidate for a label."""
     shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
                "line": {"width": 1, "dash": "dot", "color": "#999"}} for x, _ in marks]
     step = max(1, math.ceil(len(marks) / MAX_MARK_LABELS))
-    labels = [{"x": x, "y": 1.06 + (0.04 if i % 2 else 0.0), "xref": "x", "yref": "paper", "text": label,
-               "showarrow": False, "xanchor": "left", "yanchor": "bottom", "font": {"size": 9, "color": "#666"}}
-              for i, (x, label) in enumerate(marks[::step])]
+    span = max(x_span, max((x for x, _ in marks), default=0.0), 1e-9)
+    seconds_per_char = span * MARK_LABEL_CHAR_PX / LIVE_PLOT_WIDTH_PX
+    lane_free_from = [-math.inf] * len(MARK_LABEL_LANES)  # where each height's last label ends
+    labels = []
+    for x, label in sorted(marks[::step]):
+        lane = next((i for i, free in enumerate(lane_free_from) if x >= free), None)
+        if lane is None:
+            continue
+        lane_free_from[lane] = x + (len(label) + 1) * seconds_per_char
+        labels.append({"x": x, "y": MARK_LABEL_LANES[lane], "xref": "x", "yref": "paper", "text": label,
+                       "showarrow": False, "xanchor": "left", "yanchor": "bottom",
+                       "font": {"size": 9, "color": "#666"}})
     return shapes, labels
 
 
@@ -826,7 +844,8 @@ class Dashboard:
                     data.x, data.y = series.view(MAX_CHART_POINTS)
             for key, data in units.items():
                 data.x, data.y = self._unit_series[key].view(MAX_CHART_POINTS)
-            shapes, annotations = point_marks(marks)
+            right = max((float(data.x[-1]) for data in fig.data if data.x is not None and len(data.x)), default=0.0)
+            shapes, annotations = point_marks(marks, right)  # the time axis ends at the newest sample
             level = self._baseline_levels.get("gpu" if self.has_gpu else "host")
             if level is not None:
                 row = 1 if self.has_gpu else 2  # the memory chart: GPU memory, or the server's RSS
