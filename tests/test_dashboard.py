@@ -3,6 +3,7 @@ data. The sweeps run against the real embedded server."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -257,7 +258,7 @@ def test_point_labels_that_would_overlap_take_the_other_height_or_none() -> None
     per_char = 100.0 * MARK_LABEL_CHAR_PX / LIVE_PLOT_WIDTH_PX
     for height in {label["y"] for label in labels}:
         row = [label for label in labels if label["y"] == height]
-        for left, right in zip(row, row[1:]):
+        for left, right in itertools.pairwise(row):
             assert right["x"] >= left["x"] + len(left["text"]) * per_char, (left, right)
     # zoomed out (an hour on the axis), the point 50 s later falls under the first two labels
     assert [label["text"] for label in point_marks(marks, x_span=3600.0)[1]] == [text for _, text in marks[:2]]
